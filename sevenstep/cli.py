@@ -1,0 +1,160 @@
+"""The `sevenstep` command. Heavy libraries (fastai, torch) are imported inside commands, so --help is instant."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import TrainingFailed, UsageError
+
+app = typer.Typer(
+    help="Run neural-network experiments the way the seven-step SGD recipe teaches them: "
+    "init, predict, loss, gradient, step, repeat, stop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="List the data sources and look at one.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def friendly(command):
+    """A user's mistake becomes one clear line on stderr and exit code 2 (a failed run: 1), not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (UsageError, TrainingFailed) as e:
+            typer.secho(f"error: {e}", fg="red", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _quiet_libraries():
+    if not sys.stdout.isatty():  # fastprogress's own check is always true; bars would flood logs and pipes
+        import fastprogress.fastprogress as fp
+
+        fp.NO_BAR = True
+        fp.ConsoleProgressBar.fill = ""  # its constructor prints one fill char to probe the encoding
+
+
+@app.callback()
+def main(
+    cache_dir: Annotated[
+        Optional[Path], typer.Option(help="Where embedded data is written [env: SEVENSTEP_CACHE]")
+    ] = None,
+):
+    if cache_dir:
+        os.environ["SEVENSTEP_CACHE"] = str(cache_dir)
+    import warnings  # libraries' deprecation notices are not the user's business
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+
+
+@data_app.command("list")
+@friendly
+def data_list():
+    """The data sources you can name in a recipe's data.source."""
+    from . import data
+
+    width = max(map(len, data.SOURCES))
+    for name, desc in data.SOURCES.items():
+        typer.echo(f"{name:<{width}}  {desc}")
+    typer.echo(f"\nembedded data is cached in {data.cache_dir()}")
+
+
+@data_app.command("show")
+@friendly
+def data_show(
+    source: Annotated[str, typer.Argument(help="A source name (see `sevenstep data list`), or folder:PATH")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG file for the grid of sample digits")] = None,
+):
+    """Counts per split and class, and a PNG grid of sample digits with their labels."""
+    from . import data, plots
+
+    src = data.resolve(source)
+    counts = data.counts(src)
+    classes = src.classes
+    typer.echo(f"{src.name}: {src.path}")
+    typer.echo("split   " + " ".join(f"{c:>6}" for c in classes) + "   total")
+    for split, per_class in counts.items():
+        row = " ".join(f"{per_class[c]:>6}" for c in classes)
+        typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
+    out = out or Path(f"{source.replace(':', '-').replace('/', '_')}-samples.png")
+    _quiet_libraries()
+    plots.sample_grid(data.dataloaders(src, bs=64), out)
+    typer.echo(f"sample grid written to {out}")
+
+
+@app.command("steps")
+@friendly
+def steps_cmd(step: Annotated[Optional[str], typer.Argument(help="Show only this step")] = None):
+    """Every option of the seven steps, with its parameters and defaults."""
+    from . import registry
+    import sevenstep.steps  # noqa: F401
+
+    chosen = [step] if step else registry.STEPS
+    if step and step not in registry.STEPS:
+        raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(registry.STEPS)}")
+    for s in chosen:
+        typer.secho(f"{registry.STEPS.index(s) + 1}. {s}", bold=True)
+        for name, opt in registry.REGISTRY[s].items():
+            params = ", ".join(
+                f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)" for k, v in opt.params.items()
+            )
+            typer.echo(f"   {name:<18} {opt.doc}")
+            if params:
+                typer.echo(f"   {'':<18} params: {params}")
+
+
+@app.command("run")
+@friendly
+def run_cmd(
+    file: Annotated[Path, typer.Argument(help="A recipe file (TOML), e.g. experiments/fastbook_linear.toml")],
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")] = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
+):
+    """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
+    from contextlib import redirect_stdout, nullcontext
+
+    from .recipe import load
+
+    recipe = load(file, set_)  # every key checked before anything heavy is imported
+    _quiet_libraries()
+    from . import train
+
+    with redirect_stdout(sys.stderr) if as_json else nullcontext():
+        learn = train.build_learner(recipe)
+        run = train.fit(recipe, learn)
+    train.save(run, runs_dir)
+    if as_json:
+        typer.echo(json.dumps(run.to_json()))
+    else:
+        _print_summary(run)
+    if run.failed:
+        raise TrainingFailed(run.message)
+
+
+def _print_summary(run) -> None:
+    if run.accuracy is not None:
+        per_class = ", ".join(f"{k}: {v:.3f}" for k, v in run.per_class.items())
+        typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True)
+    if not run.failed:  # a failure's message is the error line
+        typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters")
+    typer.echo(f"saved to {run.run_dir}")

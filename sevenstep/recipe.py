@@ -1,0 +1,157 @@
+"""Recipes: the seven choices, the data options and a seed, read from TOML and checked before training."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import UsageError
+
+DATA_DEFAULTS = {"source": "mnist5k-3v7", "bs": 64, "augment": False, "normalize": True}
+DATA_TYPES = {"source": str, "bs": int, "augment": bool, "normalize": bool}
+STEP_DEFAULTS = {
+    "init": "default",
+    "predict": "linear",
+    "loss": "cross_entropy",
+    "gradient": "autograd",
+    "step": "sgd",
+    "repeat": "epochs",
+    "stop": "epochs_done",
+}
+TOP_KEYS = {"name": str, "description": str, "seed": int, "data": dict, "steps": dict}
+
+
+@dataclass
+class Recipe:
+    name: str
+    seed: int
+    data: dict[str, Any]
+    steps: dict[str, dict[str, Any]]  # step -> {"name": option, **params}, every parameter filled in
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe, in the file's own layout (None, meaning "not set", is left out)."""
+        steps = {s: {k: v for k, v in c.items() if v is not None} for s, c in self.steps.items()}
+        d = {"name": self.name, "seed": self.seed, "data": dict(self.data), "steps": steps}
+        return {"description": self.description, **d} if self.description else d
+
+    def short(self) -> str:
+        return " ".join(f"{s}={self.steps[s]['name']}" for s in registry.STEPS)
+
+    def build_steps(self) -> dict[str, Any]:
+        """One fastai Callback per step, from the registry."""
+        return {s: registry.get(s, c["name"]).build({k: v for k, v in c.items() if k != "name"})
+                for s, c in self.steps.items()}
+
+
+def _type_error(key: str, expected: type, value: Any) -> UsageError:
+    return UsageError(
+        f"{key}: expected {registry.type_name(expected)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Check every key and type against the registry; fill in defaults; build each step once to check values."""
+    import sevenstep.steps  # noqa: F401  (fills the registry)
+
+    for key, value in d.items():
+        if key not in TOP_KEYS:
+            raise UsageError(f"{where}: unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}")
+        if not registry.fits(value, TOP_KEYS[key]):
+            raise _type_error(key, TOP_KEYS[key], value)
+    data = {**DATA_DEFAULTS}
+    for key, value in d.get("data", {}).items():
+        if key not in DATA_TYPES:
+            raise UsageError(f"{where}: unknown key data.{key}; valid keys: {', '.join(DATA_TYPES)}")
+        if not registry.fits(value, DATA_TYPES[key]):
+            raise _type_error(f"data.{key}", DATA_TYPES[key], value)
+        data[key] = value
+    if data["bs"] < 1:
+        raise UsageError(f"data.bs must be at least 1, got {data['bs']}")
+    steps = {}
+    given = d.get("steps", {})
+    for step in given:
+        if step not in registry.STEPS:
+            raise UsageError(f"{where}: unknown step steps.{step}; the seven steps are: {', '.join(registry.STEPS)}")
+    for step in registry.STEPS:
+        if not isinstance(given.get(step, {}), dict):
+            raise UsageError(f"steps.{step} must be a table with a 'name' key, e.g. [steps.{step}]")
+        choice = dict(given.get(step, {}))
+        name = choice.pop("name", STEP_DEFAULTS[step])
+        if not isinstance(name, str):
+            raise _type_error(f"steps.{step}.name", str, name)
+        steps[step] = {"name": name, **registry.get(step, name).check(choice, f"steps.{step}")}
+    recipe = Recipe(d.get("name", "recipe"), d.get("seed", 42), data, steps, d.get("description", ""))
+    recipe.build_steps()  # value checks (lr > 0, known activation, ...) happen in the factories
+    return recipe
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file") from None
+
+
+def parse_sets(sets: list[str]) -> list[tuple[str, Any]]:
+    """`KEY=VALUE` with a dotted key; the value is a TOML literal, or a bare string when it is not one."""
+    out = []
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. steps.step.lr=0.1")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out.append((key.strip(), value))
+    return out
+
+
+def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Override keys of a recipe dict. Changing a step's name drops that step's old parameters."""
+    import sevenstep.steps  # noqa: F401
+
+    d = copy.deepcopy(d)
+    names = [(k, v) for k, v in sets if k.endswith(".name") and k.startswith("steps.")]
+    for key, value in names + [(k, v) for k, v in sets if (k, v) not in names]:
+        parts = key.split(".")
+        if parts[0] in ("name", "seed", "description") and len(parts) == 1:
+            d[parts[0]] = value
+        elif parts[0] == "data" and len(parts) == 2 and parts[1] in DATA_TYPES:
+            d.setdefault("data", {})[parts[1]] = value
+        elif parts[0] == "steps" and len(parts) == 3 and parts[1] in registry.STEPS:
+            step, param = parts[1], parts[2]
+            choice = d.setdefault("steps", {}).setdefault(step, {})
+            if param == "name":
+                if value != choice.get("name", STEP_DEFAULTS[step]):
+                    choice.clear()
+                choice["name"] = value
+                continue
+            option = registry.get(step, choice.get("name", STEP_DEFAULTS[step]))
+            if param not in option.params:
+                raise UsageError(
+                    f"--set {key}: {step} option {option.name!r} has no parameter {param!r}; "
+                    f"its parameters: {', '.join(option.params) or 'none'}"
+                )
+            choice[param] = value
+        else:
+            raise UsageError(
+                f"--set {key}: no such key; keys are name, seed, data.{{{','.join(DATA_TYPES)}}}, "
+                f"steps.<step>.name and steps.<step>.<parameter> (see `sevenstep steps`)"
+            )
+    return d
+
+
+def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
+    d = apply_sets(read_toml(path), parse_sets(sets or []))
+    return from_dict(d, where=str(path))

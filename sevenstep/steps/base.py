@@ -1,0 +1,34 @@
+"""What every step option shares: it is a fastai Callback, named after its place in the recipe."""
+
+from __future__ import annotations
+
+from fastai.callback.core import Callback
+
+from ..errors import UsageError
+from ..registry import STEPS
+
+
+class StepCallback(Callback):
+    """fastai attaches a callback to the Learner under its `name`: ours read `learn.step1_init` ... `learn.step7_stop`,
+    so the seven steps are easy to find and never shadow Learner attributes such as `learn.loss`."""
+
+    step = ""
+
+    @property
+    def name(self):
+        return f"step{STEPS.index(self.step) + 1}_{self.step}"
+
+    def check(self, model, n_classes: int) -> None:
+        """Refuse, before training, a choice that cannot work with this model or data."""
+
+
+def positive(key: str, value, allow_zero: bool = False):
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise UsageError(f"{key} must be {'zero or more' if allow_zero else 'greater than zero'}, got {value}")
+    return value
+
+
+def one_of(key: str, value: str, valid) -> str:
+    if value not in valid:
+        raise UsageError(f"{key} must be one of {', '.join(valid)}; got {value!r}")
+    return value

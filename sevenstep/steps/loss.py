@@ -1,0 +1,62 @@
+"""Step 3, loss: a number that is small when the model is good, and smooth enough to follow downhill."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import option
+from .base import StepCallback
+
+
+class Loss(StepCallback):
+    """Supplies the Learner's `loss_func`. A `binary` loss wants one output (a score for the second class)."""
+
+    step = "loss"
+
+    def __init__(self, func, binary: bool = False):
+        self.func, self.binary = func, binary
+
+    def n_out(self, n_classes: int) -> int:
+        return 1 if self.binary else n_classes
+
+
+def _mnist_loss(pred, targ):
+    p = pred.squeeze(-1).sigmoid()
+    return torch.where(targ == 1, 1 - p, p).mean()
+
+
+def _mse(pred, targ):
+    return F.mse_loss(pred, F.one_hot(targ, pred.shape[-1]).float())
+
+
+def _bce(pred, targ):
+    return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.float())
+
+
+def _cross_entropy(pred, targ):
+    return F.cross_entropy(pred, targ)
+
+
+@option("loss")
+def mnist_loss() -> Loss:
+    """fastbook's two-class loss: sigmoid, then torch.where(target==1, 1-p, p).mean()."""
+    return Loss(_mnist_loss, binary=True)
+
+
+@option("loss")
+def cross_entropy() -> Loss:
+    """Softmax + negative log likelihood, for any number of classes."""
+    return Loss(_cross_entropy)
+
+
+@option("loss")
+def mse() -> Loss:
+    """Mean squared error between the raw outputs and one-hot targets."""
+    return Loss(_mse)
+
+
+@option("loss")
+def bce() -> Loss:
+    """Binary cross-entropy on one logit, for two classes."""
+    return Loss(_bce, binary=True)

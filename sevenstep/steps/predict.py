@@ -1,0 +1,73 @@
+"""Step 2, predict: the model that turns an image into scores, one per class (or one for two classes)."""
+
+from __future__ import annotations
+
+import math
+
+from fastai.layers import ConvLayer, NormType
+from fastai.vision.models.xresnet import ResBlock, XResNet
+from torch import nn
+
+from ..registry import option
+from .base import StepCallback, one_of, positive
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class Predict(StepCallback):
+    """Supplies the Learner's model: `make(image_shape, n_out)`; training itself is fastai's forward pass."""
+
+    step = "predict"
+
+    def __init__(self, make, pixels_to_weights: bool = False):
+        self.make, self.pixels_to_weights = make, pixels_to_weights
+
+
+@option("predict")
+def linear() -> Predict:
+    """One weight per pixel per output, plus a bias: fastbook's linear model."""
+    return Predict(lambda shape, n_out: nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), n_out)), True)
+
+
+@option("predict")
+def mlp(hidden: list[int] = [30], activation: str = "relu") -> Predict:  # noqa: B006 (read-only default)
+    """Fully connected layers with a non-linearity between them; fastbook's simple net is 784-30-1 with ReLU."""
+    for h in hidden:
+        positive("steps.predict.hidden", h)
+    act = ACTIVATIONS[one_of("steps.predict.activation", activation, ACTIVATIONS)]
+
+    def make(shape, n_out):
+        sizes = [math.prod(shape), *hidden]
+        layers = [nn.Flatten()]
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), act()]
+        return nn.Sequential(*layers, nn.Linear(sizes[-1], n_out))
+
+    return Predict(make)
+
+
+@option("predict")
+def cnn(channels: list[int] = [16, 32, 64, 128]) -> Predict:  # noqa: B006 (read-only default)
+    """A small conv net: stride-2 3x3 conv + batchnorm + ReLU per entry of `channels`, then average pooling."""
+    for c in channels:
+        positive("steps.predict.channels", c)
+
+    def make(shape, n_out):
+        sizes = [shape[0], *channels]
+        convs = [ConvLayer(a, b, ks=3, stride=2, norm_type=NormType.Batch) for a, b in zip(sizes, sizes[1:])]
+        return nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(sizes[-1], n_out))
+
+    return Predict(make)
+
+
+@option("predict")
+def resnet(layers: list[int] = [1, 1, 1, 1], widen: float = 0.25) -> Predict:  # noqa: B006
+    """fastai's XResNet for 1-channel input, random init (no pretrained weights offline); `widen` scales 64..512."""
+    for n in layers:
+        positive("steps.predict.layers", n)
+    positive("steps.predict.widen", widen)
+
+    def make(shape, n_out):
+        return XResNet(ResBlock, 1, layers, c_in=shape[0], n_out=n_out, widen=widen, stem_szs=(16, 16, 32))
+
+    return Predict(make)

@@ -1,0 +1,120 @@
+"""Step 7, stop: decide when training ends. Each rule records why in `learn.stop_reason`.
+
+The divergence guard is not a choice: it is always on, and stops a run whose loss is no longer finite.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from fastai.callback.core import Callback, CancelFitException, CancelTrainException
+from fastai.callback.tracker import EarlyStoppingCallback
+
+from ..errors import UsageError
+from ..registry import option
+from .base import StepCallback, positive
+
+METRICS = ("valid_loss", "accuracy", "train_loss")
+
+
+def _lower_is_better(metric: str) -> bool:
+    return "loss" in metric
+
+
+class Stop(StepCallback):
+    """The plain rule: stop when the repeat step has done its epochs."""
+
+    step = "stop"
+
+    def halt(self, reason: str):
+        self.learn.stop_reason = reason
+        raise CancelFitException()
+
+
+class Patience(Stop, EarlyStoppingCallback):
+    """fastai's EarlyStoppingCallback, recording the reason it stopped."""
+
+    def after_epoch(self):
+        try:
+            super().after_epoch()
+        except CancelFitException:
+            self.halt("patience")
+
+
+class Target(Stop):
+    order = EarlyStoppingCallback.order  # after the Recorder has logged the epoch
+
+    def __init__(self, metric: str, value: float):
+        self.metric, self.value = metric, value
+
+    def after_epoch(self):
+        names = list(self.learn.recorder.metric_names[1:])
+        got = self.learn.recorder.values[-1][names.index(self.metric)]
+        if (got <= self.value) if _lower_is_better(self.metric) else (got >= self.value):
+            print(f"{self.metric} reached {got:.4f} (target {self.value}): stopping")
+            self.halt("target")
+
+
+class TimeBudget(Stop):
+    """Ends the training part of the epoch once the budget is spent; that epoch is still validated."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def before_fit(self):
+        self.start, self.spent = time.perf_counter(), False
+
+    def after_batch(self):
+        if self.learn.training and time.perf_counter() - self.start > self.seconds:
+            self.spent = True
+            raise CancelTrainException()
+
+    def after_epoch(self):
+        if self.spent or time.perf_counter() - self.start > self.seconds:
+            print(f"time budget of {self.seconds:g} s spent: stopping")
+            self.halt("time_budget")
+
+
+class DivergenceGuard(Callback):
+    """Always on: a NaN or infinite training loss ends the run and says where it happened."""
+
+    order = -10
+
+    def after_loss(self):
+        if self.learn.training and not torch.isfinite(self.learn.loss):
+            self.learn.stop_reason = "diverged"
+            self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
+            raise CancelFitException()
+
+
+def _metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise UsageError(f"steps.stop.metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    return metric
+
+
+@option("stop")
+def epochs_done() -> Stop:
+    """Stop when the repeat step's epochs are done."""
+    return Stop()
+
+
+@option("stop")
+def patience(metric: str = "valid_loss", patience: int = 3, min_delta: float = 0.0) -> Stop:
+    """Early stopping: stop once `metric` has not improved by min_delta for `patience` epochs."""
+    positive("steps.stop.patience", patience)
+    positive("steps.stop.min_delta", min_delta, allow_zero=True)
+    return Patience(monitor=_metric(metric), patience=patience, min_delta=min_delta)
+
+
+@option("stop")
+def target(metric: str = "accuracy", value: float = 0.99) -> Stop:
+    """Stop as soon as `metric` reaches `value` (at most for a loss, at least otherwise)."""
+    return Target(_metric(metric), value)
+
+
+@option("stop")
+def time_budget(seconds: float = 60.0) -> Stop:
+    """Stop once training has run for `seconds`; the epoch in progress is cut short and still validated."""
+    return TimeBudget(positive("steps.stop.seconds", seconds))
