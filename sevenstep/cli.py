@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -52,7 +52,7 @@ def _quiet_libraries():
 @app.callback()
 def main(
     cache_dir: Annotated[
-        Optional[Path], typer.Option(help="Where embedded data is written [env: SEVENSTEP_CACHE]")
+        Path | None, typer.Option(help="Where embedded data is written [env: SEVENSTEP_CACHE]")
     ] = None,
 ):
     if cache_dir:
@@ -79,7 +79,7 @@ def data_list():
 @friendly
 def data_show(
     source: Annotated[str, typer.Argument(help="A source name (see `sevenstep data list`), or folder:PATH")],
-    out: Annotated[Optional[Path], typer.Option(help="PNG file for the grid of sample digits")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG file for the grid of sample digits")] = None,
 ):
     """Counts per split and class, and a PNG grid of sample digits with their labels."""
     from . import data, plots
@@ -100,10 +100,11 @@ def data_show(
 
 @app.command("steps")
 @friendly
-def steps_cmd(step: Annotated[Optional[str], typer.Argument(help="Show only this step")] = None):
+def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this step")] = None):
     """Every option of the seven steps, with its parameters and defaults."""
-    from . import registry
     import sevenstep.steps  # noqa: F401
+
+    from . import registry
 
     chosen = [step] if step else registry.STEPS
     if step and step not in registry.STEPS:
@@ -112,7 +113,8 @@ def steps_cmd(step: Annotated[Optional[str], typer.Argument(help="Show only this
         typer.secho(f"{registry.STEPS.index(s) + 1}. {s}", bold=True)
         for name, opt in registry.REGISTRY[s].items():
             params = ", ".join(
-                f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)" for k, v in opt.params.items()
+                f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)"
+                for k, v in opt.params.items()
             )
             typer.echo(f"   {name:<18} {opt.doc}")
             if params:
@@ -124,14 +126,16 @@ def steps_cmd(step: Annotated[Optional[str], typer.Argument(help="Show only this
 def run_cmd(
     file: Annotated[Path, typer.Argument(help="A recipe file (TOML), e.g. experiments/fastbook_linear.toml")],
     set_: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
+    ] = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
 ):
     """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
-    from contextlib import redirect_stdout, nullcontext
+    from contextlib import nullcontext, redirect_stdout
 
     from .recipe import load
 

@@ -160,7 +160,7 @@ def _download(name: str) -> Path:
     except Exception as e:
         raise UsageError(
             f"could not download {name!r} from {url} ({type(e).__name__}: {str(e)[:120]}). "
-            "Without a network use the embedded data: data.source = \"mnist5k\" or \"mnist5k-3v7\""
+            'Without a network use the embedded data: data.source = "mnist5k" or "mnist5k-3v7"'
         ) from None
 
 
@@ -173,7 +173,12 @@ def counts(source: Source) -> dict[str, dict[str, int]]:
 
 
 def dataloaders(
-    source: str | Source, bs: int = 64, seed: int = 42, augment: bool = False, normalize: bool = True, device=None
+    source: str | Source,
+    bs: int = 64,
+    seed: int = 42,
+    augment: bool = False,
+    normalize: bool = True,
+    device=None,
 ):
     """The seeds' pipeline: Datasets of paths, item transforms, then batch transforms on the model's device.
 
@@ -188,8 +193,8 @@ def dataloaders(
         parent_label,
     )
     from fastai.torch_core import default_device, set_seed
-    from fastai.vision.core import PILImageBW
     from fastai.vision.augment import CropPad, PadMode, RandomCrop
+    from fastai.vision.core import PILImageBW
 
     src = source if isinstance(source, Source) else resolve(source)
     items = _image_files(src.path / src.train) + _image_files(src.path / src.valid)
@@ -200,7 +205,7 @@ def dataloaders(
     # which undoes CropPad's padding there: augmentation touches training batches alone.
     after_item = [ToTensor()] + ([CropPad(34, pad_mode=PadMode.Zeros), RandomCrop(28)] if augment else [])
     dls = dsets.dataloaders(
-        bs=bs,
+        bs=min(bs, len(dsets.train)),  # fastai drops the last partial training batch: keep at least one
         after_item=after_item,
         after_batch=[IntToFloatTensor()] + ([Normalize()] if normalize else []),
         device=device or default_device(),

@@ -15,4 +15,8 @@ def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
 
 
 def per_class_accuracy(classes: torch.Tensor, targ: torch.Tensor, vocab) -> dict[str, float]:
-    return {str(v): (classes[targ == i] == i).float().mean().item() for i, v in enumerate(vocab) if (targ == i).any()}
+    return {
+        str(v): (classes[targ == i] == i).float().mean().item()
+        for i, v in enumerate(vocab)
+        if (targ == i).any()
+    }

@@ -44,8 +44,10 @@ class Recipe:
 
     def build_steps(self) -> dict[str, Any]:
         """One fastai Callback per step, from the registry."""
-        return {s: registry.get(s, c["name"]).build({k: v for k, v in c.items() if k != "name"})
-                for s, c in self.steps.items()}
+        return {
+            s: registry.get(s, c["name"]).build({k: v for k, v in c.items() if k != "name"})
+            for s, c in self.steps.items()
+        }
 
 
 def _type_error(key: str, expected: type, value: Any) -> UsageError:
@@ -76,7 +78,9 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
     given = d.get("steps", {})
     for step in given:
         if step not in registry.STEPS:
-            raise UsageError(f"{where}: unknown step steps.{step}; the seven steps are: {', '.join(registry.STEPS)}")
+            raise UsageError(
+                f"{where}: unknown step steps.{step}; the seven steps are: {', '.join(registry.STEPS)}"
+            )
     for step in registry.STEPS:
         if not isinstance(given.get(step, {}), dict):
             raise UsageError(f"steps.{step} must be a table with a 'name' key, e.g. [steps.{step}]")

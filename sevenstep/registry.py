@@ -9,13 +9,14 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UsageError
 
 STEPS = ("init", "predict", "loss", "gradient", "step", "repeat", "stop")
-REGISTRY: dict[str, dict[str, "Option"]] = {s: {} for s in STEPS}
+REGISTRY: dict[str, dict[str, Option]] = {s: {} for s in STEPS}
 
 
 @dataclass

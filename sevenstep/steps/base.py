@@ -24,7 +24,9 @@ class StepCallback(Callback):
 
 def positive(key: str, value, allow_zero: bool = False):
     if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        raise UsageError(f"{key} must be {'zero or more' if allow_zero else 'greater than zero'}, got {value}")
+        raise UsageError(
+            f"{key} must be {'zero or more' if allow_zero else 'greater than zero'}, got {value}"
+        )
     return value
 
 

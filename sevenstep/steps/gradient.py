@@ -55,7 +55,8 @@ class FiniteDifference(Gradient):
         for p in learn.model.parameters():
             if not p.requires_grad:
                 continue
-            flat, grad = p.view(-1), torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
+            grad = torch.zeros_like(p)  # its own tensor, not a view: fastai's zero_grad detaches it in place
+            flat, grad_flat = p.view(-1), grad.view(-1)
             for i in range(flat.numel()):
                 original = flat[i].clone()
                 flat[i] = original + self.eps
@@ -63,8 +64,8 @@ class FiniteDifference(Gradient):
                 flat[i] = original - self.eps
                 down = loss()
                 flat[i] = original
-                grad[i] = (up - down) / (2 * self.eps)
-            p.grad = grad.view_as(p)
+                grad_flat[i] = (up - down) / (2 * self.eps)
+            p.grad = grad
         raise CancelBackwardException()
 
 

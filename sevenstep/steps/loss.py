@@ -27,11 +27,11 @@ def _mnist_loss(pred, targ):
 
 
 def _mse(pred, targ):
-    return F.mse_loss(pred, F.one_hot(targ, pred.shape[-1]).float())
+    return F.mse_loss(pred, F.one_hot(targ, pred.shape[-1]).to(pred.dtype))
 
 
 def _bce(pred, targ):
-    return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.float())
+    return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.to(pred.dtype))
 
 
 def _cross_entropy(pred, targ):

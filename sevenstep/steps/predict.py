@@ -62,12 +62,14 @@ def cnn(channels: list[int] = [16, 32, 64, 128]) -> Predict:  # noqa: B006 (read
 
 @option("predict")
 def resnet(layers: list[int] = [1, 1, 1, 1], widen: float = 0.25) -> Predict:  # noqa: B006
-    """fastai's XResNet for 1-channel input, random init (no pretrained weights offline); `widen` scales 64..512."""
+    """fastai's XResNet for 1-channel input, random init (no pretrained weights offline); `widen` scales 64..512.
+
+    (XResNet always feeds its first stage 64 channels, so the slim stem still ends at 64.)"""
     for n in layers:
         positive("steps.predict.layers", n)
     positive("steps.predict.widen", widen)
 
     def make(shape, n_out):
-        return XResNet(ResBlock, 1, layers, c_in=shape[0], n_out=n_out, widen=widen, stem_szs=(16, 16, 32))
+        return XResNet(ResBlock, 1, layers, c_in=shape[0], n_out=n_out, widen=widen, stem_szs=(16, 32, 64))
 
     return Predict(make)

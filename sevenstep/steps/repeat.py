@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
+
 from ..registry import option
 from .base import StepCallback, positive
 

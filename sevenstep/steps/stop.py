@@ -26,6 +26,7 @@ class Stop(StepCallback):
     """The plain rule: stop when the repeat step has done its epochs."""
 
     step = "stop"
+    order = EarlyStoppingCallback.order  # after the Recorder and RunLog have logged the epoch
 
     def halt(self, reason: str):
         self.learn.stop_reason = reason
@@ -43,8 +44,6 @@ class Patience(Stop, EarlyStoppingCallback):
 
 
 class Target(Stop):
-    order = EarlyStoppingCallback.order  # after the Recorder has logged the epoch
-
     def __init__(self, metric: str, value: float):
         self.metric, self.value = metric, value
 

@@ -1,0 +1,46 @@
+"""Shared fixtures: an isolated cache for the embedded data, small image folders made on the spot, wandb offline."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env(tmp_path_factory):
+    """Embedded data is prepared once per test session in a temporary cache; nothing touches ~/."""
+    root = tmp_path_factory.mktemp("env")
+    os.environ["SEVENSTEP_CACHE"] = str(root / "cache")
+    os.environ["FASTAI_HOME"] = str(root / "fastai")
+    import fastprogress.fastprogress as fp
+
+    fp.NO_BAR = True
+    return root
+
+
+def make_folder(
+    root: Path, classes=("a", "b"), n_train=12, n_valid=4, splits=("train", "valid"), size=28
+) -> Path:
+    """A tiny image folder in fastai's layout; class k is a bright square at a class-specific place."""
+    rng = np.random.default_rng(0)
+    for split, n in zip(splits, (n_train, n_valid)):
+        for k, c in enumerate(classes):
+            folder = root / split / c
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 40, (size, size), dtype=np.uint8)
+                img[4 + 6 * k : 10 + 6 * k, 4:20] = 255
+                Image.fromarray(img, mode="L").save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    return make_folder(tmp_path / "tiny")

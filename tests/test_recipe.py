@@ -1,0 +1,171 @@
+"""Recipe files and `sevenstep run`: the keys are a contract; bad input is a clear message, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sevenstep import recipe, registry, train
+from sevenstep.cli import app
+from sevenstep.errors import UsageError
+
+LINEAR = "experiments/fastbook_linear.toml"
+RECIPES = sorted(p for p in Path("experiments").glob("*.toml") if "steps" in recipe.read_toml(p))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_are_valid(path):
+    r = recipe.load(path)
+    assert set(r.steps) == set(registry.STEPS)
+    assert r.to_dict()["steps"]["step"]["lr"] > 0
+
+
+def test_the_fastbook_file_reads_as_written():
+    r = recipe.load(LINEAR)
+    assert (r.name, r.seed, r.data["source"], r.data["bs"]) == ("fastbook-linear-3v7", 42, "mnist5k-3v7", 256)
+    assert r.steps["init"] == {"name": "normal", "std": 1.0}
+    assert r.steps["step"] == {"name": "sgd", "lr": 1.0, "wd": 0.0}
+    assert r.steps["repeat"] == {"name": "epochs", "n": 20}
+
+
+def test_set_overrides_with_toml_values_and_bare_strings():
+    r = recipe.load(
+        LINEAR,
+        [
+            "steps.step.lr=0.5",
+            "data.source=mnist5k",
+            "steps.predict.name=mlp",
+            "steps.predict.hidden=[8, 4]",
+            "data.augment=true",
+            "seed=7",
+        ],
+    )
+    assert r.steps["step"]["lr"] == 0.5 and r.data["source"] == "mnist5k" and r.data["augment"] is True
+    assert r.steps["predict"] == {"name": "mlp", "hidden": [8, 4], "activation": "relu"} and r.seed == 7
+
+
+def test_set_changing_a_step_drops_its_old_parameters():
+    r = recipe.load(LINEAR, ["steps.stop.name=patience", "steps.stop.patience=2", "steps.init.name=kaiming"])
+    assert r.steps["stop"] == {"name": "patience", "metric": "valid_loss", "patience": 2, "min_delta": 0.0}
+    assert r.steps["init"] == {"name": "kaiming"}  # std belonged to 'normal'
+
+
+@pytest.mark.parametrize(
+    "sets, expected",
+    [
+        (["steps.init.name=gaussian"], "unknown init option 'gaussian'; valid options: normal, zeros"),
+        (["steps.step.lrate=0.1"], "sgd' has no parameter 'lrate'; its parameters: lr, wd"),
+        (["steps.step.lr=fast"], "steps.step.lr: expected a number (float), got 'fast' (str)"),
+        (["steps.repeat.n=2.5"], "steps.repeat.n: expected an integer, got 2.5"),
+        (["data.augment=1"], "data.augment: expected true or false, got 1"),
+        (["data.bs=0"], "data.bs must be at least 1"),
+        (["steps.step.lr=-1"], "steps.step.lr must be greater than zero"),
+        (["steps.predict.name=mlp", "steps.predict.activation=swish"], "activation must be one of relu"),
+        (["steps.stop.name=target", "steps.stop.metric=f1"], "metric must be one of valid_loss"),
+        (["data.colour=red"], "--set data.colour: no such key"),
+        (["steps.optimizer.name=adam"], "--set steps.optimizer.name: no such key"),
+        (["lr"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_recipes_name_the_key_and_what_is_expected(sets, expected):
+    with pytest.raises(UsageError) as e:
+        recipe.load(LINEAR, sets)
+    assert expected in str(e.value)
+
+
+def test_file_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[steps.step]\nlr = = 3\n')
+    with pytest.raises(UsageError, match=r"bad.toml: not valid TOML: .*line 3"):
+        recipe.load(bad)
+    with pytest.raises(UsageError, match="missing.toml: no such file"):
+        recipe.load(tmp_path / "missing.toml")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('name = "x"\nepochs = 3\n')
+    with pytest.raises(UsageError, match="unknown key 'epochs'"):
+        recipe.load(unknown)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["experiments/nope.toml"], "no such file"),
+        ([LINEAR, "--set", "steps.loss.name=hinge"], "valid options: mnist_loss, cross_entropy, mse, bce"),
+        ([LINEAR, "--set", "steps.step.momentum=0.9"], "has no parameter 'momentum'"),
+        ([LINEAR, "--set", "data.source=mnist5k"], "two-class loss"),
+        (
+            [LINEAR, "--set", "steps.gradient.name=finite_difference", "--set", "steps.predict.name=cnn"],
+            "max_params",
+        ),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, expected):
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", *args, "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_cli_run_json_and_the_saved_run(tmp_path):
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app, ["run", LINEAR, "--set", "steps.repeat.n=2", "--json", "--runs-dir", str(runs)]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {"name", "recipe", "epochs", "accuracy", "stop_reason", "run_dir"} <= set(out)
+    assert out["name"] == "fastbook-linear-3v7" and out["stop_reason"] == "epochs_done"
+    assert [e["epoch"] for e in out["epochs"]] == [1, 2]
+    assert out["accuracy"] == pytest.approx(out["epochs"][-1]["accuracy"])
+    assert out["recipe"]["steps"]["repeat"]["n"] == 2
+
+    run_dir = Path(out["run_dir"])
+    assert run_dir.parent == runs and run_dir.name.startswith("fastbook-linear-3v7-")
+    assert sorted(p.name for p in runs.iterdir()) == [run_dir.name]  # no temporary folder left behind
+    assert (
+        recipe.load(run_dir / "recipe.toml").to_dict() == out["recipe"]
+    )  # the resolved recipe re-runs as is
+    state = torch.load(run_dir / "model.pth", weights_only=True)
+    assert set(state) == {"1.weight", "1.bias"}
+    learn = train.load_learner(run_dir)
+    with learn.no_bar():
+        preds, targs = learn.get_preds(dl=learn.dls.valid)
+    assert (((preds[:, 0] > 0).long() == targs).float().mean().item()) == pytest.approx(out["accuracy"])
+
+
+def test_cli_run_human_output_and_a_diverging_run(tmp_path):
+    runs = str(tmp_path / "runs")
+    ok = CliRunner().invoke(app, ["run", LINEAR, "--set", "steps.repeat.n=1", "--runs-dir", runs])
+    assert ok.exit_code == 0 and "accuracy" in ok.output and "finished its 1 epoch" in ok.output
+    bad = CliRunner().invoke(
+        app,
+        [
+            "run",
+            LINEAR,
+            "--set",
+            "steps.loss.name=mse",
+            "--set",
+            "steps.step.lr=1e12",
+            "--set",
+            "data.normalize=true",
+            "--runs-dir",
+            runs,
+        ],
+    )
+    assert bad.exit_code == 1 and "diverged at epoch 1" in bad.output and "Traceback" not in bad.output
+
+
+def test_steps_command_lists_the_registry():
+    result = CliRunner().invoke(app, ["steps"])
+    assert result.exit_code == 0
+    for step, options in registry.REGISTRY.items():
+        assert step in result.output
+        for name, opt in options.items():
+            assert name in result.output and opt.doc in result.output
+    bad = CliRunner().invoke(app, ["steps", "jump"])
+    assert bad.exit_code == 2 and "the seven steps are" in bad.output
