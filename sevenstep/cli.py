@@ -155,6 +155,37 @@ def run_cmd(
         raise TrainingFailed(run.message)
 
 
+@app.command("compare")
+@friendly
+def compare_cmd(
+    file: Annotated[Path, typer.Argument(help="A comparison file, e.g. experiments/baseline_vs_sgd.toml")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
+    ] = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the report folder is written")] = Path("runs"),
+):
+    """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
+    from contextlib import nullcontext, redirect_stdout
+
+    from . import compare
+
+    plan = compare.load(file)  # the whole file and every recipe in it are checked first
+    _quiet_libraries()
+    with redirect_stdout(sys.stderr) if as_json else nullcontext():
+        results, report = compare.run(plan, runs_dir)
+    if as_json:
+        typer.echo(json.dumps(compare.summary(plan, results, report)))
+    else:
+        typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n")
+        typer.echo(compare.format_table(compare.table(results)))
+        typer.echo(f"\nreport: {report}")
+    failed = [r.method for r in results if r.status != "ok"]
+    if failed:
+        raise TrainingFailed(
+            f"{len(failed)} of {len(results)} methods failed: {', '.join(failed)} (see the table)"
+        )
+
+
 def _print_summary(run) -> None:
     if run.accuracy is not None:
         per_class = ", ".join(f"{k}: {v:.3f}" for k, v in run.per_class.items())

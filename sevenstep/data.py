@@ -179,9 +179,13 @@ def dataloaders(
     augment: bool = False,
     normalize: bool = True,
     device=None,
+    fast: bool = True,
 ):
-    """The seeds' pipeline: Datasets of paths, item transforms, then batch transforms on the model's device.
+    """The seeds' pipeline: a Datasets of paths (-> PILImageBW, parent_label -> Categorize), item transforms,
+    then batch transforms on the model's device.
 
+    `fast` (the default) keeps that Datasets but makes batches from images decoded once, and pads and crops
+    a whole batch at once on the device (sevenstep/fastpath.py); `fast=False` is the seeds' per-item path.
     `normalize=False` keeps pixels in [0, 1], as fastbook's linear model had them."""
     from fastai.data.all import (
         Categorize,
@@ -192,7 +196,7 @@ def dataloaders(
         ToTensor,
         parent_label,
     )
-    from fastai.torch_core import default_device, set_seed
+    from fastai.torch_core import TensorCategory, default_device, set_seed
     from fastai.vision.augment import CropPad, PadMode, RandomCrop
     from fastai.vision.core import PILImageBW
 
@@ -200,16 +204,31 @@ def dataloaders(
     items = _image_files(src.path / src.train) + _image_files(src.path / src.valid)
     splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     set_seed(seed)
+    device = device or default_device()
     dsets = Datasets(items, tfms=[[PILImageBW.create], [parent_label, Categorize()]], splits=splits)
-    # RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation,
-    # which undoes CropPad's padding there: augmentation touches training batches alone.
-    after_item = [ToTensor()] + ([CropPad(34, pad_mode=PadMode.Zeros), RandomCrop(28)] if augment else [])
-    dls = dsets.dataloaders(
-        bs=min(bs, len(dsets.train)),  # fastai drops the last partial training batch: keep at least one
-        after_item=after_item,
-        after_batch=[IntToFloatTensor()] + ([Normalize()] if normalize else []),
-        device=device or default_device(),
-        num_workers=0,
-    )
+    after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
+    kwargs = dict(
+        bs=min(bs, len(dsets.train)), device=device, num_workers=0
+    )  # fastai drops a last partial batch
+    if fast:
+        from .fastpath import DecodedDL, RandomPadCrop, decoded
+
+        images = decoded(items).to(device)
+        labels = TensorCategory([dsets.vocab.o2i[parent_label(f)] for f in items]).to(device)
+        per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
+        aug = [RandomPadCrop(3)] if augment else []
+        # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms
+        dls = dsets.dataloaders(
+            after_item=[ToTensor()],
+            after_batch=aug + after_batch,
+            dl_type=DecodedDL,
+            dl_kwargs=per_split,
+            **kwargs,
+        )
+    else:
+        # RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation,
+        # which undoes CropPad's padding there: augmentation touches training batches alone.
+        aug = [CropPad(34, pad_mode=PadMode.Zeros), RandomCrop(28)] if augment else []
+        dls = dsets.dataloaders(after_item=[ToTensor(), *aug], after_batch=after_batch, **kwargs)
     dls.source = src
     return dls

@@ -23,3 +23,53 @@ def _save(fig, out: Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def ideal_digits(ideals, vocab, out: Path) -> Path:
+    """The baseline's whole model: one mean image per class."""
+    n = len(vocab)
+    fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8))
+    for ax, img, label in zip(axes, ideals, vocab):
+        ax.imshow(img[0].numpy(), cmap="Greys")
+        ax.set_title(f"ideal {label}")
+        ax.axis("off")
+    return _save(fig, out)
+
+
+def linear_weights(model, vocab, out: Path) -> Path:
+    """A linear model's weights drawn as images: red pixels push towards the class, blue away from it."""
+    layer = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 2)
+    w = layer.weight.detach().cpu()
+    side = int(w.shape[1] ** 0.5)
+    titles = [f"weights -> {vocab[-1]}"] if w.shape[0] == 1 else [f"weights -> {v}" for v in vocab]
+    fig, axes = plt.subplots(1, w.shape[0], figsize=(1.8 * w.shape[0] + 0.6, 2.0), squeeze=False)
+    for ax, row, title in zip(axes[0], w, titles):
+        lim = row.abs().max().item() or 1.0
+        im = ax.imshow(row.view(side, side).numpy(), cmap="seismic", vmin=-lim, vmax=lim)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)  # no tight_layout: it fights the shared colorbar
+    plt.close(fig)
+    return out
+
+
+def learning_curves(results, baseline_accuracy: float, out: Path) -> Path:
+    """Validation accuracy and loss per epoch for every SGD run, the baseline's accuracy as a dashed line."""
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in results:
+        if r.kind != "sgd" or not r.epochs:
+            continue
+        epochs = [e["epoch"] for e in r.epochs]
+        style = "--" if r.status != "ok" else "-"
+        acc_ax.plot(epochs, [e["accuracy"] for e in r.epochs], style, marker=".", label=r.method)
+        loss_ax.plot(epochs, [e["valid_loss"] for e in r.epochs], style, marker=".", label=r.method)
+    acc_ax.axhline(baseline_accuracy, color="black", linestyle=":", label=f"baseline {baseline_accuracy:.3f}")
+    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="validation loss (each run's own loss)", title="loss", yscale="log")
+    acc_ax.legend(fontsize=8)
+    acc_ax.grid(alpha=0.3)
+    loss_ax.grid(alpha=0.3)
+    return _save(fig, out)

@@ -148,11 +148,7 @@ def save(run: Run, runs_dir: str | Path = "runs") -> Path:
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    final, i = runs_dir / stem, 1
-    while final.exists():
-        i += 1
-        final = runs_dir / f"{stem}-{i}"
+    final = unique_path(runs_dir, run.name)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=runs_dir))
     run.run_dir = str(final)
     (tmp / "recipe.toml").write_text(tomli_w.dumps(run.recipe))
@@ -161,6 +157,16 @@ def save(run: Run, runs_dir: str | Path = "runs") -> Path:
         torch.save(run.learn.model.state_dict(), tmp / "model.pth")
     tmp.rename(final)
     return final
+
+
+def unique_path(parent: Path, stem: str) -> Path:
+    """parent/<stem>-<time>, with -2, -3 ... when several runs finish within one second."""
+    stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = parent / stem, 1
+    while path.exists():
+        i += 1
+        path = parent / f"{stem}-{i}"
+    return path
 
 
 def load_learner(run_dir: str | Path) -> Learner:

@@ -127,7 +127,11 @@ def _scripted_learner(tiny_folder, values, stop_cb):
     dls = data.dataloaders(f"folder:{tiny_folder}", bs=8)
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2))
     learn = Learner(
-        dls, model, loss_func=loss_step._cross_entropy, metrics=[Scripted(values)], cbs=[stop_cb, RunLog()]
+        dls,
+        model,
+        loss_func=loss_step.cross_entropy().func,
+        metrics=[Scripted(values)],
+        cbs=[stop_cb, RunLog()],
     )
     with learn.no_bar(), learn.no_logging():
         learn.fit(len(values), 0.01)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from ..registry import option
 from .base import StepCallback
 
@@ -34,10 +37,6 @@ def _bce(pred, targ):
     return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.to(pred.dtype))
 
 
-def _cross_entropy(pred, targ):
-    return F.cross_entropy(pred, targ)
-
-
 @option("loss")
 def mnist_loss() -> Loss:
     """fastbook's two-class loss: sigmoid, then torch.where(target==1, 1-p, p).mean()."""
@@ -45,9 +44,11 @@ def mnist_loss() -> Loss:
 
 
 @option("loss")
-def cross_entropy() -> Loss:
-    """Softmax + negative log likelihood, for any number of classes."""
-    return Loss(_cross_entropy)
+def cross_entropy(label_smoothing: float = 0.0) -> Loss:
+    """Softmax + negative log likelihood, for any number of classes; label_smoothing softens the targets."""
+    if not 0 <= label_smoothing < 1:
+        raise UsageError(f"steps.loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+    return Loss(partial(F.cross_entropy, label_smoothing=label_smoothing))
 
 
 @option("loss")

@@ -8,6 +8,7 @@ from fastai.layers import ConvLayer, NormType
 from fastai.vision.models.xresnet import ResBlock, XResNet
 from torch import nn
 
+from ..errors import UsageError
 from ..registry import option
 from .base import StepCallback, one_of, positive
 
@@ -47,14 +48,22 @@ def mlp(hidden: list[int] = [30], activation: str = "relu") -> Predict:  # noqa:
 
 
 @option("predict")
-def cnn(channels: list[int] = [16, 32, 64, 128]) -> Predict:  # noqa: B006 (read-only default)
-    """A small conv net: stride-2 3x3 conv + batchnorm + ReLU per entry of `channels`, then average pooling."""
+def cnn(channels: list[int] = [16, 32, 64, 128], strides: list[int] | None = None) -> Predict:
+    """A small conv net: 3x3 conv + batchnorm + ReLU per entry of `channels` (stride 2 unless `strides` says), then average pooling."""
     for c in channels:
         positive("steps.predict.channels", c)
+    strides = strides or [2] * len(channels)
+    if len(strides) != len(channels) or any(s not in (1, 2) for s in strides):
+        raise UsageError(
+            f"steps.predict.strides needs one stride, 1 or 2, per channel entry ({len(channels)}); got {strides}"
+        )
 
     def make(shape, n_out):
         sizes = [shape[0], *channels]
-        convs = [ConvLayer(a, b, ks=3, stride=2, norm_type=NormType.Batch) for a, b in zip(sizes, sizes[1:])]
+        convs = [
+            ConvLayer(a, b, ks=3, stride=s, norm_type=NormType.Batch)
+            for a, b, s in zip(sizes, sizes[1:], strides)
+        ]
         return nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(sizes[-1], n_out))
 
     return Predict(make)
