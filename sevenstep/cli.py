@@ -24,6 +24,30 @@ data_app = typer.Typer(help="List the data sources and look at one.", no_args_is
 app.add_typer(data_app, name="data")
 
 
+WandbMode = Annotated[
+    str | None,
+    typer.Option(
+        "--wandb",
+        help="W&B logging: offline (default, no account needed), online, or disabled [env: WANDB_MODE]",
+        metavar="MODE",
+    ),
+]
+WandbDir = Annotated[
+    Path | None,
+    typer.Option(help="Folder whose wandb/ subfolder holds the runs [env: WANDB_DIR; default: .]"),
+]
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """`kill` ends a run the way Ctrl-C does: it stops, is saved, and its W&B run is finished cleanly."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def friendly(command):
     """A user's mistake becomes one clear line on stderr and exit code 2 (a failed run: 1), not a traceback."""
 
@@ -94,7 +118,7 @@ def data_show(
         typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
     out = out or Path(f"{source.replace(':', '-').replace('/', '_')}-samples.png")
     _quiet_libraries()
-    plots.sample_grid(data.dataloaders(src, bs=64), out)
+    plots.save(plots.sample_grid(data.dataloaders(src, bs=64)), out)
     typer.echo(f"sample grid written to {out}")
 
 
@@ -133,6 +157,8 @@ def run_cmd(
         bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
     ] = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
 ):
     """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
     from contextlib import nullcontext, redirect_stdout
@@ -141,18 +167,23 @@ def run_cmd(
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     _quiet_libraries()
-    from . import train
+    from . import tracking, train
 
+    tracker = tracking.Tracker.from_options(wandb, wandb_dir)
+    _sigterm_as_ctrl_c()
     with redirect_stdout(sys.stderr) if as_json else nullcontext():
-        learn = train.build_learner(recipe)
-        run = train.fit(recipe, learn)
+        run = tracking.fit(recipe, tracker)
     train.save(run, runs_dir)
     if as_json:
         typer.echo(json.dumps(run.to_json()))
     else:
         _print_summary(run)
+    for line in tracker.summary_lines():
+        typer.echo(line, err=True)
     if run.failed:
         raise TrainingFailed(run.message)
+    if run.stop_reason == "interrupted":
+        raise typer.Exit(130)
 
 
 @app.command("compare")
@@ -163,6 +194,8 @@ def compare_cmd(
         bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
     ] = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the report folder is written")] = Path("runs"),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
 ):
     """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
     from contextlib import nullcontext, redirect_stdout
@@ -171,19 +204,74 @@ def compare_cmd(
 
     plan = compare.load(file)  # the whole file and every recipe in it are checked first
     _quiet_libraries()
+    from . import tracking
+
+    tracker = tracking.Tracker.from_options(wandb, wandb_dir)
+    _sigterm_as_ctrl_c()
     with redirect_stdout(sys.stderr) if as_json else nullcontext():
-        results, report = compare.run(plan, runs_dir)
+        results, report = compare.run(plan, runs_dir, tracker)
     if as_json:
         typer.echo(json.dumps(compare.summary(plan, results, report)))
     else:
         typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n")
         typer.echo(compare.format_table(compare.table(results)))
         typer.echo(f"\nreport: {report}")
+    for line in tracker.summary_lines():
+        typer.echo(line, err=True)
     failed = [r.method for r in results if r.status != "ok"]
     if failed:
         raise TrainingFailed(
             f"{len(failed)} of {len(results)} methods failed: {', '.join(failed)} (see the table)"
         )
+
+
+@app.command("runs")
+@friendly
+def runs_cmd(
+    folder: Annotated[Path, typer.Argument(help="A wandb folder (the runs' parent)")] = Path("wandb"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
+    ] = False,
+):
+    """Local W&B runs, newest first: name, group, the seven choices, accuracy, why it stopped, path."""
+    from . import runs
+
+    found = runs.list_runs(folder)
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    if not found:
+        typer.echo(f"no W&B runs under {folder}")
+        return
+    rows = [
+        [
+            "started",
+            "name",
+            "group",
+            "steps (init predict loss gradient step repeat stop)",
+            "accuracy",
+            "stop",
+            "path",
+        ]
+    ]
+    for r in found:
+        acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
+        stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
+        rows.append(
+            [
+                r["started"][:19].replace("T", " "),
+                r["name"],
+                r["group"] or "-",
+                r["steps"],
+                acc,
+                stop,
+                r["path"],
+            ]
+        )
+    from .compare import format_table
+
+    typer.echo(format_table(rows))
+    typer.echo(f"\nbrowse them with: wandb leet {folder}")
 
 
 def _print_summary(run) -> None:

@@ -80,14 +80,18 @@ def load(path: str | Path) -> Plan:
     return Plan(name, source, seed, baseline.get("distance", "l1"), runs)
 
 
-def run(plan: Plan, runs_dir: str | Path = "runs", log=print) -> tuple[list[Result], Path]:
-    """Baseline first, then each recipe; a recipe that fails is reported and the others still run."""
-    from . import baseline, data, plots, train
+def run(plan: Plan, runs_dir: str | Path = "runs", tracker=None, log=print) -> tuple[list[Result], Path]:
+    """Baseline first, then each recipe; a recipe that fails is reported and the others still run.
+    Ctrl-C ends the comparison after the run in progress has been saved, and the report is still written."""
+    from . import baseline, data, plots, tracking, train
 
     report = train.unique_path(Path(runs_dir), f"compare-{plan.name}")
     report.mkdir(parents=True)
+    tracker = tracker or tracking.Tracker(mode="disabled")
+    tracker.group = report.name  # the runs of one comparison side by side in W&B
     dls = data.dataloaders(plan.source, bs=256, seed=plan.seed)
     base = baseline.fit(dls, plan.distance)
+    tracking.log_baseline(tracker, plan.source, plan.seed, base)
     results = [
         Result(
             f"baseline ({plan.distance})",
@@ -100,36 +104,38 @@ def run(plan: Plan, runs_dir: str | Path = "runs", log=print) -> tuple[list[Resu
         )
     ]
     log(f"baseline: accuracy {base.accuracy:.4f}")
-    plots.ideal_digits(base.ideals, base.vocab, report / "ideal_digits.png")
+    plots.save(plots.ideal_digits(base.ideals, base.vocab), report / "ideal_digits.png")
     for label, r in plan.runs:
         log(f"\n{label}: {r.short()}")
         try:
-            fitted = train.fit(r)
-            train.save(fitted, report)
-            results.append(
-                Result(
-                    label,
-                    "sgd",
-                    fitted.accuracy,
-                    fitted.per_class,
-                    fitted.n_params,
-                    fitted.fit_seconds,
-                    "failed" if fitted.failed else "ok",
-                    fitted.message if fitted.failed else None,
-                    fitted.run_dir,
-                    fitted.epochs,
-                )
-            )
-            if fitted.learn.step2_predict.pixels_to_weights and not fitted.failed:
-                plots.linear_weights(
-                    fitted.learn.model, fitted.learn.dls.vocab, report / f"weights-{_slug(label)}.png"
-                )
-        except KeyboardInterrupt:
-            raise
+            fitted = tracking.fit(r, tracker)
         except Exception as e:  # one broken run must not cost the others
             results.append(Result(label, "sgd", None, {}, 0, 0.0, "failed", f"{type(e).__name__}: {e}"))
             (report / f"error-{_slug(label)}.txt").write_text(traceback.format_exc())
-    plots.learning_curves(results, base.accuracy, report / "learning_curves.png")
+            continue
+        train.save(fitted, report)
+        status = "ok" if fitted.stop_reason not in ("diverged", "interrupted") else "failed"
+        results.append(
+            Result(
+                label,
+                "sgd",
+                fitted.accuracy,
+                fitted.per_class,
+                fitted.n_params,
+                fitted.fit_seconds,
+                status,
+                None if status == "ok" else fitted.message,
+                fitted.run_dir,
+                fitted.epochs,
+            )
+        )
+        if fitted.learn.step2_predict.pixels_to_weights and not fitted.failed:
+            fig = plots.linear_weights(fitted.learn.model, fitted.learn.dls.vocab)
+            plots.save(fig, report / f"weights-{_slug(label)}.png")
+        if fitted.stop_reason == "interrupted":
+            log("interrupted: the comparison stops here; the report covers the runs so far")
+            break
+    plots.save(plots.learning_curves(results, base.accuracy), report / "learning_curves.png")
     _write_tables(results, report)
     (report / "results.json").write_text(json.dumps(summary(plan, results, report), indent=2))
     return results, report

@@ -1,7 +1,9 @@
-"""Figures people would rather look at than read. matplotlib's Agg backend: files, never windows."""
+"""Figures people would rather look at than read. Each function returns a matplotlib figure; `save` writes
+it as a PNG and `to_image` hands it to W&B. matplotlib's Agg backend: files, never windows."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -10,33 +12,62 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def sample_grid(dls, out: Path, n: int = 24) -> Path:
-    """Validation digits (never augmented) with their labels, drawn by fastai's own show_batch."""
-    dls.valid.new(shuffle=True).show_batch(max_n=n, nrows=3, ncols=n // 3, figsize=(n // 3, 3.6), show=True)
-    return _save(plt.gcf(), out)
-
-
-def _save(fig, out: Path) -> Path:
+def save(fig, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out
 
 
-def ideal_digits(ideals, vocab, out: Path) -> Path:
+def to_image(fig):
+    """A PIL image of the figure (and the figure closed), for wandb.Image."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf)
+
+
+def sample_grid(dls, n: int = 24):
+    """Validation digits (never augmented) with their labels, drawn by fastai's own show_batch."""
+    dls.valid.new(shuffle=True).show_batch(max_n=n, nrows=3, ncols=n // 3, figsize=(n // 3, 3.6), show=True)
+    return plt.gcf()
+
+
+def predictions_grid(images, classes, targets, vocab, n: int = 32):
+    """Validation digits titled predicted/true; mistakes in red, and shown first."""
+    order = sorted(range(len(targets)), key=lambda i: bool(classes[i] == targets[i]))[:n]
+    cols = 8
+    fig, axes = plt.subplots(
+        (len(order) + cols - 1) // cols, cols, figsize=(cols * 1.1, 1.3 * ((len(order) + cols - 1) // cols))
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        ax.imshow(images[i][0].cpu().numpy(), cmap="Greys")
+        right = classes[i] == targets[i]
+        ax.set_title(
+            f"{vocab[classes[i]]}/{vocab[targets[i]]}", color="black" if right else "red", fontsize=9
+        )
+    fig.suptitle("predicted/true (mistakes in red)", fontsize=10)
+    return fig
+
+
+def ideal_digits(ideals, vocab):
     """The baseline's whole model: one mean image per class."""
     n = len(vocab)
-    fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8))
-    for ax, img, label in zip(axes, ideals, vocab):
+    fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
+    for ax, img, label in zip(axes[0], ideals, vocab):
         ax.imshow(img[0].numpy(), cmap="Greys")
         ax.set_title(f"ideal {label}")
         ax.axis("off")
-    return _save(fig, out)
+    return fig
 
 
-def linear_weights(model, vocab, out: Path) -> Path:
+def linear_weights(model, vocab):
     """A linear model's weights drawn as images: red pixels push towards the class, blue away from it."""
     layer = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 2)
     w = layer.weight.detach().cpu()
@@ -49,15 +80,11 @@ def linear_weights(model, vocab, out: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)  # no tight_layout: it fights the shared colorbar
-    plt.close(fig)
-    return out
+    return fig
 
 
-def learning_curves(results, baseline_accuracy: float, out: Path) -> Path:
-    """Validation accuracy and loss per epoch for every SGD run, the baseline's accuracy as a dashed line."""
+def learning_curves(results, baseline_accuracy: float):
+    """Validation accuracy and loss per epoch for every SGD run, the baseline's accuracy as a dotted line."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
         if r.kind != "sgd" or not r.epochs:
@@ -72,4 +99,5 @@ def learning_curves(results, baseline_accuracy: float, out: Path) -> Path:
     acc_ax.legend(fontsize=8)
     acc_ax.grid(alpha=0.3)
     loss_ax.grid(alpha=0.3)
-    return _save(fig, out)
+    fig.tight_layout()
+    return fig

@@ -55,13 +55,14 @@ class Run:
     message: str
     run_dir: str = ""
     learn: Any = field(default=None, repr=False)
+    predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
 
     @property
     def failed(self) -> bool:
         return self.stop_reason == "diverged"
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "learn"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("learn", "predictions")}
 
 
 def build_learner(recipe: Recipe, device=None) -> Learner:
@@ -101,7 +102,7 @@ def fit(recipe: Recipe, learn: Learner | None = None) -> Run:
     except KeyboardInterrupt:
         learn.stop_reason = "interrupted"
     fit_seconds = round(time.perf_counter() - start, 3)
-    acc, per_class = None, {}
+    acc, per_class, predictions = None, {}, None
     if learn.stop_reason != "diverged":
         # inner=True: no fit/epoch events, which would reset the run's log and stop reason
         with learn.no_bar():
@@ -109,6 +110,7 @@ def fit(recipe: Recipe, learn: Learner | None = None) -> Run:
         classes = predicted_class(preds)
         acc = (classes == targs).float().mean().item()
         per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
+        predictions = (classes, targs)
     return Run(
         name=recipe.name,
         recipe=recipe.to_dict(),
@@ -120,6 +122,7 @@ def fit(recipe: Recipe, learn: Learner | None = None) -> Run:
         stop_reason=learn.stop_reason,
         message=_message(recipe, learn),
         learn=learn,
+        predictions=predictions,
     )
 
 

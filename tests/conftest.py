@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache for the embedded data, small image folders made on the spot, wandb offline."""
+"""Shared fixtures: an isolated cache for the embedded data, wandb offline in a temporary folder, small image
+folders made on the spot."""
 
 from __future__ import annotations
 
@@ -19,10 +20,24 @@ def isolated_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("env")
     os.environ["SEVENSTEP_CACHE"] = str(root / "cache")
     os.environ["FASTAI_HOME"] = str(root / "fastai")
+    os.environ["WANDB_MODE"] = "offline"  # wandb reads these once per process: set before it is imported
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        os.environ[var] = str(root / var.lower())
+    os.environ.pop("WANDB_API_KEY", None)
     import fastprogress.fastprogress as fp
 
     fp.NO_BAR = True
     return root
+
+
+@pytest.fixture(autouse=True)
+def wandb_teardown():
+    """No W&B state leaks from one test to the next."""
+    yield
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
 
 
 def make_folder(

@@ -1,0 +1,83 @@
+"""`sevenstep runs`: the local W&B runs, newest first, read with wandb's own reader (`wandb leet inspect`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .registry import STEPS
+
+
+def _wandb_cli() -> str:
+    beside = Path(sys.executable).with_name("wandb")  # the wandb installed with sevenstep, venv or not
+    found = str(beside) if beside.exists() else shutil.which("wandb")
+    if not found:
+        raise UsageError("the `wandb` command was not found; install wandb (pip install wandb)")
+    return found
+
+
+def _inspect(file: Path, *args: str) -> str:
+    done = subprocess.run(
+        [_wandb_cli(), "leet", "inspect", *args, str(file)], capture_output=True, text=True, timeout=60
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _run_record(file: Path) -> dict[str, Any]:
+    """The run record (group, job type) sits near the start of the log: stop reading once it is found."""
+    with subprocess.Popen(
+        [_wandb_cli(), "leet", "inspect", "--json", str(file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            for line in proc.stdout:
+                record = json.loads(line)
+                if record.get("type") == "run":
+                    return record["run"]
+            return {}
+        finally:
+            proc.kill()
+
+
+def read(file: Path) -> dict[str, Any]:
+    """One run: name, group, job type, config, summary and state; `state: unreadable` for a broken log."""
+    try:
+        info = json.loads(_inspect(file, "--summary", "--json") or "{}")
+    except json.JSONDecodeError:
+        info = {}
+    run = _run_record(file) if info else {}
+    config, summary = info.get("config", {}), info.get("summary", {})
+    if run.get("job_type") == "baseline":
+        steps = f"baseline ({config.get('baseline.distance', '?')})"
+    else:
+        steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
+    return {
+        "name": info.get("name") or file.parent.name,
+        "group": run.get("run_group", ""),
+        "job_type": run.get("job_type", ""),
+        "started": info.get("start_time", ""),
+        "state": info.get("state", "unreadable"),
+        "steps": steps,
+        "source": config.get("data.source", ""),
+        "accuracy": summary.get("accuracy"),
+        "stop_reason": summary.get("stop_reason", ""),
+        "path": str(file.parent),
+        "config": config,
+        "summary": {k: v for k, v in summary.items() if not isinstance(v, dict)},
+    }
+
+
+def list_runs(folder: Path) -> list[dict[str, Any]]:
+    if not folder.exists():
+        raise UsageError(
+            f"{folder} does not exist; W&B runs are logged to ./wandb unless --wandb-dir says otherwise"
+        )
+    files = sorted(folder.rglob("*.wandb"), key=lambda f: f.stat().st_mtime, reverse=True)
+    return [read(f) for f in files]

@@ -1,0 +1,215 @@
+"""Weights & Biases for every run: offline by default (no account, no network, no prompt), online when asked.
+
+fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fastai issue 4173), and
+`wandb.watch` logs nothing on short runs (log_freq=1000), so sevenstep logs through its own small callback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from fastai.callback.core import Callback
+
+from .errors import UsageError
+
+PROJECT = "sevenstep"
+MODES = ("offline", "online", "disabled")
+
+
+def versions() -> dict[str, str]:
+    return {f"versions.{p}": version(p) for p in ("sevenstep", "fastai", "torch", "wandb")}
+
+
+def recipe_config(recipe) -> dict[str, Any]:
+    """The recipe as flat dotted keys (steps.step.lr, data.source, ...), plus the split seed and versions."""
+    from .data import SPLIT_SEED
+
+    config = {"name": recipe.name, "seed": recipe.seed, "data.split_seed": SPLIT_SEED}
+    config |= {f"data.{k}": v for k, v in recipe.data.items()}
+    for step, choice in recipe.steps.items():
+        config |= {f"steps.{step}.{k}": v for k, v in choice.items() if v is not None}
+    return config | versions()
+
+
+def _has_api_key() -> bool:
+    netrc = Path.home() / ".netrc"
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+
+
+@dataclass
+class Tracker:
+    """Starts W&B runs in one mode and folder (and group, for a comparison), and remembers what to tell the user."""
+
+    mode: str = "offline"
+    dir: Path = Path(".")
+    group: str | None = None
+    offline_runs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, mode: str | None = None, dir: Path | None = None) -> Tracker:
+        """An explicit mode wins, then WANDB_MODE, then offline: wandb would prompt for a key with no mode set."""
+        mode = (mode or os.environ.get("WANDB_MODE") or "offline").lower()
+        mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
+        if mode not in MODES:
+            raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
+        return cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
+
+    def start(self, name: str, job_type: str, config: dict[str, Any]):
+        if self.mode == "disabled":
+            return None
+        import wandb
+
+        mode = self.mode
+        if mode == "online" and not _has_api_key():
+            self._offline_instead("no W&B API key: set WANDB_API_KEY or run `wandb login`")
+            mode = "offline"
+        kwargs = dict(
+            project=PROJECT,
+            name=name,
+            group=self.group,
+            job_type=job_type,
+            config=config,
+            dir=str(self.dir),
+            reinit="create_new",
+        )
+        settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=20, **settings), **kwargs)
+        except Exception as e:
+            if mode != "online":
+                raise
+            self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
+            mode = "offline"
+            run = wandb.init(mode=mode, settings=wandb.Settings(**settings), **kwargs)
+        if mode == "offline":
+            self.offline_runs.append(Path(run.dir).parent)
+        return run
+
+    def _offline_instead(self, why: str) -> None:
+        note = f"W&B: {why}; logging offline instead, nothing is lost"
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def summary_lines(self) -> list[str]:
+        lines = list(self.notes)
+        if self.offline_runs:
+            folder = self.offline_runs[0].parent
+            lines.append(
+                f"W&B: {len(self.offline_runs)} run(s) logged offline in {folder}/ "
+                f"(browse: wandb leet {folder}; upload: wandb sync {folder}/offline-run-*)"
+            )
+        return lines
+
+
+class WandbLogger(Callback):
+    """Per-batch training loss and lr, per-epoch validation metrics, all on one `batch` axis."""
+
+    order = 52  # after RunLog (51) has the epoch's metrics, before the stop rules (63) may end the fit
+
+    def __init__(self, run):
+        self.run = run
+
+    def before_fit(self):
+        self.run.define_metric("batch")
+        self.run.define_metric("*", step_metric="batch")
+
+    def after_batch(self):
+        if self.learn.training:
+            self.run.log(
+                {
+                    "batch": self.learn.train_iter,
+                    "epoch": self.learn.epoch + 1,
+                    "train/loss": self.learn.loss.detach().item(),
+                    "train/lr": self.learn.opt.hypers[-1]["lr"],
+                }
+            )
+
+    def after_epoch(self):
+        e = self.learn.run_log.epochs[-1]
+        self.run.log(
+            {
+                "batch": self.learn.train_iter,
+                "epoch": e["epoch"],
+                "train/epoch_loss": e["train_loss"],
+                "valid/loss": e["valid_loss"],
+                "valid/accuracy": e["accuracy"],
+                "epoch_seconds": e["seconds"],
+            }
+        )
+
+
+def fit(recipe, tracker: Tracker):
+    """Build, start the W&B run, train, then log the summary and pictures and finish the run, whatever happened."""
+    from . import train
+
+    learn = train.build_learner(recipe)  # bad input fails here, before any W&B run exists
+    wb = tracker.start(recipe.name, "sgd", recipe_config(recipe))
+    if wb is None:
+        return train.fit(recipe, learn)
+    learn.add_cb(WandbLogger(wb))
+    try:
+        run = train.fit(recipe, learn)
+    except BaseException:
+        wb.summary["stop_reason"] = "error"
+        wb.finish(exit_code=1)
+        raise
+    _finish_sgd(wb, run, learn)
+    return run
+
+
+def _finish_sgd(wb, run, learn) -> None:
+    import wandb
+
+    from . import plots
+
+    wb.summary.update(
+        _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
+        | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
+    )
+    if run.predictions is not None:
+        classes, targets = run.predictions
+        vocab = [str(v) for v in learn.dls.vocab]
+        media = {
+            "predictions": wandb.Image(
+                plots.to_image(plots.predictions_grid(learn.dls.valid.images.cpu(), classes, targets, vocab))
+            ),
+            "confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=targets.tolist(), preds=classes.tolist(), class_names=vocab
+            ),
+        }
+        if learn.step2_predict.pixels_to_weights:
+            media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
+        wb.log({"batch": learn.train_iter, **media})
+    wb.finish(exit_code=1 if run.failed else 0)
+
+
+def log_baseline(tracker: Tracker, source: str, seed: int, result) -> None:
+    """The baseline as a W&B run of its own (job_type baseline), beside the SGD runs of its comparison."""
+    import wandb
+
+    from . import plots
+    from .data import SPLIT_SEED
+
+    config = {
+        "data.source": source,
+        "seed": seed,
+        "data.split_seed": SPLIT_SEED,
+        "baseline.distance": result.distance,
+    } | versions()
+    wb = tracker.start(f"baseline-{result.distance}", "baseline", config)
+    if wb is None:
+        return
+    wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
+    wb.log({"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))})
+    wb.finish()
+
+
+def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:
+    s = {"accuracy": accuracy, "n_params": n_params, "fit_seconds": fit_seconds}
+    return {k: v for k, v in s.items() if v is not None} | {f"per_class/{k}": v for k, v in per_class.items()}
