@@ -12,9 +12,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from fastai.callback.core import Callback
+import torch
 
 from .errors import UsageError
+from .steps.base import SparseCallback
 
 PROJECT = "sevenstep"
 MODES = ("offline", "online", "disabled")
@@ -107,32 +108,41 @@ class Tracker:
         return lines
 
 
-class WandbLogger(Callback):
-    """Per-batch training loss and lr, per-epoch validation metrics, all on one `batch` axis."""
+class WandbLogger(SparseCallback):
+    """Per-batch training loss and lr, per-epoch validation metrics, all on one `batch` axis.
+
+    Batch rows are kept as tensors and sent once an epoch: no host-device sync per batch, and W&B's own
+    process does not compete with training for the CPU batch after batch."""
 
     order = 52  # after RunLog (51) has the epoch's metrics, before the stop rules (63) may end the fit
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, wb):
+        self.wb = wb  # not `self.run`: that is fastai's own on/off flag for every callback
+        self.pending = []
 
     def before_fit(self):
-        self.run.define_metric("batch")
-        self.run.define_metric("*", step_metric="batch")
+        self.wb.define_metric("batch")
+        self.wb.define_metric("*", step_metric="batch")
 
     def after_batch(self):
         if self.learn.training:
-            self.run.log(
-                {
-                    "batch": self.learn.train_iter,
-                    "epoch": self.learn.epoch + 1,
-                    "train/loss": self.learn.loss.detach().item(),
-                    "train/lr": self.learn.opt.hypers[-1]["lr"],
-                }
+            learn = self.learn
+            self.pending.append(
+                (learn.train_iter, learn.epoch + 1, learn.loss.detach(), learn.opt.hypers[-1]["lr"])
             )
 
+    def flush(self):
+        """Send the batch rows not sent yet; also called when a run is interrupted mid-epoch."""
+        if self.pending:
+            losses = torch.stack([loss for _, _, loss, _ in self.pending]).tolist()  # one sync for them all
+            for (batch, epoch, _, lr), loss in zip(self.pending, losses):
+                self.wb.log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr})
+            self.pending = []
+
     def after_epoch(self):
+        self.flush()
         e = self.learn.run_log.epochs[-1]
-        self.run.log(
+        self.wb.log(
             {
                 "batch": self.learn.train_iter,
                 "epoch": e["epoch"],
@@ -143,6 +153,9 @@ class WandbLogger(Callback):
             }
         )
 
+    def after_fit(self):
+        self.flush()
+
 
 def fit(recipe, tracker: Tracker):
     """Build, start the W&B run, train, then log the summary and pictures and finish the run, whatever happened."""
@@ -152,13 +165,15 @@ def fit(recipe, tracker: Tracker):
     wb = tracker.start(recipe.name, "sgd", recipe_config(recipe))
     if wb is None:
         return train.fit(recipe, learn)
-    learn.add_cb(WandbLogger(wb))
+    logger = WandbLogger(wb)
+    learn.add_cb(logger)
     try:
         run = train.fit(recipe, learn)
     except BaseException:
         wb.summary["stop_reason"] = "error"
         wb.finish(exit_code=1)
         raise
+    logger.flush()  # Ctrl-C skips fastai's after_fit
     _finish_sgd(wb, run, learn)
     return run
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import set_seed
 
@@ -21,10 +20,11 @@ from . import data
 from .errors import UsageError
 from .metrics import accuracy, per_class_accuracy, predicted_class
 from .recipe import Recipe
+from .steps.base import SparseCallback
 from .steps.stop import DivergenceGuard
 
 
-class RunLog(Callback):
+class RunLog(SparseCallback):
     """Per-epoch metrics with their wall time, and the stop reason a stop rule may overwrite."""
 
     order = Recorder.order + 1  # the Recorder has logged the epoch; stop rules (order 60+) have not yet run

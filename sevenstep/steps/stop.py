@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import torch
-from fastai.callback.core import Callback, CancelFitException, CancelTrainException
+from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback
 
 from ..errors import UsageError
 from ..registry import option
-from .base import StepCallback, positive
+from .base import SparseCallback, StepCallback, positive
 
 METRICS = ("valid_loss", "accuracy", "train_loss")
 
@@ -75,7 +75,7 @@ class TimeBudget(Stop):
             self.halt("time_budget")
 
 
-class DivergenceGuard(Callback):
+class DivergenceGuard(SparseCallback):
     """Always on: a NaN or infinite training loss ends the run and says where it happened."""
 
     order = -10

@@ -1,0 +1,191 @@
+"""`make bench`: sevenstep against the seeds' pipeline, plain fastai and a hand-written PyTorch loop,
+measured side by side in one run (median of several repeats), printed as ratios. Not a test: a report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import fastprogress.fastprogress as fp  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+fp.NO_BAR = True
+REPEATS = int(os.environ.get("BENCH_REPEATS", 5))
+SOURCE, BS = "mnist5k", 64
+
+
+def median_time(fn, repeats=REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_pipeline() -> dict[str, float]:
+    """Images/s through one augmented training epoch of mnist5k."""
+    from sevenstep import data
+
+    out = {}
+    for name, fast in (("seeds' per-item pipeline", False), ("sevenstep pipeline", True)):
+        dls = data.dataloaders(SOURCE, bs=BS, augment=True, fast=fast)
+        n = len(dls.train) * BS
+
+        def epoch(dl=dls.train):
+            for _ in dl:
+                pass
+
+        epoch()  # warm-up
+        out[name] = n / median_time(epoch)
+    return out
+
+
+def _model(n_out=10):
+    import sevenstep.steps  # noqa: F401
+    from sevenstep import registry
+
+    return registry.get("predict", "cnn").build({"channels": [16, 32, 64, 128]}).make((1, 28, 28), n_out)
+
+
+def bench_epoch() -> dict[str, float]:
+    """Seconds per epoch (train + validate) for the same CNN, data, augmentation, Adam and batch size."""
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+    from fastai.optimizer import Adam
+    from fastai.torch_core import TensorImageBW
+
+    from sevenstep import data, recipe, train
+    from sevenstep.fastpath import RandomPadCrop
+
+    out = {}
+    sets = [
+        "data.source=mnist5k",
+        "steps.repeat.name=epochs",
+        "steps.repeat.n=1",
+        "steps.init.name=default",
+        "steps.predict.channels=[16, 32, 64, 128]",
+        "steps.loss.label_smoothing=0.0",
+    ]
+    r = recipe.load("experiments/cnn_mnist5k.toml", sets)
+    learn = train.build_learner(r)
+    learn.fit(1)  # warm-up
+    out["sevenstep run (Learner + seven-step callbacks)"] = median_time(lambda: learn.fit(1))
+
+    import tempfile
+
+    from sevenstep import tracking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tracker = tracking.Tracker("offline", Path(tmp))
+        wb = tracker.start("bench", "sgd", tracking.recipe_config(r))
+        learn.add_cb(tracking.WandbLogger(wb))
+        out["sevenstep run, logging to W&B offline"] = median_time(lambda: learn.fit(1))
+        wb.finish()
+
+    dls = data.dataloaders(SOURCE, bs=BS, augment=True, fast=False)
+    plain = Learner(dls, _model(), loss_func=CrossEntropyLossFlat(), opt_func=Adam, metrics=accuracy)
+    with plain.no_bar(), plain.no_logging():
+        plain.fit(1, 1e-2)
+        out["plain fastai Learner.fit (seeds' pipeline)"] = median_time(lambda: plain.fit(1, 1e-2))
+
+    fast = data.dataloaders(SOURCE, bs=BS, augment=True)
+    x, y = fast.train.images.as_subclass(torch.Tensor), fast.train.labels.as_subclass(torch.Tensor)
+    vx, vy = fast.valid.images, fast.valid.labels.as_subclass(torch.Tensor)
+    mean, std = (x.float() / 255).mean(), (x.float() / 255).std()
+    model, crop = _model(), RandomPadCrop(3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def hand_epoch():
+        model.train()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x) - BS + 1, BS):
+            idx = perm[i : i + BS]
+            xb = crop(TensorImageBW(x[idx])).as_subclass(
+                torch.Tensor
+            )  # the same pad-and-crop, on a plain slice
+            xb = (xb.float() / 255 - mean) / std
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum(
+                (model((vx[i : i + BS].float() / 255 - mean) / std).argmax(1) == vy[i : i + BS]).sum()
+                for i in range(0, len(vx), BS)
+            )
+        return correct
+
+    hand_epoch()
+    out["hand-written PyTorch loop (the floor)"] = median_time(hand_epoch)
+    return out
+
+
+def bench_startup() -> float:
+    exe = os.path.join(os.path.dirname(sys.executable), "sevenstep")
+    subprocess.run([exe, "--help"], capture_output=True, check=True)
+    return median_time(lambda: subprocess.run([exe, "--help"], capture_output=True, check=True))
+
+
+def bench_memory() -> float:
+    """Peak RSS (MiB) of `sevenstep run experiments/cnn_3v7.toml` in a child process of its own."""
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    exe = os.path.join(os.path.dirname(sys.executable), "sevenstep")
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        exe,
+        "run",
+        "experiments/cnn_3v7.toml",
+        "--wandb",
+        "disabled",
+        "--runs-dir",
+        "/tmp/sevenstep-bench-runs",
+    ]
+    return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) / 1024
+
+
+def main() -> None:
+    print(
+        f"sevenstep benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, median of {REPEATS}\n"
+    )
+
+    pipe = bench_pipeline()
+    base = pipe["seeds' per-item pipeline"]
+    print("1. data pipeline, mnist5k with augmentation (images/s)")
+    for name, v in pipe.items():
+        print(f"   {name:<48} {v:>10,.0f}   {v / base:6.1f}x")
+
+    epoch = bench_epoch()
+    floor = epoch["hand-written PyTorch loop (the floor)"]
+    print("\n2. one training epoch + validation, same CNN, data, augmentation (seconds)")
+    for name, v in epoch.items():
+        print(f"   {name:<48} {v:>10.3f}   {v / floor:6.2f}x the floor")
+
+    print(f"\n3. `sevenstep --help` start-up: {bench_startup():.3f} s")
+    print(f"4. peak memory (RSS) of `sevenstep run experiments/cnn_3v7.toml`: {bench_memory():.0f} MiB")
+    print(
+        f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The fast data path means what the seeds' per-item path means: same images, labels, normalisation and
+augmentation distribution, validation never augmented, and a decode cache that notices changed files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import make_folder
+from sevenstep import data
+from sevenstep.fastpath import decoded
+
+
+def _ordered(dls):
+    x, y = zip(
+        *[
+            (xb.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor))
+            for xb, yb in dls.train.new(shuffle=False)
+        ]
+    )
+    return torch.cat(x), torch.cat(y)
+
+
+def test_same_images_labels_and_normalisation_as_the_per_item_path():
+    fast = data.dataloaders("mnist5k-3v7", bs=100, seed=3)
+    slow = data.dataloaders("mnist5k-3v7", bs=100, seed=3, fast=False)
+    assert fast.vocab == slow.vocab and len(fast.train_ds) == len(slow.train_ds)
+    (fx, fy), (sx, sy) = _ordered(fast), _ordered(slow)
+    assert torch.equal(fy, sy)
+    torch.testing.assert_close(fx, sx)  # same pixels, same Normalize statistics (from the same first batch)
+    vf, vs = fast.valid.one_batch(), slow.valid.one_batch()
+    torch.testing.assert_close(vf[0].as_subclass(torch.Tensor), vs[0].as_subclass(torch.Tensor))
+    assert torch.equal(vf[1], vs[1])
+
+
+def _offsets(augmented, original, pad=3):
+    """For each image, the (dy, dx) crop of the zero-padded original that gives the augmented one."""
+    padded = F.pad(original, (pad, pad, pad, pad))
+    found = []
+    for a, p in zip(augmented, padded):
+        hits = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(p[:, dy : dy + 28, dx : dx + 28], a)
+        ]
+        assert hits, "an augmented image is not a padded crop of its original"
+        found.append(hits[0])
+    return np.array(found)
+
+
+def test_augmentation_has_the_per_item_paths_distribution():
+    plain = _ordered(data.dataloaders("mnist5k-3v7", bs=100, normalize=False))[0]
+    offsets = {}
+    for fast in (True, False):
+        aug = data.dataloaders("mnist5k-3v7", bs=100, normalize=False, augment=True, fast=fast)
+        offsets[fast] = _offsets(_ordered(aug)[0], plain)
+    for fast, o in offsets.items():
+        for axis in (0, 1):
+            freq = np.bincount(o[:, axis], minlength=7) / len(o)
+            assert len(freq) == 7 and freq.min() > 0.08 and freq.max() < 0.21, (
+                fast,
+                axis,
+                freq,
+            )  # uniform on 0..6
+        assert abs(o.mean() - 3) < 0.25  # centred: as many shifts one way as the other
+    # and the two paths' offset distributions agree with each other
+    assert (
+        np.abs(
+            np.bincount(offsets[True].ravel(), minlength=7) - np.bincount(offsets[False].ravel(), minlength=7)
+        ).max()
+        < 60
+    )
+
+
+def test_validation_is_never_augmented_on_the_fast_path():
+    # normalize=False: Normalize's statistics come from a (padded) training batch, in both paths alike
+    aug = data.dataloaders("mnist5k-3v7", bs=200, augment=True, normalize=False)
+    plain = data.dataloaders("mnist5k-3v7", bs=200, normalize=False)
+    for (a, ya), (p, yp) in zip(aug.valid, plain.valid):
+        assert torch.equal(a, p) and torch.equal(ya, yp)
+
+
+def test_decode_cache_notices_a_changed_file(tmp_path):
+    folder = make_folder(tmp_path / "f")
+    files = sorted(folder.rglob("*.png"))
+    first = decoded(files)
+    assert first.shape == (len(files), 1, 28, 28) and first.dtype == torch.uint8
+    assert torch.equal(decoded(files), first)  # from the cache
+    Image.fromarray(np.full((28, 28), 7, dtype=np.uint8), mode="L").save(files[0])
+    os.utime(files[0], ns=(1, 1))  # a different mtime even on a coarse clock
+    again = decoded(files)
+    assert torch.equal(again[0], torch.full((1, 28, 28), 7, dtype=torch.uint8))
+    assert torch.equal(again[1:], first[1:])
+
+
+def test_images_of_different_sizes_are_refused(tmp_path):
+    folder = make_folder(tmp_path / "f")
+    odd = next((folder / "train" / "a").glob("*.png"))
+    Image.fromarray(np.zeros((32, 30), dtype=np.uint8), mode="L").save(odd)
+    import pytest
+
+    from sevenstep.errors import UsageError
+
+    with pytest.raises(UsageError, match="differ in size"):
+        data.dataloaders(f"folder:{folder}", bs=4)
