@@ -48,6 +48,13 @@ def _sigterm_as_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _output_folder(path: Path, option: str) -> Path:
+    """Checked before training, so a run is never lost to a folder it cannot be saved in."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; expected a folder (it is created if missing)")
+    return path
+
+
 def friendly(command):
     """A user's mistake becomes one clear line on stderr and exit code 2 (a failed run: 1), not a traceback."""
 
@@ -58,6 +65,9 @@ def friendly(command):
         except (UsageError, TrainingFailed) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a path that cannot be read or written, a full disk
+            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}", fg="red", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -166,10 +176,11 @@ def run_cmd(
     from .recipe import load
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
+    _output_folder(runs_dir, "--runs-dir")
     _quiet_libraries()
     from . import tracking, train
 
-    tracker = tracking.Tracker.from_options(wandb, wandb_dir)
+    tracker = tracking.Tracker.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
     _sigterm_as_ctrl_c()
     with redirect_stdout(sys.stderr) if as_json else nullcontext():
         run = tracking.fit(recipe, tracker)
@@ -203,10 +214,11 @@ def compare_cmd(
     from . import compare
 
     plan = compare.load(file)  # the whole file and every recipe in it are checked first
+    _output_folder(runs_dir, "--runs-dir")
     _quiet_libraries()
     from . import tracking
 
-    tracker = tracking.Tracker.from_options(wandb, wandb_dir)
+    tracker = tracking.Tracker.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
     _sigterm_as_ctrl_c()
     with redirect_stdout(sys.stderr) if as_json else nullcontext():
         results, report = compare.run(plan, runs_dir, tracker)
@@ -228,7 +240,10 @@ def compare_cmd(
 @app.command("runs")
 @friendly
 def runs_cmd(
-    folder: Annotated[Path, typer.Argument(help="A wandb folder (the runs' parent)")] = Path("wandb"),
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="A wandb folder (the runs' parent) [default: $WANDB_DIR/wandb or ./wandb]"),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
     ] = False,
@@ -236,6 +251,7 @@ def runs_cmd(
     """Local W&B runs, newest first: name, group, the seven choices, accuracy, why it stopped, path."""
     from . import runs
 
+    folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
     found = runs.list_runs(folder)
     if as_json:
         typer.echo(json.dumps(found))

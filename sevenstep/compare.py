@@ -70,7 +70,7 @@ def load(path: str | Path) -> Plan:
         file = path.parent / run["recipe"]
         if not file.is_file():
             raise UsageError(f"{where}: recipe file {file} does not exist")
-        sets = [(k, v) for k, v in run.get("set", {}).items()] + [("data.source", source), ("seed", seed)]
+        sets = _flatten(run.get("set", {})) + [("data.source", source), ("seed", seed)]
         r = recipes.from_dict(recipes.apply_sets(recipes.read_toml(file), sets), where=str(file))
         runs.append((run.get("label", r.name), r))
     labels = [label for label, _ in runs]
@@ -200,6 +200,14 @@ def _write_tables(results: list[Result], report: Path) -> None:
                     r.error or "",
                 ]
             )
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """set = { "steps.step.lr" = 0.1 } and set = { steps.step.lr = 0.1 } (TOML nests the second) mean the same."""
+    out = []
+    for k, v in d.items():
+        out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
 
 
 def _slug(text: str) -> str:

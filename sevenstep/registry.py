@@ -6,6 +6,7 @@ and recipes are checked against it before anything trains.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import types
 import typing
@@ -34,7 +35,8 @@ class Option:
         return dict(inspect.signature(self.factory, eval_str=True).parameters)
 
     def defaults(self) -> dict[str, Any]:
-        return {k: p.default for k, p in self.params.items()}
+        """Copies: a recipe that changes its `hidden` list must not change the option's default."""
+        return {k: copy.deepcopy(p.default) for k, p in self.params.items()}
 
     def check(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """Unknown keys and wrong types are errors that name the key and the expected type."""

@@ -153,6 +153,17 @@ def test_compare_file_errors(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_set_takes_quoted_and_dotted_keys_alike(tmp_path):
+    file = tmp_path / "cmp.toml"
+    linear = EXPERIMENTS / "fastbook_linear.toml"
+    file.write_text(
+        f'[[runs]]\nrecipe = "{linear}"\nlabel = "q"\nset = {{ "steps.step.lr" = 0.5 }}\n'
+        f'[[runs]]\nrecipe = "{linear}"\nlabel = "d"\nset = {{ steps.step.lr = 0.5, data.bs = 32 }}\n'
+    )
+    (_, quoted), (_, dotted) = compare.load(file).runs
+    assert quoted.steps["step"]["lr"] == dotted.steps["step"]["lr"] == 0.5 and dotted.data["bs"] == 32
+
+
 @pytest.mark.parametrize("name", ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml"])
 def test_shipped_comparisons_load(name):
     plan = compare.load(EXPERIMENTS / name)

@@ -111,6 +111,20 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, expected):
     assert not runs.exists() or not any(runs.iterdir())
 
 
+def test_an_unusable_runs_dir_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["run", LINEAR, "--runs-dir", str(blocker), "--wandb", "disabled"])
+    assert result.exit_code == 2 and "is a file; expected a folder" in result.output
+    assert "epoch" not in result.output  # nothing trained, nothing lost
+
+
+def test_option_defaults_are_not_shared_between_recipes():
+    a = recipe.load(LINEAR, ["steps.predict.name=mlp"])
+    a.steps["predict"]["hidden"].append(99)
+    assert recipe.load(LINEAR, ["steps.predict.name=mlp"]).steps["predict"]["hidden"] == [30]
+
+
 def test_cli_run_json_and_the_saved_run(tmp_path):
     runs = tmp_path / "runs"
     result = CliRunner().invoke(
