@@ -19,6 +19,7 @@ from .steps.base import SparseCallback
 
 PROJECT = "sevenstep"
 MODES = ("offline", "online", "disabled")
+ONLINE_INIT_TIMEOUT = 20  # seconds; wandb's own default is 90, long to wait for a server that is not there
 
 
 def versions() -> dict[str, str]:
@@ -81,7 +82,9 @@ class Tracker:
         settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
-            run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=20, **settings), **kwargs)
+            run = wandb.init(
+                mode=mode, settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings), **kwargs
+            )
         except Exception as e:
             if mode != "online":
                 raise

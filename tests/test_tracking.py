@@ -153,6 +153,20 @@ def test_online_without_a_key_carries_on_offline(tmp_path, monkeypatch):
     assert runs.read(_only_run(tmp_path / "wandb"))["state"] == "finished"
 
 
+def test_online_with_no_server_carries_on_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
+    monkeypatch.setattr(tracking, "ONLINE_INIT_TIMEOUT", 5)
+    tracker = tracking.Tracker.from_options("online", tmp_path)
+    run = tracker.start("t", "sgd", {"x": 1})
+    run.finish()
+    assert any("could not reach the W&B server" in line for line in tracker.summary_lines())
+    assert (
+        tracker.offline_runs
+        and runs.read(next(tracker.offline_runs[0].glob("*.wandb")))["state"] == "finished"
+    )
+
+
 def test_no_mode_given_means_offline(monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     assert tracking.Tracker.from_options().mode == "offline"
