@@ -24,6 +24,9 @@ data_app = typer.Typer(help="List the data sources and look at one.", no_args_is
 app.add_typer(data_app, name="data")
 
 
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
+]
 WandbMode = Annotated[
     str | None,
     typer.Option(
@@ -163,9 +166,7 @@ def run_cmd(
         list[str] | None,
         typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
-    ] = False,
+    as_json: JsonFlag = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
@@ -201,9 +202,7 @@ def run_cmd(
 @friendly
 def compare_cmd(
     file: Annotated[Path, typer.Argument(help="A comparison file, e.g. experiments/baseline_vs_sgd.toml")],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
-    ] = False,
+    as_json: JsonFlag = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the report folder is written")] = Path("runs"),
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
