@@ -98,7 +98,7 @@ def check_folder(path: Path, name: str | None = None) -> Source:
             if not _image_files(path / split / c):
                 raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     marker = path / ".sevenstep-checked"
-    if marker.exists():  # written only by an atomic prepare of ours, or after a full check below
+    if marker.exists():  # only our own atomic prepare writes it: those PNGs were made by us
         return source
     bad = []
     for f in _image_files(path / train) + _image_files(path / valid):
