@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import recipe as recipes
+from . import registry
 from .errors import UsageError
 
 KEYS = {"name": str, "description": str, "source": str, "seed": int, "baseline": dict, "runs": list}
@@ -50,7 +51,7 @@ def load(path: str | Path) -> Plan:
     for key, value in d.items():
         if key not in KEYS:
             raise UsageError(f"{path}: unknown key {key!r}; valid keys: {', '.join(KEYS)}")
-        if not isinstance(value, KEYS[key]) or (KEYS[key] is int and isinstance(value, bool)):
+        if not registry.fits(value, KEYS[key]):
             raise UsageError(f"{path}: {key} should be a {KEYS[key].__name__}, got {value!r}")
     if not d.get("runs"):
         raise UsageError(f'{path}: lists no runs; add at least one [[runs]] table with recipe = "FILE.toml"')
@@ -70,7 +71,7 @@ def load(path: str | Path) -> Plan:
         file = path.parent / run["recipe"]
         if not file.is_file():
             raise UsageError(f"{where}: recipe file {file} does not exist")
-        sets = _flatten(run.get("set", {})) + [("data.source", source), ("seed", seed)]
+        sets = recipes.flatten(run.get("set", {})) + [("data.source", source), ("seed", seed)]
         r = recipes.from_dict(recipes.apply_sets(recipes.read_toml(file), sets), where=str(file))
         runs.append((run.get("label", r.name), r))
     labels = [label for label, _ in runs]
@@ -200,14 +201,6 @@ def _write_tables(results: list[Result], report: Path) -> None:
                     r.error or "",
                 ]
             )
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """set = { "steps.step.lr" = 0.1 } and set = { steps.step.lr = 0.1 } (TOML nests the second) mean the same."""
-    out = []
-    for k, v in d.items():
-        out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return out
 
 
 def _slug(text: str) -> str:

@@ -210,9 +210,8 @@ def dataloaders(
     device = device or default_device()
     dsets = Datasets(items, tfms=[[PILImageBW.create], [parent_label, Categorize()]], splits=splits)
     after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
-    kwargs = dict(
-        bs=min(bs, len(dsets.train)), device=device, num_workers=0
-    )  # fastai drops a last partial batch
+    # fastai drops a last partial training batch: a batch size above the training set would leave none
+    kwargs = dict(bs=min(bs, len(dsets.train)), device=device, num_workers=0)
     if fast:
         from .fastpath import DecodedDL, RandomPadCrop, decoded
 

@@ -156,6 +156,14 @@ def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]
     return d
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested tables as dotted keys: {"steps": {"step": {"lr": 0.1}}} -> [("steps.step.lr", 0.1)]."""
+    out = []
+    for k, v in d.items():
+        out += flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
 def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
     d = apply_sets(read_toml(path), parse_sets(sets or []))
     return from_dict(d, where=str(path))

@@ -29,12 +29,9 @@ def versions() -> dict[str, str]:
 def recipe_config(recipe) -> dict[str, Any]:
     """The recipe as flat dotted keys (steps.step.lr, data.source, ...), plus the split seed and versions."""
     from .data import SPLIT_SEED
+    from .recipe import flatten
 
-    config = {"name": recipe.name, "seed": recipe.seed, "data.split_seed": SPLIT_SEED}
-    config |= {f"data.{k}": v for k, v in recipe.data.items()}
-    for step, choice in recipe.steps.items():
-        config |= {f"steps.{step}.{k}": v for k, v in choice.items() if v is not None}
-    return config | versions()
+    return dict(flatten(recipe.to_dict())) | {"data.split_seed": SPLIT_SEED} | versions()
 
 
 def _has_api_key() -> bool:

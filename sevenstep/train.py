@@ -179,7 +179,6 @@ def load_learner(run_dir: str | Path) -> Learner:
     run_dir = Path(run_dir)
     learn = build_learner(load(run_dir / "recipe.toml"))
     learn.model.load_state_dict(torch.load(run_dir / "model.pth", weights_only=True, map_location="cpu"))
-    learn.step1_init.done = (
-        True  # these weights are the trained ones: a later fit or get_preds must keep them
-    )
+    # these weights are the trained ones: a later fit or get_preds must not re-initialise them
+    learn.step1_init.done = True
     return learn
