@@ -1,4 +1,4 @@
-"""`make bench`: sevenstep against the seeds' pipeline, plain fastai and a hand-written PyTorch loop,
+"""`make bench`: sevenstep against fastbook's per-item pipeline, plain fastai and a hand-written PyTorch loop,
 measured side by side in one run (median of several repeats), printed as ratios. Not a test: a report."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def bench_pipeline() -> dict[str, float]:
     from sevenstep import data
 
     out = {}
-    for name, fast in (("seeds' per-item pipeline", False), ("sevenstep pipeline", True)):
+    for name, fast in (("fastbook's per-item pipeline", False), ("sevenstep pipeline", True)):
         dls = data.dataloaders(SOURCE, bs=BS, augment=True, fast=fast)
         n = len(dls.train) * BS
 
@@ -86,20 +86,22 @@ def bench_epoch() -> dict[str, float]:
 
     import tempfile
 
-    from sevenstep import tracking
+    from sevenstep import loggers
 
     with tempfile.TemporaryDirectory() as tmp:
-        tracker = tracking.Tracker("offline", Path(tmp))
-        wb = tracker.start("bench", "sgd", tracking.recipe_config(r))
-        learn.add_cb(tracking.WandbLogger(wb))
+        logger = loggers.WandbLogger(loggers.WandbSession("offline", Path(tmp)))
+        learn.add_cb(logger)
+        learn.fit(1)  # starts the W&B run
         out["sevenstep run, logging to W&B offline"] = median_time(lambda: learn.fit(1))
-        wb.finish()
+        logger.wb.finish()
 
     dls = data.dataloaders(SOURCE, bs=BS, augment=True, fast=False)
     plain = Learner(dls, _model(), loss_func=CrossEntropyLossFlat(), opt_func=Adam, metrics=accuracy)
     with plain.no_bar(), plain.no_logging():
         plain.fit(1, 1e-2)
-        out["plain fastai Learner.fit (seeds' pipeline)"] = median_time(lambda: plain.fit(1, 1e-2))
+        out["plain fastai Learner.fit (fastbook's per-item pipeline)"] = median_time(
+            lambda: plain.fit(1, 1e-2)
+        )
 
     fast = data.dataloaders(SOURCE, bs=BS, augment=True)
     x, y = fast.train.images.as_subclass(torch.Tensor), fast.train.labels.as_subclass(torch.Tensor)
@@ -169,7 +171,7 @@ def main() -> None:
     )
 
     pipe = bench_pipeline()
-    base = pipe["seeds' per-item pipeline"]
+    base = pipe["fastbook's per-item pipeline"]
     print("1. data pipeline, mnist5k with augmentation (images/s)")
     for name, v in pipe.items():
         print(f"   {name:<48} {v:>10,.0f}   {v / base:6.1f}x")

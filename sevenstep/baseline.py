@@ -1,4 +1,4 @@
-"""The pixel-similarity baseline from the seeds: average each class's training images into an "ideal" digit,
+"""The pixel-similarity baseline from fastbook's chapter 4: average each class's training images into an "ideal" digit,
 then give each validation image the class of the nearest ideal. No weights, no loop, nothing to learn."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from .errors import UsageError
 from .metrics import per_class_accuracy
 
-DISTANCES = ("l1", "l2")  # mean absolute difference (the seeds'), mean squared difference
+DISTANCES = ("l1", "l2")  # mean absolute difference (fastbook's), mean squared difference
 
 
 def ideals(images: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -45,7 +45,7 @@ class BaselineResult:
         }
 
 
-def fit(dls, distance: str = "l1") -> BaselineResult:
+def run(dls, distance: str = "l1") -> BaselineResult:
     """Uses the decoded training and validation tensors of sevenstep's DataLoaders: the very split SGD sees."""
     if distance not in DISTANCES:
         raise UsageError(f"baseline.distance must be one of {', '.join(DISTANCES)}; got {distance!r}")

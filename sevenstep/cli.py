@@ -1,4 +1,7 @@
-"""The `sevenstep` command. Heavy libraries (fastai, torch) are imported inside commands, so --help is instant."""
+"""The `sevenstep` command: a thin shell over the Python API (train.run, compare.run, loggers, sources).
+
+Heavy libraries (fastai, torch) are imported inside commands, so --help is instant.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import functools
 import json
 import os
 import sys
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Annotated
 
@@ -86,6 +90,33 @@ def _quiet_libraries():
         fp.ConsoleProgressBar.fill = ""  # its constructor prints one fill char to probe the encoding
 
 
+@contextmanager
+def _training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json: bool):
+    """What `run` and `compare` share: folders checked before anything trains, quiet libraries, SIGTERM as
+    Ctrl-C, training output on stderr under --json. Yields the loggers for each run and the stream for the
+    results (stdout, even under --json); says at the end where W&B wrote."""
+    _output_folder(runs_dir, "--runs-dir")
+    _quiet_libraries()
+    from . import loggers
+
+    session = loggers.WandbSession.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
+    _sigterm_as_ctrl_c()
+    stdout = sys.stdout
+    try:
+        with redirect_stdout(sys.stderr) if as_json else nullcontext():
+            yield _loggers(session), stdout
+    finally:
+        for line in session.summary_lines():
+            typer.echo(line, err=True)
+
+
+def _loggers(session) -> list:
+    """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
+    from . import loggers
+
+    return [functools.partial(loggers.WandbLogger, session), loggers.CsvLogger]
+
+
 @app.callback()
 def main(
     cache_dir: Annotated[
@@ -104,12 +135,13 @@ def main(
 @friendly
 def data_list():
     """The data sources you can name in a recipe's data.source."""
-    from . import data
+    from . import sources
 
-    width = max(map(len, data.SOURCES))
-    for name, desc in data.SOURCES.items():
-        typer.echo(f"{name:<{width}}  {desc}")
-    typer.echo(f"\nembedded data is cached in {data.cache_dir()}")
+    kinds = sources.SOURCES.values()
+    width = max(len(k.usage) for k in kinds)
+    for kind in kinds:
+        typer.echo(f"{kind.usage:<{width}}  {kind.help}")
+    typer.echo(f"\nembedded data is cached in {sources.cache_dir()}")
 
 
 @data_app.command("show")
@@ -119,10 +151,10 @@ def data_show(
     out: Annotated[Path | None, typer.Option(help="PNG file for the grid of sample digits")] = None,
 ):
     """Counts per split and class, and a PNG grid of sample digits with their labels."""
-    from . import data, plots
+    from . import data, plots, sources
 
-    src = data.resolve(source)
-    counts = data.counts(src)
+    src = sources.resolve(source)
+    counts = sources.counts(src)
     classes = src.classes
     typer.echo(f"{src.name}: {src.path}")
     typer.echo("split   " + " ".join(f"{c:>6}" for c in classes) + "   total")
@@ -172,27 +204,18 @@ def run_cmd(
     wandb_dir: WandbDir = None,
 ):
     """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
-    from contextlib import nullcontext, redirect_stdout
-
     from .recipe import load
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
-    _output_folder(runs_dir, "--runs-dir")
-    _quiet_libraries()
-    from . import tracking, train
+    with _training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+        from . import train
 
-    tracker = tracking.Tracker.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
-    _sigterm_as_ctrl_c()
-    with redirect_stdout(sys.stderr) if as_json else nullcontext():
-        run = tracking.fit(recipe, tracker)
-    train.save(run, runs_dir)
-    if as_json:
-        typer.echo(json.dumps(run.to_json()))
-    else:
-        _print_summary(run)
-    for line in tracker.summary_lines():
-        typer.echo(line, err=True)
-    if run.failed:
+        run = train.run(recipe, cbs, runs_dir=runs_dir)
+        if as_json:
+            typer.echo(json.dumps(run.to_json()), file=out)
+        else:
+            _print_summary(run, out)
+    if run.diverged:
         raise TrainingFailed(run.message)
     if run.stop_reason == "interrupted":
         raise typer.Exit(130)
@@ -208,28 +231,20 @@ def compare_cmd(
     wandb_dir: WandbDir = None,
 ):
     """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
-    from contextlib import nullcontext, redirect_stdout
-
     from . import compare
 
     plan = compare.load(file)  # the whole file and every recipe in it are checked first
-    _output_folder(runs_dir, "--runs-dir")
-    _quiet_libraries()
-    from . import tracking
-
-    tracker = tracking.Tracker.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
-    _sigterm_as_ctrl_c()
-    with redirect_stdout(sys.stderr) if as_json else nullcontext():
-        results, report = compare.run(plan, runs_dir, tracker)
-    if as_json:
-        typer.echo(json.dumps(compare.summary(plan, results, report)))
-    else:
-        typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n")
-        typer.echo(compare.format_table(compare.table(results)))
-        typer.echo(f"\nreport: {report}")
-    for line in tracker.summary_lines():
-        typer.echo(line, err=True)
-    failed = [r.method for r in results if r.status != "ok"]
+    with _training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+        results, report = compare.run(plan, runs_dir, cbs)
+        if as_json:
+            typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
+        else:
+            typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n", file=out)
+            typer.echo(compare.format_table(compare.table(results)), file=out)
+            typer.echo(f"\nreport: {report}", file=out)
+    failed = [r.method for r in results if r.status == "failed"]
+    if any(r.status == "interrupted" for r in results):
+        raise typer.Exit(130)
     if failed:
         raise TrainingFailed(
             f"{len(failed)} of {len(results)} methods failed: {', '.join(failed)} (see the table)"
@@ -247,52 +262,29 @@ def runs_cmd(
         bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
     ] = False,
 ):
-    """Local W&B runs, newest first: name, group, the seven choices, accuracy, why it stopped, path."""
-    from . import runs
+    """The W&B runs logged on this machine, newest first: name, group, the seven choices, accuracy, why it
+    stopped, path. (Each run's saved folder is under runs/, see result.json.)"""
+    from . import wandb_runs
 
     folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
-    found = runs.list_runs(folder)
+    found = wandb_runs.list_runs(folder)
     if as_json:
         typer.echo(json.dumps(found))
         return
     if not found:
         typer.echo(f"no W&B runs under {folder}")
         return
-    rows = [
-        [
-            "started",
-            "name",
-            "group",
-            "steps (init predict loss gradient step repeat stop)",
-            "accuracy",
-            "stop",
-            "path",
-        ]
-    ]
-    for r in found:
-        acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
-        stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
-        rows.append(
-            [
-                r["started"][:19].replace("T", " "),
-                r["name"],
-                r["group"] or "-",
-                r["steps"],
-                acc,
-                stop,
-                r["path"],
-            ]
-        )
+    rows = wandb_runs.table(found)
     from .compare import format_table
 
     typer.echo(format_table(rows))
     typer.echo(f"\nbrowse them with: wandb leet {folder}")
 
 
-def _print_summary(run) -> None:
+def _print_summary(run, out) -> None:
     if run.accuracy is not None:
         per_class = ", ".join(f"{k}: {v:.3f}" for k, v in run.per_class.items())
-        typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True)
-    if not run.failed:  # a failure's message is the error line
-        typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters")
-    typer.echo(f"saved to {run.run_dir}")
+        typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True, file=out)
+    if not run.diverged:  # a divergence's message is the error line
+        typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters", file=out)
+    typer.echo(f"saved to {run.run_dir}", file=out)

@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from . import recipe as recipes
-from . import registry
+from . import schema
 from .errors import UsageError
+from .schema import REQUIRED, Field
 
-KEYS = {"name": str, "description": str, "source": str, "seed": int, "baseline": dict, "runs": list}
-RUN_KEYS = {"recipe": str, "label": str, "set": dict}
+KEYS = {
+    "name": Field(str, None),  # default: the file's name
+    "description": Field(str, ""),
+    "source": Field(str, "mnist5k-3v7"),
+    "seed": Field(int, 42),
+    "baseline": Field(dict, {}),
+    "runs": Field(list, []),
+}
+BASELINE_KEYS = {"distance": Field(str, "l1")}
+RUN_KEYS = {"recipe": Field(str, REQUIRED), "label": Field(str, None), "set": Field(dict, {})}
 
 
 @dataclass
@@ -35,7 +44,7 @@ class Result:
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" (diverged, or raised an error) or "interrupted"
     error: str | None = None
     run_dir: str | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
@@ -47,52 +56,44 @@ class Result:
 def load(path: str | Path) -> Plan:
     """Read and check the whole comparison, every recipe included, before anything trains."""
     path = Path(path)
-    d = recipes.read_toml(path)
-    for key, value in d.items():
-        if key not in KEYS:
-            raise UsageError(f"{path}: unknown key {key!r}; valid keys: {', '.join(KEYS)}")
-        if not registry.fits(value, KEYS[key]):
-            raise UsageError(f"{path}: {key} should be a {KEYS[key].__name__}, got {value!r}")
-    if not d.get("runs"):
+    d = schema.check(recipes.read_toml(path), KEYS, str(path))
+    if not d["runs"]:
         raise UsageError(f'{path}: lists no runs; add at least one [[runs]] table with recipe = "FILE.toml"')
-    source, seed = d.get("source", "mnist5k-3v7"), d.get("seed", 42)
-    baseline = d.get("baseline", {})
-    unknown = set(baseline) - {"distance"}
-    if unknown:
-        raise UsageError(f"{path}: unknown key baseline.{unknown.pop()}; valid keys: distance")
+    baseline = schema.check(d["baseline"], BASELINE_KEYS, str(path), prefix="baseline.")
     runs = []
-    for i, run in enumerate(d["runs"], 1):
+    for i, entry in enumerate(d["runs"], 1):
         where = f"{path}: runs #{i}"
-        if not isinstance(run, dict) or "recipe" not in run:
+        if not isinstance(entry, dict) or "recipe" not in entry:
             raise UsageError(f'{where} needs recipe = "FILE.toml" (a path relative to {path.parent})')
-        for key in run:
-            if key not in RUN_KEYS:
-                raise UsageError(f"{where}: unknown key {key!r}; valid keys: {', '.join(RUN_KEYS)}")
-        file = path.parent / run["recipe"]
+        entry = schema.check(entry, RUN_KEYS, where)
+        file = path.parent / entry["recipe"]
         if not file.is_file():
             raise UsageError(f"{where}: recipe file {file} does not exist")
-        sets = recipes.flatten(run.get("set", {})) + [("data.source", source), ("seed", seed)]
+        sets = recipes.flatten(entry["set"]) + [("data.source", d["source"]), ("seed", d["seed"])]
         r = recipes.from_dict(recipes.apply_sets(recipes.read_toml(file), sets), where=str(file))
-        runs.append((run.get("label", r.name), r))
+        runs.append((entry["label"] or r.name, r))
     labels = [label for label, _ in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(f'{path}: two runs share a label; give each [[runs]] its own label = "..."')
-    name = d.get("name", path.stem)
-    return Plan(name, source, seed, baseline.get("distance", "l1"), runs)
+    return Plan(d["name"] or path.stem, d["source"], d["seed"], baseline["distance"], runs)
 
 
-def run(plan: Plan, runs_dir: str | Path = "runs", tracker=None, log=print) -> tuple[list[Result], Path]:
+def run(plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print) -> tuple[list[Result], Path]:
     """Baseline first, then each recipe; a recipe that fails is reported and the others still run.
-    Ctrl-C ends the comparison after the run in progress has been saved, and the report is still written."""
-    from . import baseline, data, plots, tracking, train
+    Ctrl-C ends the comparison after the run in progress has been saved, and the report is still written.
+
+    `cbs` (classes or factories: each run gets fresh ones) go to every run, e.g. the loggers; all runs and
+    the baseline share one group, the report folder's name, so W&B shows them side by side."""
+    from . import baseline, data, plots, sources, train
+    from .callbacks import instantiate, notify
 
     report = train.unique_path(Path(runs_dir), f"compare-{plan.name}")
     report.mkdir(parents=True)
-    tracker = tracker or tracking.Tracker(mode="disabled")
-    tracker.group = report.name  # the runs of one comparison side by side in W&B
+    group = report.name
     dls = data.dataloaders(plan.source, bs=256, seed=plan.seed)
-    base = baseline.fit(dls, plan.distance)
-    tracking.log_baseline(tracker, plan.source, plan.seed, base)
+    base = baseline.run(dls, plan.distance)
+    config = {"data.source": plan.source, "seed": plan.seed, "data.split_seed": sources.SPLIT_SEED}
+    notify(instantiate(cbs), "after_baseline", base, config | {"baseline.distance": base.distance}, group)
     results = [
         Result(
             f"baseline ({plan.distance})",
@@ -109,13 +110,12 @@ def run(plan: Plan, runs_dir: str | Path = "runs", tracker=None, log=print) -> t
     for label, r in plan.runs:
         log(f"\n{label}: {r.short()}")
         try:
-            fitted = tracking.fit(r, tracker)
+            fitted = train.run(r, cbs, runs_dir=report, group=group)
         except Exception as e:  # one broken run must not cost the others
             results.append(Result(label, "sgd", None, {}, 0, 0.0, "failed", f"{type(e).__name__}: {e}"))
             (report / f"error-{_slug(label)}.txt").write_text(traceback.format_exc())
             continue
-        train.save(fitted, report)
-        status = "ok" if fitted.stop_reason not in ("diverged", "interrupted") else "failed"
+        status = {"diverged": "failed", "interrupted": "interrupted"}.get(fitted.stop_reason, "ok")
         results.append(
             Result(
                 label,
@@ -130,7 +130,7 @@ def run(plan: Plan, runs_dir: str | Path = "runs", tracker=None, log=print) -> t
                 fitted.epochs,
             )
         )
-        if fitted.learn.step2_predict.pixels_to_weights and not fitted.failed:
+        if fitted.learn.step2_predict.pixels_to_weights and not fitted.diverged:
             fig = plots.linear_weights(fitted.learn.model, fitted.learn.dls.vocab)
             plots.save(fig, report / f"weights-{_slug(label)}.png")
         if fitted.stop_reason == "interrupted":
@@ -157,7 +157,7 @@ def table(results: list[Result]) -> list[list[str]]:
     for r in results:
         acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
         per = " ".join(f"{k}:{v:.2f}" for k, v in r.per_class.items()) or "-"
-        status = r.status if r.status == "ok" else f"failed: {r.error}"
+        status = r.status if r.status == "ok" else f"{r.status}: {r.error}"
         rows.append([r.method, acc, per, f"{r.n_params:,}", f"{r.fit_seconds:.2f}", status])
     return rows
 

@@ -1,7 +1,7 @@
 """The fast data path: decode every image once, then make batches by slicing tensors on the model's device.
 
-The seeds' pipeline decodes a PNG and runs three transforms per image, every epoch: about 2,000 images/s on
-two cores, slower than the small models it feeds. Here the `Datasets` stays exactly the seeds' one (same
+fastbook's per-item pipeline decodes a PNG and runs three transforms per image, every epoch: about 2,000 images/s on
+two cores, slower than the small models it feeds. Here the `Datasets` stays exactly fastbook's one (same
 items, labels, splits and vocab); only how a batch is made changes. fastai has no batch-level pad-and-crop,
 so `RandomPadCrop` is written here: CropPad(34, zeros) + RandomCrop(28) for a whole batch in one indexing op.
 """
@@ -69,7 +69,7 @@ def decoded(files: list[Path]) -> torch.Tensor:
     """All images as one uint8 tensor (N, 1, H, W), decoded once and cached; a changed file means a new cache."""
     from PIL import Image
 
-    from .data import cache_dir
+    from .sources import cache_dir
 
     h = hashlib.sha256()
     for f in files:

@@ -1,4 +1,7 @@
-"""Recipes: the seven choices, the data options and a seed, read from TOML and checked before training."""
+"""Recipes: the seven choices, the data options and a seed, read from TOML and checked before training.
+
+Checking imports neither torch nor fastai, so a typo is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import data, registry, schema
 from .errors import UsageError
+from .schema import Field
 
-DATA_DEFAULTS = {"source": "mnist5k-3v7", "bs": 64, "augment": False, "normalize": True}
-DATA_TYPES = {"source": str, "bs": int, "augment": bool, "normalize": bool}
 STEP_DEFAULTS = {
     "init": "default",
     "predict": "linear",
@@ -22,14 +24,20 @@ STEP_DEFAULTS = {
     "repeat": "epochs",
     "stop": "epochs_done",
 }
-TOP_KEYS = {"name": str, "description": str, "seed": int, "data": dict, "steps": dict}
+TOP = {
+    "name": Field(str, "recipe"),
+    "description": Field(str, ""),
+    "seed": Field(int, 42),
+    "data": Field(dict, {}),
+    "steps": Field(dict, {}),
+}
 
 
 @dataclass
 class Recipe:
     name: str
     seed: int
-    data: dict[str, Any]
+    data: dict[str, Any]  # the keyword arguments of data.dataloaders, every one filled in
     steps: dict[str, dict[str, Any]]  # step -> {"name": option, **params}, every parameter filled in
     description: str = ""
 
@@ -50,32 +58,14 @@ class Recipe:
         }
 
 
-def _type_error(key: str, expected: type, value: Any) -> UsageError:
-    return UsageError(
-        f"{key}: expected {registry.type_name(expected)}, got {value!r} ({type(value).__name__})"
-    )
-
-
 def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Check every key and type against the registry; fill in defaults; build each step once to check values."""
+    """Check every key, type and value against the schemas and the registry; fill in defaults."""
     import sevenstep.steps  # noqa: F401  (fills the registry)
 
-    for key, value in d.items():
-        if key not in TOP_KEYS:
-            raise UsageError(f"{where}: unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}")
-        if not registry.fits(value, TOP_KEYS[key]):
-            raise _type_error(key, TOP_KEYS[key], value)
-    data = {**DATA_DEFAULTS}
-    for key, value in d.get("data", {}).items():
-        if key not in DATA_TYPES:
-            raise UsageError(f"{where}: unknown key data.{key}; valid keys: {', '.join(DATA_TYPES)}")
-        if not registry.fits(value, DATA_TYPES[key]):
-            raise _type_error(f"data.{key}", DATA_TYPES[key], value)
-        data[key] = value
-    if data["bs"] < 1:
-        raise UsageError(f"data.bs must be at least 1, got {data['bs']}")
-    steps = {}
-    given = d.get("steps", {})
+    top = schema.check(d, TOP, where)
+    options = schema.check(top["data"], data.OPTIONS, where, prefix="data.")
+    data.check_options(**options)
+    steps, given = {}, top["steps"]
     for step in given:
         if step not in registry.STEPS:
             raise UsageError(
@@ -83,13 +73,13 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
             )
     for step in registry.STEPS:
         if not isinstance(given.get(step, {}), dict):
-            raise UsageError(f"steps.{step} must be a table with a 'name' key, e.g. [steps.{step}]")
+            raise UsageError(f"{where}: steps.{step} must be a table with a 'name' key, e.g. [steps.{step}]")
         choice = dict(given.get(step, {}))
         name = choice.pop("name", STEP_DEFAULTS[step])
         if not isinstance(name, str):
-            raise _type_error(f"steps.{step}.name", str, name)
-        steps[step] = {"name": name, **registry.get(step, name).check(choice, f"steps.{step}")}
-    recipe = Recipe(d.get("name", "recipe"), d.get("seed", 42), data, steps, d.get("description", ""))
+            raise UsageError(f"{where}: steps.{step}.name: expected a string, got {name!r}")
+        steps[step] = {"name": name, **registry.get(step, name).check(choice, where)}
+    recipe = Recipe(top["name"], top["seed"], options, steps, top["description"])
     recipe.build_steps()  # value checks (lr > 0, known activation, ...) happen in the factories
     return recipe
 
@@ -129,9 +119,9 @@ def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]
     names = [(k, v) for k, v in sets if k.endswith(".name") and k.startswith("steps.")]
     for key, value in names + [(k, v) for k, v in sets if (k, v) not in names]:
         parts = key.split(".")
-        if parts[0] in ("name", "seed", "description") and len(parts) == 1:
+        if len(parts) == 1 and parts[0] in TOP and TOP[parts[0]].type is not dict:
             d[parts[0]] = value
-        elif parts[0] == "data" and len(parts) == 2 and parts[1] in DATA_TYPES:
+        elif parts[0] == "data" and len(parts) == 2 and parts[1] in data.OPTIONS:
             d.setdefault("data", {})[parts[1]] = value
         elif parts[0] == "steps" and len(parts) == 3 and parts[1] in registry.STEPS:
             step, param = parts[1], parts[2]
@@ -142,15 +132,12 @@ def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]
                 choice["name"] = value
                 continue
             option = registry.get(step, choice.get("name", STEP_DEFAULTS[step]))
-            if param not in option.params:
-                raise UsageError(
-                    f"--set {key}: {step} option {option.name!r} has no parameter {param!r}; "
-                    f"its parameters: {', '.join(option.params) or 'none'}"
-                )
+            if param not in option.params:  # its type is checked with the rest of the recipe
+                option.check({param: value}, f"--set {key}")
             choice[param] = value
         else:
             raise UsageError(
-                f"--set {key}: no such key; keys are name, seed, data.{{{','.join(DATA_TYPES)}}}, "
+                f"--set {key}: no such key; keys are name, seed, data.{{{','.join(data.OPTIONS)}}}, "
                 f"steps.<step>.name and steps.<step>.<parameter> (see `sevenstep steps`)"
             )
     return d

@@ -1,6 +1,8 @@
-"""Build a fastai Learner from a Recipe, fit it, and keep what the run produced under runs/<name>-<time>/.
+"""One path for every run: recipe -> Learner with its callbacks -> fit -> evaluate -> save -> after_run.
 
-The loop itself is fastai's `Learner.fit`; the seven steps are callbacks on it (see sevenstep/steps/).
+The loop itself is fastai's `Learner.fit`; the seven steps are callbacks on it (sevenstep/steps/), beside the
+loop's own callbacks (sevenstep/callbacks.py) and whatever the caller hands in: loggers, and next
+checkpointers and sweep reporters. The run is kept under runs/<name>-<time>/.
 """
 
 from __future__ import annotations
@@ -13,37 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastai.learner import Learner, Recorder
+from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
 from . import data
-from .errors import UsageError
+from .callbacks import DivergenceGuard, RunLog, instantiate, notify
 from .metrics import accuracy, per_class_accuracy, predicted_class
 from .recipe import Recipe
-from .steps.base import SparseCallback
-from .steps.stop import DivergenceGuard
-
-
-class RunLog(SparseCallback):
-    """Per-epoch metrics with their wall time, and the stop reason a stop rule may overwrite."""
-
-    order = Recorder.order + 1  # the Recorder has logged the epoch; stop rules (order 60+) have not yet run
-
-    def before_fit(self):
-        self.learn.stop_reason, self.epochs = "epochs_done", []
-
-    def before_epoch(self):
-        self.start = time.perf_counter()
-
-    def after_epoch(self):
-        names = self.learn.recorder.metric_names[1:-1]  # between 'epoch' and 'time'
-        values = [float(v) for v in self.learn.recorder.values[-1]]
-        seconds = round(time.perf_counter() - self.start, 3)
-        self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
 
 
 @dataclass
 class Run:
+    """What a run produced. `run_dir` is its saved folder; `learn` and `predictions` stay in memory."""
+
     name: str
     recipe: dict[str, Any]
     epochs: list[dict[str, Any]]
@@ -51,54 +35,70 @@ class Run:
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
-    stop_reason: str
+    stop_reason: str  # epochs_done, patience, target, time_budget, diverged or interrupted
     message: str
     run_dir: str = ""
     learn: Any = field(default=None, repr=False)
     predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
 
     @property
-    def failed(self) -> bool:
+    def diverged(self) -> bool:
         return self.stop_reason == "diverged"
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("learn", "predictions")}
 
 
-def build_learner(recipe: Recipe, device=None) -> Learner:
-    """Data, model, loss and optimizer from the recipe; every incompatibility is found here, before training."""
+def build_learner(recipe: Recipe, cbs=(), device=None) -> Learner:
+    """Data, model, loss and optimizer from the recipe; every incompatibility is found here, before training.
+
+    `cbs` are added beside the steps and the loop's own callbacks (instances, or classes/factories)."""
     set_seed(recipe.seed, reproducible=True)
-    d = recipe.data
-    dls = data.dataloaders(d["source"], d["bs"], recipe.seed, d["augment"], d["normalize"], device)
+    dls = data.dataloaders(**recipe.data, seed=recipe.seed, device=device)
     steps = recipe.build_steps()
-    n_classes, loss = len(dls.vocab), steps["loss"]
-    if loss.binary and n_classes != 2:
-        raise UsageError(
-            f"steps.loss {recipe.steps['loss']['name']!r} is a two-class loss, but data.source "
-            f"{recipe.data['source']!r} has {n_classes} classes; use loss 'cross_entropy' (or 'mse') with it, "
-            "or a two-class source such as 'mnist5k-3v7'"
-        )
     shape = tuple(dls.valid.one_batch()[0].shape[1:])
-    model = steps["predict"].make(shape, loss.n_out(n_classes))
+    model = steps["predict"].make(shape, steps["loss"].n_out(len(dls.vocab)))
     for cb in steps.values():
-        cb.check(model, n_classes)
-    return Learner(
+        cb.check(model, dls)
+    learn = Learner(
         dls,
         model,
-        loss_func=loss.func,
+        loss_func=steps["loss"].func,
         opt_func=steps["step"].opt_func,
         lr=steps["step"].lr,
         metrics=[accuracy],
-        cbs=[*steps.values(), DivergenceGuard(), RunLog()],
+        cbs=[*steps.values(), DivergenceGuard(), RunLog(), *instantiate(cbs)],
     )
+    learn.recipe, learn.group, learn.job_type = recipe, None, "sgd"
+    return learn
 
 
-def fit(recipe: Recipe, learn: Learner | None = None) -> Run:
-    """Train; a divergence or Ctrl-C ends training early but still yields a Run that says why."""
-    learn = learn or build_learner(recipe)
+def run(
+    recipe: Recipe,
+    cbs=(),
+    runs_dir: str | Path | None = None,
+    group: str | None = None,
+    job_type: str = "sgd",
+) -> Run:
+    """Train, evaluate and (with `runs_dir`) save one recipe. A divergence or Ctrl-C during training ends it
+    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs."""
+    learn = build_learner(recipe, cbs)
+    learn.group, learn.job_type = group, job_type
+    try:
+        result = fit_and_evaluate(recipe, learn)
+        if runs_dir is not None:
+            save(result, runs_dir)
+    except BaseException as e:
+        notify(learn.cbs, "after_error", e)
+        raise
+    notify(learn.cbs, "after_run", result)
+    return result
+
+
+def fit_and_evaluate(recipe: Recipe, learn: Learner) -> Run:
     start = time.perf_counter()
     try:
-        learn.step6_repeat.fit(learn)
+        learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
         learn.stop_reason = "interrupted"
     fit_seconds = round(time.perf_counter() - start, 3)
@@ -145,19 +145,19 @@ def _message(recipe: Recipe, learn: Learner) -> str:
     return f"{recipe.name} {reasons[learn.stop_reason]}"
 
 
-def save(run: Run, runs_dir: str | Path = "runs") -> Path:
+def save(result: Run, runs_dir: str | Path = "runs") -> Path:
     """Write recipe.toml, result.json and model.pth together: a temporary folder renamed into place."""
     import tomli_w
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    final = unique_path(runs_dir, run.name)
+    final = unique_path(runs_dir, result.name)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=runs_dir))
-    run.run_dir = str(final)
-    (tmp / "recipe.toml").write_text(tomli_w.dumps(run.recipe))
-    (tmp / "result.json").write_text(json.dumps(run.to_json(), indent=2))
-    if run.learn is not None and not run.failed:
-        torch.save(run.learn.model.state_dict(), tmp / "model.pth")
+    result.run_dir = str(final)
+    (tmp / "recipe.toml").write_text(tomli_w.dumps(result.recipe))
+    (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2))
+    if result.learn is not None and not result.diverged:
+        torch.save(result.learn.model.state_dict(), tmp / "model.pth")
     tmp.rename(final)
     return final
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from sevenstep import baseline, compare, data
+from sevenstep import baseline, compare, data, sources
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
 
@@ -32,7 +32,7 @@ def test_baseline_on_a_hand_made_dataset_with_a_known_answer():
 
 
 def test_baseline_through_the_pipeline_on_a_tiny_folder(tiny_folder):
-    result = baseline.fit(data.dataloaders(f"folder:{tiny_folder}", bs=8))
+    result = baseline.run(data.dataloaders(f"folder:{tiny_folder}", bs=8))
     assert result.accuracy == 1.0 and result.per_class == {"a": 1.0, "b": 1.0}  # the squares never overlap
     assert result.ideals.shape == (2, 1, 28, 28)
 
@@ -48,7 +48,7 @@ def _load_split(folder: Path):
 
 @pytest.mark.parametrize("distance", ["l1", "l2"])
 def test_baseline_equals_an_independent_numpy_computation(distance):
-    src = data.resolve("mnist5k-3v7")
+    src = sources.resolve("mnist5k-3v7")
     tx, ty = _load_split(src.path / "train")
     vx, vy = _load_split(src.path / "valid")
     classes = sorted(set(ty))
@@ -59,11 +59,11 @@ def test_baseline_equals_an_independent_numpy_computation(distance):
     pred = np.array(classes)[np.argmin(np.stack([dist[c] for c in classes]), axis=0)]
     expected = (pred == vy).mean()
 
-    result = baseline.fit(data.dataloaders("mnist5k-3v7"), distance)
+    result = baseline.run(data.dataloaders("mnist5k-3v7"), distance)
     assert result.accuracy == pytest.approx(expected, abs=1e-6)
     for c in classes:
         assert result.per_class[c] == pytest.approx((pred[vy == c] == c).mean(), abs=1e-6)
-    assert 0.85 < result.accuracy < 0.99  # the seeds' baseline: good, not perfect
+    assert 0.85 < result.accuracy < 0.99  # fastbook's baseline: good, not perfect
 
 
 def _comparison(tmp_path, folder, runs):

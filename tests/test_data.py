@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_folder
-from sevenstep import data
+from sevenstep import data, sources
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
 
@@ -24,10 +24,10 @@ def _digest(folder):
 
 
 def test_mnist5k_counts_and_layout():
-    src = data.resolve("mnist5k")
+    src = sources.resolve("mnist5k")
     assert (src.train, src.valid) == ("train", "valid")
     assert src.classes == [str(i) for i in range(10)]
-    counts = data.counts(src)
+    counts = sources.counts(src)
     assert counts["train"] == {str(i): 400 for i in range(10)}  # stratified: 20% of 500 per class to valid
     assert counts["valid"] == {str(i): 100 for i in range(10)}
     png = next((src.path / "valid" / "7").glob("*.png"))
@@ -36,18 +36,18 @@ def test_mnist5k_counts_and_layout():
 
 
 def test_3v7_is_exactly_the_3s_and_7s_of_mnist5k():
-    full, sub = data.resolve("mnist5k"), data.resolve("mnist5k-3v7")
+    full, sub = sources.resolve("mnist5k"), sources.resolve("mnist5k-3v7")
     assert sub.classes == ["3", "7"]
-    assert data.counts(sub) == {"train": {"3": 400, "7": 400}, "valid": {"3": 100, "7": 100}}
+    assert sources.counts(sub) == {"train": {"3": 400, "7": 400}, "valid": {"3": 100, "7": 100}}
     for split in ("train", "valid"):
         for c in ("3", "7"):
             assert _digest(sub.path / split / c) == _digest(full.path / split / c)
 
 
 def test_split_is_deterministic_across_caches(tmp_path, monkeypatch):
-    first = _digest(data.resolve("mnist5k-3v7").path)
+    first = _digest(sources.resolve("mnist5k-3v7").path)
     monkeypatch.setenv("SEVENSTEP_CACHE", str(tmp_path / "other-cache"))
-    second_src = data.resolve("mnist5k-3v7")
+    second_src = sources.resolve("mnist5k-3v7")
     assert second_src.path.parent == tmp_path / "other-cache"
     assert _digest(second_src.path) == first
 
@@ -60,7 +60,7 @@ def test_interrupted_prepare_leaves_nothing_trusted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "save", boom)
     with pytest.raises(KeyboardInterrupt):
-        data.resolve("mnist5k-3v7")
+        sources.resolve("mnist5k-3v7")
     assert list(tmp_path.iterdir()) == []  # no half-written folder, no temporary left behind
 
 
@@ -89,8 +89,8 @@ def test_augmentation_touches_training_batches_only():
 
 
 def test_folder_source_in_both_layouts(tmp_path):
-    a = data.resolve(f"folder:{make_folder(tmp_path / 'a')}")
-    b = data.resolve(f"folder:{make_folder(tmp_path / 'b', splits=('training', 'testing'))}")
+    a = sources.resolve(f"folder:{make_folder(tmp_path / 'a')}")
+    b = sources.resolve(f"folder:{make_folder(tmp_path / 'b', splits=('training', 'testing'))}")
     assert (a.train, a.valid, b.train, b.valid) == ("train", "valid", "training", "testing")
     dls = data.dataloaders(b, bs=8)
     assert dls.vocab == ["a", "b"] and len(dls.train_ds) == 24 and len(dls.valid_ds) == 8
@@ -100,7 +100,7 @@ def test_untar_data_path_uses_fastai_on_a_local_mnist_sample(monkeypatch, tmp_pa
     # untar_data returns an already-extracted dataset without touching the network
     monkeypatch.setenv("FASTAI_HOME", str(tmp_path / "fastai"))
     make_folder(tmp_path / "fastai" / "data" / "mnist_sample", classes=("3", "7"))
-    src = data.resolve("mnist-sample")
+    src = sources.resolve("mnist-sample")
     assert src.path == tmp_path / "fastai" / "data" / "mnist_sample"
     assert data.dataloaders(src, bs=4).vocab == ["3", "7"]
 
@@ -131,10 +131,10 @@ def _bad_folders(tmp_path):
 def test_bad_folders_give_clear_errors(tmp_path):
     for case, (path, expected) in _bad_folders(tmp_path).items():
         with pytest.raises(UsageError, match=expected.replace("(", r"\(").replace(")", r"\)")) as e:
-            data.resolve(f"folder:{path}")
+            sources.resolve(f"folder:{path}")
         assert str(path) in str(e.value), case
     with pytest.raises(UsageError, match="3.png"):
-        data.resolve(f"folder:{tmp_path / 'corrupt'}")
+        sources.resolve(f"folder:{tmp_path / 'corrupt'}")
 
 
 def test_bad_input_through_the_cli(tmp_path):
@@ -157,7 +157,7 @@ def test_download_failure_points_to_embedded_sources(monkeypatch, tmp_path):
 
     monkeypatch.setattr(external, "untar_data", offline)
     with pytest.raises(UsageError, match="mnist5k"):
-        data.resolve("mnist")
+        sources.resolve("mnist")
 
 
 def test_data_show_writes_a_grid_png(tmp_path, tiny_folder):

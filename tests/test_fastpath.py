@@ -1,4 +1,4 @@
-"""The fast data path means what the seeds' per-item path means: same images, labels, normalisation and
+"""The fast data path means what fastbook's per-item path means: same images, labels, normalisation and
 augmentation distribution, validation never augmented, and a decode cache that notices changed files."""
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from fastai.metrics import Metric
 from torch import nn
 
 from sevenstep import data, recipe, registry, train
+from sevenstep.callbacks import RunLog
 from sevenstep.errors import UsageError
 from sevenstep.steps import loss as loss_step
 from sevenstep.steps.gradient import FiniteDifference
 from sevenstep.steps.step import HandSGD
 from sevenstep.steps.stop import Patience, Target, TimeBudget
-from sevenstep.train import RunLog
 
 EXPERIMENTS = "experiments"
 
@@ -173,21 +173,21 @@ def test_divergence_guard_stops_a_huge_lr():
         f"{EXPERIMENTS}/fastbook_linear.toml",
         ["steps.loss.name=mse", "steps.step.lr=1e12", "data.normalize=true"],
     )
-    run = train.fit(r)
-    assert run.stop_reason == "diverged" and run.failed and run.accuracy is None
+    run = train.run(r)
+    assert run.stop_reason == "diverged" and run.diverged and run.accuracy is None
     assert "epoch 1, batch" in run.message and "steps.step.lr" in run.message
     assert len(run.epochs) < r.steps["repeat"]["n"]
 
 
 def test_fastbook_linear_beats_chance_within_a_few_epochs():
-    run = train.fit(recipe.load(f"{EXPERIMENTS}/fastbook_linear.toml", ["steps.repeat.n=4"]))
+    run = train.run(recipe.load(f"{EXPERIMENTS}/fastbook_linear.toml", ["steps.repeat.n=4"]))
     assert run.stop_reason == "epochs_done" and len(run.epochs) == 4
     assert run.accuracy > 0.75
     assert run.epochs[-1]["accuracy"] > run.epochs[0]["accuracy"]  # it learns, epoch after epoch
 
 
 def test_finite_difference_recipe_trains():
-    run = train.fit(recipe.load(f"{EXPERIMENTS}/finite_difference_3v7.toml", ["steps.repeat.n=1"]))
+    run = train.run(recipe.load(f"{EXPERIMENTS}/finite_difference_3v7.toml", ["steps.repeat.n=1"]))
     assert run.accuracy > 0.9
 
 
@@ -195,7 +195,7 @@ def test_same_seed_twice_gives_identical_metrics():
     sets = ["steps.predict.name=mlp", "steps.repeat.n=2", "data.augment=true"]
 
     def metrics():
-        run = train.fit(recipe.load(f"{EXPERIMENTS}/fastbook_linear.toml", sets))
+        run = train.run(recipe.load(f"{EXPERIMENTS}/fastbook_linear.toml", sets))
         return [{k: v for k, v in e.items() if k != "seconds"} for e in run.epochs], run.accuracy
 
     assert metrics() == metrics()

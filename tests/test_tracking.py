@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sevenstep import runs, tracking
+from sevenstep import loggers, wandb_runs
 from sevenstep.cli import app
 from sevenstep.registry import STEPS
 
@@ -22,7 +22,7 @@ LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
 
 def _records(wandb_file: Path) -> list[dict]:
     out = subprocess.run(
-        [runs._wandb_cli(), "leet", "inspect", "--json", str(wandb_file)],
+        [wandb_runs._wandb_cli(), "leet", "inspect", "--json", str(wandb_file)],
         capture_output=True,
         text=True,
         check=True,
@@ -53,7 +53,7 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    info = runs.read(_only_run(tmp_path / "wandb"))
+    info = wandb_runs.read(_only_run(tmp_path / "wandb"))
     assert info["state"] == "finished" and info["job_type"] == "sgd" and info["name"] == "fastbook-linear-3v7"
 
     config = info["config"]
@@ -144,35 +144,35 @@ def test_bad_mode_is_a_clear_error(tmp_path):
 
 def test_online_without_a_key_carries_on_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    tracker = tracking.Tracker.from_options("online", tmp_path)
+    tracker = loggers.WandbSession.from_options("online", tmp_path)
     run = tracker.start("t", "sgd", {"x": 1})
     run.log({"batch": 1, "loss": 0.5})
     run.finish()
     assert any("logging offline instead" in line for line in tracker.summary_lines())
     assert any("wandb sync" in line for line in tracker.summary_lines())
-    assert runs.read(_only_run(tmp_path / "wandb"))["state"] == "finished"
+    assert wandb_runs.read(_only_run(tmp_path / "wandb"))["state"] == "finished"
 
 
 def test_online_with_no_server_carries_on_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
-    monkeypatch.setattr(tracking, "ONLINE_INIT_TIMEOUT", 5)
-    tracker = tracking.Tracker.from_options("online", tmp_path)
+    monkeypatch.setattr(loggers, "ONLINE_INIT_TIMEOUT", 5)
+    tracker = loggers.WandbSession.from_options("online", tmp_path)
     run = tracker.start("t", "sgd", {"x": 1})
     run.finish()
     assert any("could not reach the W&B server" in line for line in tracker.summary_lines())
     assert (
         tracker.offline_runs
-        and runs.read(next(tracker.offline_runs[0].glob("*.wandb")))["state"] == "finished"
+        and wandb_runs.read(next(tracker.offline_runs[0].glob("*.wandb")))["state"] == "finished"
     )
 
 
 def test_no_mode_given_means_offline(monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
-    assert tracking.Tracker.from_options().mode == "offline"
+    assert loggers.WandbSession.from_options().mode == "offline"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert tracking.Tracker.from_options().mode == "disabled"
-    assert tracking.Tracker.from_options("online").mode == "online"  # the flag wins over the environment
+    assert loggers.WandbSession.from_options().mode == "disabled"
+    assert loggers.WandbSession.from_options("online").mode == "online"  # the flag wins over the environment
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -208,7 +208,7 @@ def test_an_interrupted_run_is_finished_cleanly(tmp_path, sig):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in out and "Traceback" not in err
-    info = runs.read(_only_run(tmp_path / "wandb"))
+    info = wandb_runs.read(_only_run(tmp_path / "wandb"))
     assert info["state"] == "finished" and info["summary"]["stop_reason"] == "interrupted"
     saved = list((tmp_path / "runs").iterdir())
     assert (

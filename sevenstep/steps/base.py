@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from fastai.callback.core import Callback
-
+from ..callbacks import SparseCallback
 from ..errors import UsageError
 from ..registry import STEPS
-
-
-class SparseCallback(Callback):
-    """Answers only the events its class defines. fastai asks every callback about every event, ~20 a batch,
-    and each unanswered ask costs attribute look-ups delegated to the Learner: about a tenth of a small CNN's
-    epoch for the ten callbacks sevenstep adds. Skipping them changes nothing else (a missing event is a no-op)."""
-
-    def __call__(self, event_name):
-        if event_name != "after_fit" and not hasattr(
-            type(self), event_name
-        ):  # fastai resets `run` on after_fit
-            return None
-        return super().__call__(event_name)
 
 
 class StepCallback(SparseCallback):
@@ -26,12 +12,13 @@ class StepCallback(SparseCallback):
     so the seven steps are easy to find and never shadow Learner attributes such as `learn.loss`."""
 
     step = ""
+    option = ""  # the registry's name for it ("mnist_loss"), set when the registry builds it
 
     @property
     def name(self):
         return f"step{STEPS.index(self.step) + 1}_{self.step}"
 
-    def check(self, model, n_classes: int) -> None:
+    def check(self, model, dls) -> None:
         """Refuse, before training, a choice that cannot work with this model or data."""
 
 

@@ -1,6 +1,6 @@
 """Step 4, gradient: how each weight should change to lower the loss.
 
-`autograd` is backpropagation (fastai's own `loss.backward()`); `finite_difference` is the seeds'
+`autograd` is backpropagation (fastai's own `loss.backward()`); `finite_difference` is fastbook's
 "nudge a weight a little and see whether the loss goes up or down", done for every weight.
 """
 
@@ -16,6 +16,8 @@ from .base import StepCallback, positive
 
 
 class Gradient(StepCallback):
+    """Makes each parameter's `.grad` before the step: fastai's backward pass, or in place of it."""
+
     step = "gradient"
 
 
@@ -36,7 +38,7 @@ class FiniteDifference(Gradient):
     def __init__(self, eps: float, max_params: int):
         self.eps, self.max_params = eps, max_params
 
-    def check(self, model, n_classes):
+    def check(self, model, dls):
         n = sum(p.numel() for p in model.parameters())
         if n > self.max_params:
             raise UsageError(

@@ -13,7 +13,8 @@ from .base import StepCallback
 
 
 class Loss(StepCallback):
-    """Supplies the Learner's `loss_func`. A `binary` loss wants one output (a score for the second class)."""
+    """Supplies the Learner's `loss_func` as `func(pred, targ)`, and `n_out(n_classes)`, the number of outputs
+    the model needs: a `binary` loss wants one (a score for the second class) and only two classes."""
 
     step = "loss"
 
@@ -22,6 +23,15 @@ class Loss(StepCallback):
 
     def n_out(self, n_classes: int) -> int:
         return 1 if self.binary else n_classes
+
+    def check(self, model, dls):
+        n_classes = len(dls.vocab)
+        if self.binary and n_classes != 2:
+            raise UsageError(
+                f"steps.loss {self.option!r} is a two-class loss, but data.source {dls.source.name!r} has "
+                f"{n_classes} classes; use loss 'cross_entropy' (or 'mse') with it, or a two-class source "
+                "such as 'mnist5k-3v7'"
+            )
 
 
 def _mnist_loss(pred, targ):

@@ -16,7 +16,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": 
 
 
 class Predict(StepCallback):
-    """Supplies the Learner's model: `make(image_shape, n_out)`; training itself is fastai's forward pass."""
+    """Supplies the Learner's model: `make(image_shape, n_out) -> nn.Module`; training itself is fastai's
+    forward pass. `pixels_to_weights`: one weight per pixel and class, so the weights can be drawn as images."""
 
     step = "predict"
 

@@ -9,14 +9,15 @@ from .base import StepCallback, positive
 
 
 class Repeat(StepCallback):
-    """Chooses how fastai fits: `learn.fit` at a constant lr, or `fit_one_cycle`, which adds a ParamScheduler."""
+    """Supplies `loop(learn)`, which starts fastai's fit: `learn.fit` at a constant lr, or `fit_one_cycle`,
+    which adds a ParamScheduler. Every other step then acts inside that loop."""
 
     step = "repeat"
 
     def __init__(self, n: int, lr_max: float | None = None, cycle: bool = False):
         self.n, self.lr_max, self.cycle = n, lr_max, cycle
 
-    def fit(self, learn):
+    def loop(self, learn):
         if self.cycle:
             learn.fit_one_cycle(self.n, self.lr_max or learn.lr)
         else:

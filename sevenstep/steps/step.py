@@ -8,6 +8,7 @@ import torch
 from fastai.callback.core import CancelStepException
 from fastai.optimizer import SGD, Adam
 
+from ..callbacks import STEP_ORDER
 from ..registry import option
 from .base import StepCallback, positive
 
@@ -16,14 +17,14 @@ class Step(StepCallback):
     """Supplies the Learner's optimizer (`opt_func`, `lr`); fastai's `opt.step()` moves the weights."""
 
     step = "step"
-    order = 20  # after gradient clipping, which also acts in before_step
+    order = STEP_ORDER  # after gradient clipping, which also acts in before_step
 
     def __init__(self, opt_func, lr: float):
         self.opt_func, self.lr = opt_func, lr
 
 
 class HandSGD(Step):
-    """The seeds' update, `p -= lr * p.grad` (plus weight decay as L2), done here instead of `opt.step()`.
+    """fastbook's update, `p -= lr * p.grad` (plus weight decay as L2), done here instead of `opt.step()`.
 
     lr and wd are read from fastai's optimizer each batch, so a schedule such as one_cycle still applies."""
 
@@ -43,7 +44,7 @@ def _check(lr, wd):
 
 @option("step")
 def sgd(lr: float = 0.1, wd: float = 0.0) -> Step:
-    """Plain SGD written out by hand, as in the seeds: p -= lr * (p.grad + wd * p)."""
+    """Plain SGD written out by hand, as fastbook does: p -= lr * (p.grad + wd * p)."""
     _check(lr, wd)
     return HandSGD(partial(SGD, mom=0.0, wd=wd, decouple_wd=False), lr)
 

@@ -1,19 +1,19 @@
 """Step 7, stop: decide when training ends. Each rule records why in `learn.stop_reason`.
 
-The divergence guard is not a choice: it is always on, and stops a run whose loss is no longer finite.
+(The divergence guard is not a choice: it is always on, in sevenstep/callbacks.py.)
 """
 
 from __future__ import annotations
 
 import time
 
-import torch
 from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback
 
+from ..callbacks import STOP_ORDER
 from ..errors import UsageError
 from ..registry import option
-from .base import SparseCallback, StepCallback, positive
+from .base import StepCallback, positive
 
 METRICS = ("valid_loss", "accuracy", "train_loss")
 
@@ -26,7 +26,7 @@ class Stop(StepCallback):
     """The plain rule: stop when the repeat step has done its epochs."""
 
     step = "stop"
-    order = EarlyStoppingCallback.order  # after the Recorder and RunLog have logged the epoch
+    order = STOP_ORDER  # after the Recorder, RunLog and the loggers have the epoch
 
     def halt(self, reason: str):
         self.learn.stop_reason = reason
@@ -73,18 +73,6 @@ class TimeBudget(Stop):
         if self.spent or time.perf_counter() - self.start > self.seconds:
             print(f"time budget of {self.seconds:g} s spent: stopping")
             self.halt("time_budget")
-
-
-class DivergenceGuard(SparseCallback):
-    """Always on: a NaN or infinite training loss ends the run and says where it happened."""
-
-    order = -10
-
-    def after_loss(self):
-        if self.learn.training and not torch.isfinite(self.learn.loss):
-            self.learn.stop_reason = "diverged"
-            self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
-            raise CancelFitException()
 
 
 def _metric(metric: str) -> str:

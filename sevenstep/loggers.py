@@ -1,11 +1,17 @@
-"""Weights & Biases for every run: offline by default (no account, no network, no prompt), online when asked.
+"""Loggers: callbacks handed to the training loop, like fastai's, Keras' and Lightning's.
+
+`WandbLogger` logs a run to Weights & Biases, offline by default (no account, no network, no prompt);
+`WandbSession` is what the runs of one command share: the mode, the folder, and what to tell the user.
+`CsvLogger` writes a run's epochs as a CSV file beside its result.json. A new logger is a small class here
+and one line where the CLI assembles the list (cli.py, `_loggers`).
 
 fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fastai issue 4173), and
-`wandb.watch` logs nothing on short runs (log_freq=1000), so sevenstep logs through its own small callback.
+`wandb.watch` logs nothing on short runs (log_freq=1000), so sevenstep logs through its own callback.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -14,8 +20,8 @@ from typing import Any
 
 import torch
 
+from .callbacks import LOGGER_ORDER, SparseCallback
 from .errors import UsageError
-from .steps.base import SparseCallback
 
 PROJECT = "sevenstep"
 MODES = ("offline", "online", "disabled")
@@ -28,8 +34,8 @@ def versions() -> dict[str, str]:
 
 def recipe_config(recipe) -> dict[str, Any]:
     """The recipe as flat dotted keys (steps.step.lr, data.source, ...), plus the split seed and versions."""
-    from .data import SPLIT_SEED
     from .recipe import flatten
+    from .sources import SPLIT_SEED
 
     return dict(flatten(recipe.to_dict())) | {"data.split_seed": SPLIT_SEED} | versions()
 
@@ -40,17 +46,16 @@ def _has_api_key() -> bool:
 
 
 @dataclass
-class Tracker:
-    """Starts W&B runs in one mode and folder (and group, for a comparison), and remembers what to tell the user."""
+class WandbSession:
+    """Starts the W&B runs of one command in one mode and folder, and remembers what to tell the user."""
 
     mode: str = "offline"
     dir: Path = Path(".")
-    group: str | None = None
     offline_runs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_options(cls, mode: str | None = None, dir: Path | None = None) -> Tracker:
+    def from_options(cls, mode: str | None = None, dir: Path | None = None) -> WandbSession:
         """An explicit mode wins, then WANDB_MODE, then offline: wandb would prompt for a key with no mode set."""
         mode = (mode or os.environ.get("WANDB_MODE") or "offline").lower()
         mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
@@ -58,7 +63,8 @@ class Tracker:
             raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
         return cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
 
-    def start(self, name: str, job_type: str, config: dict[str, Any]):
+    def start(self, name: str, job_type: str, config: dict[str, Any], group: str | None = None):
+        """A new W&B run, or None when disabled. Online with no key or no server falls back to offline."""
         if self.mode == "disabled":
             return None
         import wandb
@@ -70,7 +76,7 @@ class Tracker:
         kwargs = dict(
             project=PROJECT,
             name=name,
-            group=self.group,
+            group=group,
             job_type=job_type,
             config=config,
             dir=str(self.dir),
@@ -109,23 +115,29 @@ class Tracker:
 
 
 class WandbLogger(SparseCallback):
-    """Per-batch training loss and lr, per-epoch validation metrics, all on one `batch` axis.
+    """One W&B run per training run: config, per-batch training loss and lr, per-epoch validation metrics,
+    all on one `batch` axis, then the summary, predictions and confusion matrix once the run is evaluated.
 
     Batch rows are kept as tensors and sent once an epoch: no host-device sync per batch, and W&B's own
     process does not compete with training for the CPU batch after batch."""
 
-    order = 52  # after RunLog (51) has the epoch's metrics, before the stop rules (63) may end the fit
+    order = LOGGER_ORDER
 
-    def __init__(self, wb):
-        self.wb = wb  # not `self.run`: that is fastai's own on/off flag for every callback
-        self.pending = []
+    def __init__(self, session: WandbSession):
+        self.session, self.pending = session, []
+        self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
 
     def before_fit(self):
-        self.wb.define_metric("batch")
-        self.wb.define_metric("*", step_metric="batch")
+        learn = self.learn
+        if self.wb is None:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
+            config = recipe_config(learn.recipe)
+            self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group)
+        if self.wb is not None:
+            self.wb.define_metric("batch")
+            self.wb.define_metric("*", step_metric="batch")
 
     def after_batch(self):
-        if self.learn.training:
+        if self.learn.training and self.wb is not None:
             learn = self.learn
             self.pending.append(
                 (learn.train_iter, learn.epoch + 1, learn.loss.detach(), learn.opt.hypers[-1]["lr"])
@@ -140,6 +152,8 @@ class WandbLogger(SparseCallback):
             self.pending = []
 
     def after_epoch(self):
+        if self.wb is None:
+            return
         self.flush()
         e = self.learn.run_log.epochs[-1]
         self.wb.log(
@@ -154,75 +168,72 @@ class WandbLogger(SparseCallback):
         )
 
     def after_fit(self):
-        self.flush()
+        if self.wb is not None:
+            self.flush()
+
+    def after_run(self, run):
+        """The run is evaluated and saved: its summary and pictures, then the W&B run is finished."""
+        if self.wb is None:
+            return
+        import wandb
+
+        from . import plots
+
+        self.flush()  # Ctrl-C skips fastai's after_fit
+        learn = self.learn
+        self.wb.summary.update(
+            _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
+            | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
+        )
+        if run.predictions is not None:
+            classes, targets = run.predictions
+            vocab = [str(v) for v in learn.dls.vocab]
+            images = learn.dls.valid.images.cpu()
+            media = {
+                "predictions": wandb.Image(
+                    plots.to_image(plots.predictions_grid(images, classes, targets, vocab))
+                ),
+                "confusion_matrix": wandb.plot.confusion_matrix(
+                    y_true=targets.tolist(), preds=classes.tolist(), class_names=vocab
+                ),
+            }
+            if learn.step2_predict.pixels_to_weights:
+                media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
+            self.wb.log({"batch": learn.train_iter, **media})
+        self.wb.finish(exit_code=1 if run.diverged else 0)
+
+    def after_error(self, error: BaseException):
+        if self.wb is not None:
+            self.wb.summary["stop_reason"] = (
+                "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+            )
+            self.wb.finish(exit_code=1)
+
+    def after_baseline(self, result, config: dict[str, Any], group: str | None):
+        """A comparison's baseline as a W&B run of its own (job_type baseline), beside its SGD runs."""
+        import wandb
+
+        from . import plots
+
+        wb = self.session.start(f"baseline-{result.distance}", "baseline", config | versions(), group)
+        if wb is None:
+            return
+        wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
+        wb.log({"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))})
+        wb.finish()
 
 
-def fit(recipe, tracker: Tracker):
-    """Build, start the W&B run, train, then log the summary and pictures and finish the run, whatever happened."""
-    from . import train
+class CsvLogger(SparseCallback):
+    """The run's per-epoch metrics as `epochs.csv` in its run folder, for a spreadsheet or pandas."""
 
-    learn = train.build_learner(recipe)  # bad input fails here, before any W&B run exists
-    wb = tracker.start(recipe.name, "sgd", recipe_config(recipe))
-    if wb is None:
-        return train.fit(recipe, learn)
-    logger = WandbLogger(wb)
-    learn.add_cb(logger)
-    try:
-        run = train.fit(recipe, learn)
-    except BaseException:
-        wb.summary["stop_reason"] = "error"
-        wb.finish(exit_code=1)
-        raise
-    logger.flush()  # Ctrl-C skips fastai's after_fit
-    _finish_sgd(wb, run, learn)
-    return run
+    order = LOGGER_ORDER
 
-
-def _finish_sgd(wb, run, learn) -> None:
-    import wandb
-
-    from . import plots
-
-    wb.summary.update(
-        _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
-        | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
-    )
-    if run.predictions is not None:
-        classes, targets = run.predictions
-        vocab = [str(v) for v in learn.dls.vocab]
-        media = {
-            "predictions": wandb.Image(
-                plots.to_image(plots.predictions_grid(learn.dls.valid.images.cpu(), classes, targets, vocab))
-            ),
-            "confusion_matrix": wandb.plot.confusion_matrix(
-                y_true=targets.tolist(), preds=classes.tolist(), class_names=vocab
-            ),
-        }
-        if learn.step2_predict.pixels_to_weights:
-            media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
-        wb.log({"batch": learn.train_iter, **media})
-    wb.finish(exit_code=1 if run.failed else 0)
-
-
-def log_baseline(tracker: Tracker, source: str, seed: int, result) -> None:
-    """The baseline as a W&B run of its own (job_type baseline), beside the SGD runs of its comparison."""
-    import wandb
-
-    from . import plots
-    from .data import SPLIT_SEED
-
-    config = {
-        "data.source": source,
-        "seed": seed,
-        "data.split_seed": SPLIT_SEED,
-        "baseline.distance": result.distance,
-    } | versions()
-    wb = tracker.start(f"baseline-{result.distance}", "baseline", config)
-    if wb is None:
-        return
-    wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
-    wb.log({"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))})
-    wb.finish()
+    def after_run(self, run):
+        if run.run_dir and run.epochs:
+            with open(Path(run.run_dir) / "epochs.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(run.epochs[0]))
+                writer.writeheader()
+                writer.writerows(run.epochs)
 
 
 def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:

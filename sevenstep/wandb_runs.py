@@ -1,4 +1,5 @@
-"""`sevenstep runs`: the local W&B runs, newest first, read with wandb's own reader (`wandb leet inspect`)."""
+"""`sevenstep runs`: the W&B runs logged on this machine (not the run folders under runs/), newest first, read
+with wandb's own reader (`wandb leet inspect`)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,15 @@ def list_runs(folder: Path) -> list[dict[str, Any]]:
         )
     files = sorted(folder.rglob("*.wandb"), key=lambda f: f.stat().st_mtime, reverse=True)
     return [read(f) for f in files]
+
+
+def table(found: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows for `sevenstep runs`: a header, then one row a run."""
+    header = ["started", "name", "group", "steps (init predict loss gradient step repeat stop)"]
+    rows = [header + ["accuracy", "stop", "path"]]
+    for r in found:
+        acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
+        stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
+        started = r["started"][:19].replace("T", " ")
+        rows.append([started, r["name"], r["group"] or "-", r["steps"], acc, stop, r["path"]])
+    return rows

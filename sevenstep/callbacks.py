@@ -1,0 +1,90 @@
+"""The training loop's own callbacks, beside the seven steps: they are on every Learner whatever the recipe.
+
+Loggers (sevenstep/loggers.py) and, next, checkpointers and sweep reporters are callbacks of the same kind,
+handed to `train.run(recipe, cbs=[...])`. fastai calls the callbacks of each event in ascending `order`;
+the orders of sevenstep's callbacks, with fastai's own beside them, are defined here and only here:
+
+    order  callback                      acts on
+    -10    DivergenceGuard               after_loss: a NaN/inf loss ends the fit (with fastai's TrainEvalCallback)
+      0    the gradient step             before_backward / before_step (clipping)
+     20    the step step                 before_step: moves the weights, after clipping
+     50    fastai's Recorder             after_epoch: the epoch's losses and metrics
+     51    RunLog                        after_epoch: reads the Recorder's row into the run's log
+     52    loggers (W&B, CSV)            after_epoch: read RunLog's row
+     63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
+
+Beyond fastai's events, sevenstep calls three of its own on callbacks that define them, with `notify`:
+`after_run(run)` once a run is evaluated and saved (whatever its stop reason), `after_error(error)` when
+it raised instead, and `after_baseline(result, config, group)` for a comparison's baseline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.learner import Recorder
+
+GUARD_ORDER = -10
+STEP_ORDER = 20
+RUN_LOG_ORDER = Recorder.order + 1
+LOGGER_ORDER = Recorder.order + 2
+STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
+
+
+class SparseCallback(Callback):
+    """Answers only the events its class defines. fastai asks every callback about every event, ~20 a batch,
+    and each unanswered ask costs attribute look-ups delegated to the Learner: about a tenth of a small CNN's
+    epoch for the ten callbacks sevenstep adds. Skipping them changes nothing else (a missing event is a no-op)."""
+
+    def __call__(self, event_name):
+        # fastai resets `run` on after_fit, so that one always goes through
+        if event_name != "after_fit" and not hasattr(type(self), event_name):
+            return None
+        return super().__call__(event_name)
+
+
+class DivergenceGuard(SparseCallback):
+    """Always on: a NaN or infinite training loss ends the run and says where it happened."""
+
+    order = GUARD_ORDER
+
+    def after_loss(self):
+        if self.learn.training and not torch.isfinite(self.learn.loss):
+            self.learn.stop_reason = "diverged"
+            self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
+            raise CancelFitException()
+
+
+class RunLog(SparseCallback):
+    """Per-epoch metrics with their wall time, and the stop reason a stop rule may overwrite."""
+
+    order = RUN_LOG_ORDER
+
+    def before_fit(self):
+        self.learn.stop_reason, self.epochs = "epochs_done", []
+
+    def before_epoch(self):
+        self.start = time.perf_counter()
+
+    def after_epoch(self):
+        names = self.learn.recorder.metric_names[1:-1]  # between 'epoch' and 'time'
+        values = [float(v) for v in self.learn.recorder.values[-1]]
+        seconds = round(time.perf_counter() - self.start, 3)
+        self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
+
+
+def instantiate(cbs) -> list[Callback]:
+    """Callbacks, or classes and factories (functools.partial) that make one: a comparison makes fresh ones
+    for each of its runs, since a callback belongs to one Learner."""
+    return [cb if isinstance(cb, Callback) else cb() for cb in cbs]
+
+
+def notify(cbs, event: str, *args) -> None:
+    """Call sevenstep's own event `event` on the callbacks that define it, in their fastai order."""
+    for cb in sorted(cbs, key=lambda c: c.order):
+        handler = getattr(cb, event, None)
+        if handler is not None:
+            handler(*args)

@@ -1,0 +1,106 @@
+"""One checker for every table a user writes: a recipe and its [data] and [steps.*] tables, a comparison and
+its [[runs]], and (next) a sweep file. A schema is a dict of key -> Field; a function's typed, defaulted
+keyword parameters are one too (`fields_of`), which is how step options and the data options declare theirs.
+
+Every mistake is a UsageError naming where, the key, what was expected and what was got. Numbers must be
+finite and integers fit in 64 bits: a NaN learning rate or an overflowing seed stops here, not mid-training.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError
+
+REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Field:
+    type: Any = Any
+    default: Any = REQUIRED
+
+
+def fields_of(func, skip: tuple[str, ...] = ()) -> dict[str, Field]:
+    """The schema a function's signature declares: each parameter's annotation and default."""
+    params = inspect.signature(func, eval_str=True).parameters
+    return {k: Field(p.annotation, p.default) for k, p in params.items() if k not in skip}
+
+
+def check(
+    values: dict[str, Any],
+    schema: dict[str, Field],
+    where: str,
+    prefix: str = "",
+    owner: str | None = None,
+    fill: bool = True,
+) -> dict[str, Any]:
+    """`values` checked against `schema`; with `fill`, missing keys take (copies of) their defaults.
+
+    `prefix` is the keys' place in the file ("data.", "steps.step."); `owner` names what has the keys when
+    they are parameters ("step option 'sgd'"), so an unknown one reads "... has no parameter 'lrate'"."""
+    for key, value in values.items():
+        if key not in schema:
+            valid = ", ".join(schema) or "none"
+            if owner:
+                raise UsageError(f"{where}: {owner} has no parameter {key!r}; its parameters: {valid}")
+            raise UsageError(f"{where}: unknown key {prefix + key!r}; valid keys: {valid}")
+        expected = schema[key].type
+        if not fits(value, expected):
+            raise UsageError(
+                f"{where}: {prefix}{key}: expected {type_name(expected)}, got {value!r} ({type(value).__name__})"
+            )
+        problem = _out_of_range(value)
+        if problem:
+            raise UsageError(f"{where}: {prefix}{key}: {problem}")
+    if not fill:
+        return dict(values)
+    missing = [k for k, f in schema.items() if f.default is REQUIRED and k not in values]
+    if missing:
+        raise UsageError(f"{where}: missing key {prefix + missing[0]!r}")
+    # copies: a recipe that changes its `hidden` list must not change the option's default
+    return {k: copy.deepcopy(f.default) for k, f in schema.items() if k not in values} | dict(values)
+
+
+def _out_of_range(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, got {value}"
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return f"expected an integer that fits in 64 bits, got {value}"
+    if isinstance(value, list):
+        return next(filter(None, map(_out_of_range, value)), None)
+    return None
+
+
+def fits(value: Any, expected: Any) -> bool:
+    if expected is inspect.Parameter.empty or expected is Any:
+        return True
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, t) for t in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(expected) or (Any,)
+        return isinstance(value, list) and all(fits(v, item) for v in value)
+    if expected is float:  # TOML writes 1 for 1.0; an int is a fine float, a bool is not
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def type_name(t: Any) -> str:
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(t))
+    if typing.get_origin(t) is list:
+        return f"a list of {type_name(typing.get_args(t)[0])}"
+    names = {float: "a number (float)", int: "an integer", bool: "true or false", str: "a string"}
+    names |= {dict: "a table", list: "a list"}
+    return names.get(t, "nothing" if t is type(None) else getattr(t, "__name__", str(t)))
