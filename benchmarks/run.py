@@ -164,6 +164,39 @@ def bench_memory() -> float:
     return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) / 1024
 
 
+def bench_sweep(repeats: int = 3) -> dict[str, dict[int, float]]:
+    """One small grid (8 trials of the 3v7 simple net) with 1 and with 2 workers, each a whole `sevenstep sweep`
+    command, interleaved 1, 2, 1, 2, ... so drift cancels. Two rates: trials per minute while trials run (first
+    start to last end, from the study), and per minute of the whole command (start-up and report included)."""
+    import tempfile
+
+    import optuna
+
+    exe = os.path.join(os.path.dirname(sys.executable), "sevenstep")
+    recipe = Path("experiments/fastbook_simple_net.toml").resolve()
+    space = '"steps.init.name" = ["default", "kaiming"]\n"steps.step.lr" = [0.05, 0.1, 0.2, 0.4]\n'
+    rates: dict[str, dict[int, list[float]]] = {"trials": {1: [], 2: []}, "command": {1: [], 2: []}}
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "bench.toml"
+        file.write_text(f'name = "bench"\nrecipe = "{recipe}"\n[space]\n{space}"steps.repeat.n" = [40]\n')
+        for i in range(repeats):
+            for workers in (1, 2):
+                runs = Path(tmp) / f"runs-{i}-{workers}"  # a new sweep each time
+                cmd = [exe, "sweep", str(file), "--workers", str(workers), "--runs-dir", str(runs)]
+                start = time.perf_counter()
+                subprocess.run(cmd + ["--wandb", "disabled"], capture_output=True, check=True)
+                rates["command"][workers].append(8 * 60 / (time.perf_counter() - start))
+                journal = optuna.storages.journal.JournalFileBackend(
+                    str(runs / "sweep-bench" / "study.journal")
+                )
+                trials = optuna.load_study(
+                    study_name="bench", storage=optuna.storages.JournalStorage(journal)
+                ).trials
+                span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+                rates["trials"][workers].append(len(trials) * 60 / span.total_seconds())
+    return {k: {w: statistics.median(v) for w, v in r.items()} for k, r in rates.items()}
+
+
 def main() -> None:
     print(
         f"sevenstep benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -184,6 +217,11 @@ def main() -> None:
 
     print(f"\n3. `sevenstep --help` start-up: {bench_startup():.3f} s")
     print(f"4. peak memory (RSS) of `sevenstep run experiments/cnn_3v7.toml`: {bench_memory():.0f} MiB")
+    sweep = bench_sweep()
+    print("5. a sweep of 8 small trials (simple net, 40 epochs), trials per minute")
+    for what, label in (("trials", "while trials run"), ("command", "whole command, start-up included")):
+        r = sweep[what]
+        print(f"   {label:<40} 1 worker {r[1]:6.1f}   2 workers {r[2]:6.1f}   {r[2] / r[1]:.2f}x")
     print(
         f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
     )

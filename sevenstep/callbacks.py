@@ -11,6 +11,7 @@ the orders of sevenstep's callbacks, with fastai's own beside them, are defined 
      50    fastai's Recorder             after_epoch: the epoch's losses and metrics
      51    RunLog                        after_epoch: reads the Recorder's row into the run's log
      52    loggers (W&B, CSV)            after_epoch: read RunLog's row
+     53    a sweep's PruningReporter     after_epoch: reports the metric to Optuna, may end the fit as pruned
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
 
 Beyond fastai's events, sevenstep calls three of its own on callbacks that define them, with `notify`:
@@ -31,6 +32,7 @@ GUARD_ORDER = -10
 STEP_ORDER = 20
 RUN_LOG_ORDER = Recorder.order + 1
 LOGGER_ORDER = Recorder.order + 2
+PRUNER_ORDER = Recorder.order + 3
 STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
 
 

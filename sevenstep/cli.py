@@ -251,6 +251,69 @@ def compare_cmd(
         )
 
 
+@app.command("sweep")
+@friendly
+def sweep_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="A sweep file (TOML), e.g. experiments/sweep_init_x_loss_3v7.toml")
+    ],
+    workers: Annotated[
+        int, typer.Option(min=1, help="Trial processes on this machine; they split its cores")
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the study lives: an Optuna URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal "
+            "file; machines that share it share the sweep [default: a journal file in the sweep's folder]",
+            metavar="URL",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the sweep's folder (sweep-<name>/) is kept")] = Path(
+        "runs"
+    ),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+):
+    """Run a recipe over a space of values with Optuna: every trial a full run, one table, the best recipe.
+
+    Run the same command again to continue a sweep; run it on several machines with one --storage to share it."""
+    from . import sweep as sweeps
+
+    sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
+    _output_folder(runs_dir, "--runs-dir")
+    _quiet_libraries()
+    from . import loggers
+
+    session = loggers.WandbSession.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
+    _sigterm_as_ctrl_c()
+    progress = functools.partial(typer.echo, err=True)
+    summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
+    from .sweep_report import format_rows
+
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        if summary["trials"]:
+            from .compare import format_table
+
+            typer.echo("\n" + format_table(format_rows(summary["trials"])))
+        best = summary["best"]
+        if best:
+            typer.echo(f"\nbest: trial {best['trial']}, {sweep.metric} {best[sweep.metric]:.4f}")
+            typer.echo(f"reproduce it: sevenstep run {summary['best_recipe']}")
+        typer.echo(f"report: {summary['sweep_dir']}")
+    if session.mode != "disabled":
+        folder = Path(session.dir) / "wandb"
+        typer.echo(
+            f"W&B: the trials are in group {sweep.group} under {folder}/ (browse: wandb leet {folder})",
+            err=True,
+        )
+    if summary["interrupted"]:
+        typer.echo("interrupted: run the same command again to continue the sweep", err=True)
+        raise typer.Exit(130)
+
+
 @app.command("runs")
 @friendly
 def runs_cmd(

@@ -70,12 +70,15 @@ def load(path: str | Path) -> Plan:
         if not file.is_file():
             raise UsageError(f"{where}: recipe file {file} does not exist")
         sets = recipes.flatten(entry["set"]) + [("data.source", d["source"]), ("seed", d["seed"])]
-        r = recipes.from_dict(recipes.apply_sets(recipes.read_toml(file), sets), where=str(file))
+        r = recipes.from_dict(
+            recipes.apply_sets(recipes.read_toml(file), sets, f"{where}: set"), where=str(file)
+        )
         runs.append((entry["label"] or r.name, r))
     labels = [label for label, _ in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(f'{path}: two runs share a label; give each [[runs]] its own label = "..."')
-    return Plan(d["name"] or path.stem, d["source"], d["seed"], baseline["distance"], runs)
+    name = schema.folder_name(d["name"] or path.stem, "name", str(path))
+    return Plan(name, d["source"], d["seed"], baseline["distance"], runs)
 
 
 def run(plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print) -> tuple[list[Result], Path]:
@@ -87,8 +90,7 @@ def run(plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print) -> tuple[l
     from . import baseline, data, plots, sources, train
     from .callbacks import instantiate, notify
 
-    report = train.unique_path(Path(runs_dir), f"compare-{plan.name}")
-    report.mkdir(parents=True)
+    report = train.new_folder(Path(runs_dir), f"compare-{plan.name}")
     group = report.name
     dls = data.dataloaders(plan.source, bs=256, seed=plan.seed)
     base = baseline.run(dls, plan.distance)

@@ -123,14 +123,14 @@ class WandbLogger(SparseCallback):
 
     order = LOGGER_ORDER
 
-    def __init__(self, session: WandbSession):
-        self.session, self.pending = session, []
+    def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
+        self.session, self.config, self.pending = session, config or {}, []
         self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
 
     def before_fit(self):
         learn = self.learn
         if self.wb is None:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
-            config = recipe_config(learn.recipe)
+            config = recipe_config(learn.recipe) | self.config
             self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group)
         if self.wb is not None:
             self.wb.define_metric("batch")

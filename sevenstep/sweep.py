@@ -1,0 +1,345 @@
+"""Sweeps: one recipe run over a space of values, on Optuna's studies, samplers, pruners and storages.
+
+A sweep file names a base recipe, a metric, a sampler (grid, random or tpe) and a [space] of dotted recipe
+keys. Every trial is a full sevenstep run (train.run) with its own run folder and W&B run in the sweep's
+group. The study lives in an Optuna storage: a journal file in the sweep's folder by default, or any URL
+that several machines share; the same command run again continues it.
+
+What Optuna does not do, and is written here: a grid's points are enqueued once, by whichever process
+creates the study, and workers only take enqueued trials (Optuna's GridSampler may give a running point to
+a second worker); a trial stopped by Ctrl-C or a killed process is put back in the queue to run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import recipe as recipes
+from . import schema
+from .errors import UsageError
+from .schema import REQUIRED, Field
+
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("none", "median")
+METRICS = ("accuracy", "valid_loss", "train_loss")
+KEYS = {
+    "name": Field(str, None),  # default: the file's name
+    "description": Field(str, ""),
+    "recipe": Field(str, REQUIRED),
+    "metric": Field(str, "accuracy"),
+    "sampler": Field(str, "grid"),
+    "trials": Field(int, 20),
+    "space": Field(dict, REQUIRED),
+    "pruner": Field(dict, {}),
+}
+PRUNER_KEYS = {"name": Field(str, "none"), "n_startup_trials": Field(int, 5), "n_warmup_steps": Field(int, 0)}
+RANGE_KEYS = {"low": Field(float, REQUIRED), "high": Field(float, REQUIRED), "log": Field(bool, False)}
+READY = "sevenstep.ready"  # a study attribute: the study's space, written once its grid is enqueued
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One swept key: a list of values, or a numeric range (integers when both ends are)."""
+
+    key: str
+    values: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def suggest(self, trial) -> Any:
+        if self.values is not None:  # Optuna's choices are scalars: a list value travels as JSON
+            return decode(trial.suggest_categorical(self.key, [encode(v) for v in self.values]))
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(self.key, self.low, self.high, log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+
+    def ends(self) -> tuple:
+        return self.values if self.values is not None else (self.low, self.high)
+
+
+def encode(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+@dataclass
+class Sweep:
+    name: str
+    file: Path
+    base: dict[str, Any]  # the base recipe as read from its file
+    metric: str
+    sampler: str
+    trials: int
+    space: list[Dimension]
+    pruner: dict[str, Any]
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric.endswith("loss") else "maximize"
+
+    @property
+    def group(self) -> str:
+        return f"sweep-{self.name}"
+
+    def recipe(self, params: dict[str, Any], name: str) -> recipes.Recipe:
+        sets = [("name", name), *((k, decode(v)) for k, v in params.items())]
+        return recipes.from_dict(
+            recipes.apply_sets(self.base, sets, f"{self.file}: space"), where=f"{self.file}: {_show(params)}"
+        )
+
+    def grid(self) -> list[dict[str, Any]]:
+        keys = [d.key for d in self.space]
+        return [dict(zip(keys, map(encode, p))) for p in itertools.product(*(d.values for d in self.space))]
+
+    def signature(self) -> str:
+        """What must match for a run of this file to continue a stored study of the same name."""
+        space = [[d.key, d.values, d.low, d.high, d.log] for d in self.space]
+        return json.dumps({"metric": self.metric, "sampler": self.sampler, "space": space, "base": self.base})
+
+
+def _show(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={decode(v)}" for k, v in params.items())
+
+
+def load(path: str | Path) -> Sweep:
+    """Read and check the sweep file; every grid point, and both ends of every range, is checked as a recipe."""
+    path = Path(path)
+    d = schema.check(recipes.read_toml(path), KEYS, str(path))
+    name = schema.folder_name(d["name"] or path.stem, "name", str(path))
+    for key, valid in (("metric", METRICS), ("sampler", SAMPLERS)):
+        if d[key] not in valid:
+            raise UsageError(f"{path}: {key} must be one of {', '.join(valid)}; got {d[key]!r}")
+    if d["trials"] < 1:
+        raise UsageError(f"{path}: trials must be at least 1, got {d['trials']}")
+    pruner = schema.check(d["pruner"], PRUNER_KEYS, str(path), prefix="pruner.")
+    if pruner["name"] not in PRUNERS:
+        raise UsageError(f"{path}: pruner.name must be one of {', '.join(PRUNERS)}; got {pruner['name']!r}")
+    base_file = path.parent / d["recipe"]
+    if not base_file.is_file():
+        raise UsageError(
+            f"{path}: recipe file {base_file} does not exist (paths are relative to {path.parent})"
+        )
+    if not d["space"]:
+        raise UsageError(f'{path}: [space] is empty; add a key, e.g. "steps.step.lr" = [0.1, 1.0]')
+    space = [_dimension(key, value, d["sampler"], path) for key, value in d["space"].items()]
+    sweep = Sweep(
+        name, path, recipes.read_toml(base_file), d["metric"], d["sampler"], d["trials"], space, pruner
+    )
+    for point in itertools.product(*(dim.ends() for dim in space)):
+        sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point)}, name)
+    return sweep
+
+
+def _dimension(key: str, value: Any, sampler: str, path: Path) -> Dimension:
+    where = f"{path}: space.{key}"
+    if isinstance(value, list):
+        if not value:
+            raise UsageError(f"{where}: the list of values is empty")
+        return Dimension(key, values=tuple(value))
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a list of values or a range {{ low = ..., high = ... }}")
+    if sampler == "grid":
+        raise UsageError(f"{where}: a grid needs a list of values; ranges are for sampler = random or tpe")
+    r = schema.check(value, RANGE_KEYS, where)
+    if not r["low"] < r["high"] or (r["log"] and r["low"] <= 0):
+        raise UsageError(f"{where}: needs low < high (and low > 0 with log = true); got {value}")
+    return Dimension(key, low=r["low"], high=r["high"], log=r["log"])
+
+
+# --- the study ------------------------------------------------------------------------------------------
+
+
+def storage_for(url: str | None, sweep_dir: Path):
+    """An Optuna storage: a URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal file path."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if url and "://" in url:
+        for _ in range(5):  # two processes creating the tables at once: the loser finds them next time
+            try:
+                return optuna.storages.RDBStorage(url)
+            except Exception as e:
+                error = e
+                time.sleep(0.2 + random.random())
+        raise UsageError(f"--storage {url}: cannot open it ({type(error).__name__}: {str(error)[:200]})")
+    path = Path(url) if url else sweep_dir / "study.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the open lock (O_EXCL on a lock file) works on network filesystems, where links may not
+    return optuna.storages.JournalStorage(
+        JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+    )
+
+
+def _sampler(sweep: Sweep):
+    import optuna
+
+    return optuna.samplers.TPESampler() if sweep.sampler == "tpe" else optuna.samplers.RandomSampler()
+
+
+def _pruner(sweep: Sweep):
+    import optuna
+
+    p = sweep.pruner
+    if p["name"] == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p["n_startup_trials"], n_warmup_steps=p["n_warmup_steps"]
+        )
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep: Sweep, storage):
+    """Create the study, or load the one of this name; whoever creates it enqueues a grid's points, once."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # sevenstep says what happens, one line a trial
+    kwargs = dict(study_name=sweep.name, storage=storage, sampler=_sampler(sweep), pruner=_pruner(sweep))
+    try:
+        study = optuna.create_study(direction=sweep.direction, **kwargs)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**kwargs)
+        _wait_until_ready(study, sweep)
+        return study
+    if sweep.sampler == "grid":
+        for point in sweep.grid():
+            study.enqueue_trial(point)
+    study.set_user_attr(READY, sweep.signature())
+    return study
+
+
+def _wait_until_ready(study, sweep: Sweep, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while READY not in study.user_attrs:
+        if time.monotonic() > deadline:  # its creator died before enqueueing: finish its job
+            for point in sweep.grid() if sweep.sampler == "grid" else []:
+                study.enqueue_trial(point, skip_if_exists=True)
+            study.set_user_attr(READY, sweep.signature())
+            return
+        time.sleep(0.5)
+    if study.user_attrs[READY] != sweep.signature():
+        raise UsageError(
+            f"the storage already holds a study named {sweep.name!r} with another space, metric or base "
+            "recipe; give this sweep another name, or use another --storage"
+        )
+
+
+def recover_stale(study, storage) -> int:
+    """Trials left running by a process of this machine that no longer exists go back in the queue."""
+    from optuna.trial import TrialState
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == socket.gethostname() and not _alive(t.user_attrs.get("pid", 0)):
+            n += requeue(study, storage, t)
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return pid > 0
+
+
+def requeue(study, storage, trial) -> int:
+    """Mark an unfinished trial interrupted and enqueue its point again; 0 if another process beat us to it."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study.tell(trial.number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError, RuntimeError):
+        return 0
+    study.enqueue_trial(dict(trial.params))
+    return 1
+
+
+def counted(study) -> int:
+    """Trials that count toward `trials`: finished ones (not interrupted) and running ones."""
+    from optuna.trial import TrialState
+
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.WAITING
+        and not (t.state == TrialState.FAIL and t.user_attrs.get("interrupted"))
+    )
+
+
+def next_trial(study, storage, sweep: Sweep):
+    """The next trial for this worker, or None when the sweep is done.
+
+    Optuna's ask() takes an enqueued trial the same way (set_trial_state_values to RUNNING succeeds for one
+    process only, in every storage), but makes a new trial when none is waiting: a grid must not, so for a
+    grid an empty queue means done. `_trial_id` is Optuna's own handle for a trial in its storage."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    if sweep.sampler != "grid":
+        return study.ask() if counted(study) < sweep.trials else None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def metric_value(run, metric: str) -> float | None:
+    value = run.accuracy if metric == "accuracy" else (run.epochs[-1][metric] if run.epochs else None)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run(
+    sweep: Sweep,
+    runs_dir: str | Path = "runs",
+    workers: int = 1,
+    storage: str | None = None,
+    wandb_mode: str = "offline",
+    wandb_dir: str | Path = ".",
+    log=print,
+) -> dict[str, Any]:
+    """Run the sweep's trials on `workers` processes until none is left, then write its report.
+    The sweep's folder is runs_dir/sweep-<name>/: trials/, the report, and the default journal storage."""
+    from . import baseline, data, sources, sweep_report, sweep_workers
+
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    sweep_dir = Path(runs_dir) / sweep.group
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    store = storage_for(storage, sweep_dir)
+    study = open_study(sweep, store)
+    if n := recover_stale(study, store):
+        log(f"{n} trial(s) left unfinished by a stopped process will run again")
+    if hasattr(store, "engine"):  # forked workers open their own connections, never the parent's
+        store.engine.dispose()
+    base = sweep.recipe({}, sweep.name)
+    sources.resolve(base.data["source"])  # prepares embedded data once, before the workers start
+    log(
+        f"sweep {sweep.name}: {sweep.sampler} over {', '.join(d.key for d in sweep.space)}; "
+        f"{sweep.metric} ({sweep.direction}); {workers} worker(s)"
+    )
+    args = (str(sweep.file), storage, str(sweep_dir), wandb_mode, str(wandb_dir))
+    interrupted = sweep_workers.run_workers(args, workers)
+    # the baseline only now: torch computes nothing in this process before the workers are forked
+    reference = baseline.run(data.dataloaders(base.data["source"], seed=base.seed)).accuracy
+    summary = sweep_report.write(study, sweep, sweep_dir, reference)
+    return summary | {"interrupted": interrupted}

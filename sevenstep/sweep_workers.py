@@ -1,0 +1,184 @@
+"""Running a sweep's trials: one worker in this process, or N worker processes that split the cores.
+
+Each worker takes trials from the study until none is left (sweep.next_trial); each trial is a full
+sevenstep run (train.run) with the sweep's loggers and a pruning reporter. Ctrl-C or SIGTERM reaches the
+main process, which passes SIGTERM on to the workers once: each ends its trial as interrupted (saved, its
+W&B run finished), puts its point back in the queue, and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from fastai.callback.core import CancelFitException
+
+from . import sweep as sweeps
+from .callbacks import PRUNER_ORDER, SparseCallback
+
+
+class PruningReporter(SparseCallback):
+    """Reports the sweep's metric to the Optuna trial after every epoch; stops the run when the pruner says so."""
+
+    order = PRUNER_ORDER
+
+    def __init__(self, trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def after_epoch(self):
+        row = self.learn.run_log.epochs[-1]
+        self.trial.report(row[self.metric], step=row["epoch"])
+        if self.trial.should_prune():
+            self.learn.stop_reason = "pruned"
+            raise CancelFitException()
+
+
+def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> str:
+    """Run one trial and tell the study how it ended: complete, pruned, failed or interrupted."""
+    from optuna.trial import TrialState
+
+    from . import loggers, train
+
+    start = time.perf_counter()
+    params = {d.key: sweeps.encode(d.suggest(trial)) for d in sweep.space}
+    for key, value in (("host", socket.gethostname()), ("pid", os.getpid())):
+        trial.set_user_attr(key, value)
+    name = f"{sweep.name}-trial-{trial.number:04d}"
+    config = {"trial.number": trial.number} | {f"trial.{k}": sweeps.decode(v) for k, v in params.items()}
+    cbs = [
+        functools.partial(loggers.WandbLogger, session, config=config),
+        loggers.CsvLogger,
+        PruningReporter(trial, sweep.metric),
+    ]
+    try:
+        # fastai's epoch tables from N workers at once would interleave: one line a trial instead
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            result = train.run(
+                sweep.recipe(params, name), cbs, trials_dir, group=sweep.group, job_type="trial"
+            )
+    except KeyboardInterrupt:
+        sweeps.requeue(study, storage, trial)
+        log(f"trial {trial.number}: interrupted before it was saved; it will run again")
+        return "interrupted"
+    except Exception as e:  # one broken trial must not stop the sweep
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: failed: {type(e).__name__}: {e}")
+        return "failed"
+    trial.set_user_attr("run_dir", result.run_dir)
+    trial.set_user_attr("stop_reason", result.stop_reason)
+    seconds = time.perf_counter() - start
+    shown = sweeps._show(params)
+    if result.stop_reason == "interrupted":
+        sweeps.requeue(study, storage, trial)
+        log(f"trial {trial.number}: interrupted ({shown}); saved in {result.run_dir}, it will run again")
+        return "interrupted"
+    value = sweeps.metric_value(result, sweep.metric)
+    if result.stop_reason == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"trial {trial.number}: pruned after {len(result.epochs)} epoch(s)  {shown}  [{seconds:.1f} s]")
+        return "pruned"
+    if result.diverged or value is None:
+        trial.set_user_attr("error", result.message)
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: failed: {result.message}  {shown}")
+        return "failed"
+    study.tell(trial, value)
+    log(f"trial {trial.number}: {sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+    return "complete"
+
+
+def work(
+    sweep_file: str, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, worker: int
+) -> bool:
+    """One worker: take trials until none is left (False) or it is interrupted (True)."""
+    import warnings
+
+    import fastprogress.fastprogress as fp
+    import optuna
+
+    from . import loggers
+
+    fp.NO_BAR = True
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' notices, once per worker
+    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+    sweep = sweeps.load(sweep_file)
+    storage = sweeps.storage_for(storage_url, Path(sweep_dir))
+    study = sweeps.open_study(sweep, storage)
+    session = loggers.WandbSession.from_options(wandb_mode, Path(wandb_dir))
+    tag = f"[worker {worker}] " if worker else ""
+
+    def log(line):
+        print(f"{tag}{line}", file=sys.stderr, flush=True)
+
+    try:
+        while (trial := sweeps.next_trial(study, storage, sweep)) is not None:
+            if (
+                run_trial(sweep, study, storage, trial, session, Path(sweep_dir) / "trials", log)
+                == "interrupted"
+            ):
+                return True
+        return False
+    finally:
+        for note in session.notes:
+            log(note)
+
+
+def _worker_process(args, threads: int):
+    """A worker process: its share of the cores; Ctrl-C is the main process's to pass on, as one SIGTERM."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the save short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    torch.set_num_threads(threads)
+    try:
+        work(*args)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_workers(args: tuple, workers: int) -> bool:
+    """Run `workers` worker processes (or one worker here); True if they were interrupted."""
+    if workers == 1:
+        try:
+            return work(*args, 0)
+        except KeyboardInterrupt:
+            return True
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # fork, not spawn: a spawned worker spends ~3 s importing torch and fastai again, longer than a small
+    # trial. Safe here because this process has not computed with torch yet (no thread pool to inherit)
+    # and has no W&B run or database connection open; each worker opens its own.
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    procs = [ctx.Process(target=_worker_process, args=((*args, i + 1), threads)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    interrupted = False
+    while any(p.is_alive() for p in procs):
+        try:
+            for p in procs:
+                p.join(timeout=0.2)
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                print("interrupted: each worker ends its trial and stops", file=sys.stderr, flush=True)
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+    return interrupted
