@@ -65,6 +65,9 @@ class RunLog(SparseCallback):
 
     order = RUN_LOG_ORDER
 
+    def __init__(self):
+        self.epochs = []  # also for a run stopped before its first epoch began
+
     def before_fit(self):
         self.learn.stop_reason, self.epochs = "epochs_done", []
 

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from . import signals
 from .errors import TrainingFailed, UsageError
 
 app = typer.Typer(
@@ -45,20 +46,20 @@ WandbDir = Annotated[
 ]
 
 
-def _sigterm_as_ctrl_c() -> None:
-    """`kill` ends a run the way Ctrl-C does: it stops, is saved, and its W&B run is finished cleanly."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _output_folder(path: Path, option: str) -> Path:
-    """Checked before training, so a run is never lost to a folder it cannot be saved in."""
+    """Created and written to (a probe file, removed) before training, so a run is never lost to a folder it
+    cannot be saved in."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file; expected a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".sevenstep-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(
+            f"{option} {path}: cannot write there ({e.strerror or e}); choose a folder you can write to"
+        ) from None
     return path
 
 
@@ -97,10 +98,9 @@ def _training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json
     results (stdout, even under --json); says at the end where W&B wrote."""
     _output_folder(runs_dir, "--runs-dir")
     _quiet_libraries()
-    from . import loggers
 
-    session = loggers.WandbSession.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
-    _sigterm_as_ctrl_c()
+    session = _wandb_session(wandb, wandb_dir)
+    signals.sigterm_as_ctrl_c()
     stdout = sys.stdout
     try:
         with redirect_stdout(sys.stderr) if as_json else nullcontext():
@@ -108,6 +108,15 @@ def _training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json
     finally:
         for line in session.summary_lines():
             typer.echo(line, err=True)
+
+
+def _wandb_session(mode: str | None, folder: Path | None):
+    from . import loggers
+
+    session = loggers.WandbSession.from_options(mode, folder)
+    if session.mode != "disabled":  # disabled writes nothing, not even the folder
+        _output_folder(session.dir, "--wandb-dir")
+    return session
 
 
 def _loggers(session) -> list:
@@ -153,6 +162,7 @@ def data_show(
     """Counts per split and class, and a PNG grid of sample digits with their labels."""
     from . import data, plots, sources
 
+    signals.sigterm_as_ctrl_c()  # a prepare cut short by `kill` cleans up after itself
     src = sources.resolve(source)
     counts = sources.counts(src)
     classes = src.classes
@@ -171,8 +181,6 @@ def data_show(
 @friendly
 def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this step")] = None):
     """Every option of the seven steps, with its parameters and defaults."""
-    import sevenstep.steps  # noqa: F401
-
     from . import registry
 
     chosen = [step] if step else registry.STEPS
@@ -283,10 +291,9 @@ def sweep_cmd(
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
     _output_folder(runs_dir, "--runs-dir")
     _quiet_libraries()
-    from . import loggers
 
-    session = loggers.WandbSession.from_options(wandb, wandb_dir and _output_folder(wandb_dir, "--wandb-dir"))
-    _sigterm_as_ctrl_c()
+    session = _wandb_session(wandb, wandb_dir)
+    signals.sigterm_as_ctrl_c()
     progress = functools.partial(typer.echo, err=True)
     summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
     from .sweep_report import format_rows

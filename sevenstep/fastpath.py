@@ -9,7 +9,10 @@ so `RandomPadCrop` is written here: CropPad(34, zeros) + RandomCrop(28) for a wh
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -66,36 +69,78 @@ class DecodedDL(TfmdDL):
 
 
 def decoded(files: list[Path]) -> torch.Tensor:
-    """All images as one uint8 tensor (N, 1, H, W), decoded once and cached; a changed file means a new cache."""
-    from PIL import Image
+    """All images as one uint8 tensor (N, 1, H, W), decoded once and cached; a changed file means a new cache.
 
+    The cache is raw bytes after a one-line JSON header (shape, checksum, the files' key): nothing is
+    unpickled, and a file that is truncated, altered or of the wrong shape is noticed and rebuilt."""
     from .sources import cache_dir
 
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    cached = cache_dir() / "decoded" / f"{h.hexdigest()[:32]}.pt"
+    key = h.hexdigest()
+    cached = cache_dir() / "decoded" / f"{key[:32]}.u8"
     if cached.exists():
-        return torch.load(cached, weights_only=True)
-    arrays, first = [], None
-    for f in files:
-        with Image.open(f) as im:
-            im = im.convert("L")  # as PILImageBW.create does
-            if first is None:
-                first = (im.size, f)
-            elif im.size != first[0]:
-                raise UsageError(
-                    f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]} but {f} is "
-                    f"{im.size[0]}x{im.size[1]}; resize them to one size first"
-                )
-            arrays.append(
-                torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0])
-            )
-    images = torch.stack(arrays)[:, None]
+        images, problem = _read_cache(cached, key, len(files))
+        if images is not None:
+            return images
+        print(
+            f"the decoded-image cache {cached} is unusable ({problem}); decoding the images again",
+            file=sys.stderr,
+        )
+    images = _decode(files)
+    payload = images.numpy().tobytes()
+    header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
+    header["sha256"] = hashlib.sha256(payload).hexdigest()
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(images, tmp)
+    with os.fdopen(fd, "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n" + payload)
     os.replace(tmp, cached)  # atomic: a reader never sees half a cache
     return images
+
+
+CACHE_FORMAT = "sevenstep-decoded-1"
+
+
+def _read_cache(path: Path, key: str, n: int) -> tuple[torch.Tensor | None, str]:
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.readline())
+            payload = f.read()
+    except (OSError, ValueError) as e:
+        return None, f"unreadable: {type(e).__name__}"
+    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or header.get("key") != key:
+        return None, "not a cache of these images"
+    shape = header.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
+        return None, f"a bad shape {shape!r}"
+    if shape[0] != n or math.prod(shape) != len(payload):
+        return None, f"{len(payload):,} bytes for shape {shape} and {n:,} images"
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        return None, "its checksum does not match"
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(shape), ""
+
+
+def _decode(files: list[Path]) -> torch.Tensor:
+    from PIL import Image
+
+    arrays, first = [], None
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L")  # as PILImageBW.create does
+        except (OSError, ValueError, SyntaxError) as e:  # a truncated or corrupt file: name it
+            raise UsageError(f"{f}: cannot read this image ({e}); fix or remove it") from None
+        if first is None:
+            first = (im.size, f)
+        elif im.size != first[0]:
+            raise UsageError(
+                f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]} but {f} is "
+                f"{im.size[0]}x{im.size[1]}; resize them to one size first"
+            )
+        arrays.append(
+            torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0])
+        )
+    return torch.stack(arrays)[:, None]

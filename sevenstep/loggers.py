@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -69,10 +71,8 @@ class WandbSession:
             return None
         import wandb
 
-        mode = self.mode
-        if mode == "online" and not _has_api_key():
+        if self.mode == "online" and not _has_api_key():
             self._offline_instead("no W&B API key: set WANDB_API_KEY or run `wandb login`")
-            mode = "offline"
         kwargs = dict(
             project=PROJECT,
             name=name,
@@ -84,21 +84,23 @@ class WandbSession:
         )
         settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            run = wandb.init(
-                mode=mode, settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings), **kwargs
-            )
-        except Exception as e:
-            if mode != "online":
-                raise
-            self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
-            mode = "offline"
-            run = wandb.init(mode=mode, settings=wandb.Settings(**settings), **kwargs)
-        if mode == "offline":
-            self.offline_runs.append(Path(run.dir).parent)
+        if self.mode == "online":
+            run_id = secrets.token_hex(4)  # our own id, to find the folder a failed attempt leaves
+            try:
+                timeout = wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings)
+                return wandb.init(mode="online", id=run_id, settings=timeout, **kwargs)
+            except Exception as e:
+                # the failed attempt's own folder would list as a run with nothing in it
+                for folder in (self.dir / "wandb").glob(f"run-*-{run_id}"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
+        run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
+        self.offline_runs.append(Path(run.dir).parent)
         return run
 
     def _offline_instead(self, why: str) -> None:
+        """Offline for the rest of this command: one failed attempt is enough to wait for."""
+        self.mode = "offline"
         note = f"W&B: {why}; logging offline instead, nothing is lost"
         if note not in self.notes:
             self.notes.append(note)

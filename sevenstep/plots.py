@@ -83,7 +83,7 @@ def linear_weights(model, vocab):
     return fig
 
 
-def learning_curves(results, baseline_accuracy: float):
+def learning_curves(results, baseline_accuracy: float | None):
     """Validation accuracy and loss per epoch for every SGD run, the baseline's accuracy as a dotted line."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
@@ -93,10 +93,14 @@ def learning_curves(results, baseline_accuracy: float):
         style = "--" if r.status != "ok" else "-"
         acc_ax.plot(epochs, [e["accuracy"] for e in r.epochs], style, marker=".", label=r.method)
         loss_ax.plot(epochs, [e["valid_loss"] for e in r.epochs], style, marker=".", label=r.method)
-    acc_ax.axhline(baseline_accuracy, color="black", linestyle=":", label=f"baseline {baseline_accuracy:.3f}")
+    if baseline_accuracy is not None:  # None: interrupted before the baseline was done
+        acc_ax.axhline(
+            baseline_accuracy, color="black", linestyle=":", label=f"baseline {baseline_accuracy:.3f}"
+        )
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
     loss_ax.set(xlabel="epoch", ylabel="validation loss (each run's own loss)", title="loss", yscale="log")
-    acc_ax.legend(fontsize=8)
+    if acc_ax.get_legend_handles_labels()[0]:
+        acc_ax.legend(fontsize=8)
     acc_ax.grid(alpha=0.3)
     loss_ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -1,6 +1,7 @@
 """Recipes: the seven choices, the data options and a seed, read from TOML and checked before training.
 
-Checking imports neither torch nor fastai, so a typo is reported at once.
+Keys and types are checked against the registry without importing torch or fastai, so a typo is reported at
+once; values (lr > 0, a known activation) are checked by each option's factory, which imports its step.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ class Recipe:
 
 def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
     """Check every key, type and value against the schemas and the registry; fill in defaults."""
-    import sevenstep.steps  # noqa: F401  (fills the registry)
-
     top = schema.check(d, TOP, where)
     options = schema.check(top["data"], data.OPTIONS, where, prefix="data.")
     data.check_options(**options)
@@ -115,8 +114,6 @@ def parse_sets(sets: list[str]) -> list[tuple[str, Any]]:
 def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]], where: str = "--set") -> dict[str, Any]:
     """Override keys of a recipe dict. Changing a step's name drops that step's old parameters.
     `where` says where the keys came from, for messages: --set, a comparison's `set`, a sweep's [space]."""
-    import sevenstep.steps  # noqa: F401
-
     d = copy.deepcopy(d)
     names = [(k, v) for k, v in sets if k.endswith(".name") and k.startswith("steps.")]
     for key, value in names + [(k, v) for k, v in sets if (k, v) not in names]:

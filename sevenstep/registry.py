@@ -1,36 +1,38 @@
 """The registry of step options: each option is a function whose signature *is* its parameter schema.
 
-`@option("loss")` on `def mnist_loss(...) -> Callback` registers it; `sevenstep steps` lists the registry,
-and recipes are checked against it (through sevenstep/schema.py) before anything trains.
+`@option("loss")` on `def mnist_loss(...) -> Callback` in sevenstep/steps/ declares it; `sevenstep steps`
+lists the registry, and recipes are checked against it (through sevenstep/schema.py) before anything trains.
+
+The registry is read from the step modules' source, without importing them: they import fastai, which
+takes seconds, and a typo in a recipe should be reported at once. A step module is imported when one of
+its options is built; its `@option` decorators then attach the factories to the options read here.
 """
 
 from __future__ import annotations
 
-import inspect
+import ast
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import schema
 from .errors import UsageError
 
 STEPS = ("init", "predict", "loss", "gradient", "step", "repeat", "stop")
-REGISTRY: dict[str, dict[str, Option]] = {s: {} for s in STEPS}
+STEPS_DIR = Path(__file__).parent / "steps"
+TYPES = {"list": list, "float": float, "int": int, "bool": bool, "str": str, "None": None}
 
 
 @dataclass
 class Option:
     step: str
     name: str
-    factory: Callable[..., Any]
-
-    @property
-    def doc(self) -> str:
-        return (inspect.getdoc(self.factory) or "").splitlines()[0]
-
-    @property
-    def params(self) -> dict[str, schema.Field]:
-        return schema.fields_of(self.factory)
+    params: dict[str, schema.Field]
+    doc: str = ""
+    module: str = ""  # where its factory is defined, imported when it is first built
+    factory: Callable[..., Any] | None = field(default=None, repr=False)
 
     def check(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """The option's parameters, checked and with every default filled in."""
@@ -39,19 +41,58 @@ class Option:
 
     def build(self, values: dict[str, Any]):
         """The step's Callback; value checks (lr > 0, a known activation) happen in the factory."""
+        if self.factory is None:
+            importlib.import_module(self.module)  # its @option fills in self.factory
         cb = self.factory(**values)
         cb.option = self.name
         return cb
+
+
+def _declared() -> dict[str, dict[str, Option]]:
+    """Every `@option("step")` function of sevenstep/steps/*.py, with its typed, defaulted parameters."""
+    found: dict[str, dict[str, Option]] = {s: {} for s in STEPS}
+    for path in sorted(STEPS_DIR.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            step = _option_step(node)
+            if step is None:
+                continue
+            args = node.args.args
+            defaults = [None] * (len(args) - len(node.args.defaults)) + node.args.defaults
+            params = {
+                a.arg: schema.Field(
+                    eval(ast.unparse(a.annotation), {"__builtins__": {}}, TYPES) if a.annotation else Any,
+                    ast.literal_eval(d) if d is not None else schema.REQUIRED,
+                )
+                for a, d in zip(args, defaults)
+            }
+            doc = (ast.get_docstring(node) or "").splitlines()[0]
+            found[step][node.name] = Option(step, node.name, params, doc, f"sevenstep.steps.{path.stem}")
+    return found
+
+
+def _option_step(node) -> str | None:
+    for d in getattr(node, "decorator_list", []):
+        if isinstance(d, ast.Call) and getattr(d.func, "id", "") == "option":
+            return d.args[0].value
+    return None
+
+
+REGISTRY: dict[str, dict[str, Option]] = _declared()
 
 
 def option(step: str):
     """Register a factory as an option of `step`; its keyword parameters, typed and defaulted, are the schema."""
 
     def register(factory):
-        for name, field in schema.fields_of(factory).items():
-            if field.default is schema.REQUIRED:
+        params = schema.fields_of(factory)
+        for name, f in params.items():
+            if f.default is schema.REQUIRED:
                 raise TypeError(f"step option {factory.__name__}: parameter {name!r} needs a default")
-        REGISTRY[step][factory.__name__] = Option(step, factory.__name__, factory)
+        declared = REGISTRY[step].get(factory.__name__)
+        if declared is None:
+            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+            declared = REGISTRY[step][factory.__name__] = Option(step, factory.__name__, params, doc)
+        declared.factory = factory
         return factory
 
     return register

@@ -7,6 +7,7 @@ A new source is one decorated function here: `@source("name", "what it is")` ret
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ SPLIT_SEED = 2024  # fixed: the embedded split is the same on every machine
 VALID_FRACTION = 0.2
 LAYOUTS = (("train", "valid"), ("training", "testing"))  # MNIST_SAMPLE's and MNIST's
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes of more than 8 bits a channel
 MARKER = ".sevenstep-checked"  # written only by our own atomic prepare: the PNGs below were made by us
 
 
@@ -113,15 +115,38 @@ def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
     Several processes may start on an empty cache at once (sweep workers, two terminals): a file lock lets
     one prepare while the others wait, then find the marker and use its folder."""
     dest = cache_dir() / name
-    if (dest / MARKER).exists():
+    if _intact(dest) is None:
         return dest
     from filelock import FileLock
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(dest.parent / f".{name}.lock"):
-        if not (dest / MARKER).exists():
+        # temporary folders are written only under this lock: any still here was left by a killed process
+        for stale in dest.parent.glob(f".{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        problem = _intact(dest)
+        if problem is not None:
+            if dest.exists():
+                print(f"{dest} is incomplete ({problem}); preparing {name} again", file=sys.stderr)
             _write_embedded(name, keep, dest)
     return dest
+
+
+def _intact(dest: Path) -> str | None:
+    """None when every folder holds the number of images the marker's manifest says; else what is wrong.
+    Counting file names is cheap (no image is opened), so it is done on every use."""
+    try:
+        manifest = json.loads((dest / MARKER).read_text())
+    except (OSError, ValueError):
+        return "no manifest" if dest.exists() else "not prepared"
+    for folder, expected in manifest.items():
+        try:
+            found = len(os.listdir(dest / folder))
+        except OSError:
+            found = 0
+        if found != expected:
+            return f"{folder} has {found} of {expected} images"
+    return None
 
 
 def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None:
@@ -134,6 +159,7 @@ def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     rng = np.random.default_rng(SPLIT_SEED)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    manifest = {}
     try:
         for label in np.unique(y):  # stratified: 20% of each class to valid
             idx = rng.permutation(np.flatnonzero(y == label))
@@ -145,9 +171,12 @@ def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None
                 folder.mkdir(parents=True)
                 for i in part:
                     Image.fromarray(x[i], mode="L").save(folder / f"{i:04d}.png")
-        (tmp / MARKER).touch()
-        if dest.exists():  # a stale, unmarked leftover from an older version
-            shutil.rmtree(dest)
+                manifest[f"{split}/{label}"] = len(part)
+        (tmp / MARKER).write_text(json.dumps(manifest))
+        if dest.exists():  # an incomplete or older copy: moved aside, then removed
+            aside = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+            dest.rename(aside / "old")
+            shutil.rmtree(aside)
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,18 +237,28 @@ def check_folder(path: Path, name: str | None = None) -> Source:
                 raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     if (path / MARKER).exists():
         return src
-    bad = []
+    bad, wide = [], []
     for f in image_files(path / train) + image_files(path / valid):
         try:
             with Image.open(f) as im:
+                if im.mode in WIDE_MODES:
+                    wide.append(f)
                 im.verify()
         except Exception:
             bad.append(f)
     if bad:
-        shown = "\n  ".join(str(b) for b in bad[:5])
-        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise UsageError(f"{len(bad)} file(s) under {path} are not readable images:\n  {shown}{more}")
+        raise UsageError(f"{len(bad)} file(s) under {path} are not readable images:{_listed(bad)}")
+    if wide:
+        raise UsageError(
+            f"{len(wide)} image(s) under {path} have 16 or 32 bits per pixel, which would be clipped to 0 or "
+            f"255; convert them to 8-bit greyscale or colour first:{_listed(wide)}"
+        )
     return src
+
+
+def _listed(files: list[Path]) -> str:
+    more = f"\n  ... and {len(files) - 5} more" if len(files) > 5 else ""
+    return "\n  " + "\n  ".join(str(f) for f in files[:5]) + more
 
 
 def counts(src: Source) -> dict[str, dict[str, int]]:

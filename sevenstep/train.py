@@ -20,7 +20,7 @@ import torch
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
-from . import data
+from . import data, signals
 from .callbacks import DivergenceGuard, RunLog, instantiate, notify
 from .metrics import accuracy, per_class_accuracy, predicted_class
 from .recipe import Recipe
@@ -58,8 +58,9 @@ def build_learner(recipe: Recipe, cbs=(), device=None) -> Learner:
     set_seed(recipe.seed, reproducible=True)
     dls = data.dataloaders(**recipe.data, seed=recipe.seed, device=device)
     steps = recipe.build_steps()
-    shape = tuple(dls.valid.one_batch()[0].shape[1:])
-    model = steps["predict"].make(shape, steps["loss"].n_out(len(dls.vocab)))
+    shape, n_out = tuple(dls.valid.one_batch()[0].shape[1:]), steps["loss"].n_out(len(dls.vocab))
+    steps["predict"].check_size(shape, n_out)
+    model = steps["predict"].make(shape, n_out)
     for cb in steps.values():
         cb.check(model, dls)
     learn = Learner(
@@ -87,23 +88,34 @@ def run(
     learn = build_learner(recipe, cbs)
     learn.group, learn.job_type = group, job_type
     try:
-        result = fit_and_evaluate(recipe, learn)
-        if runs_dir is not None:
-            save(result, runs_dir)
+        fit_seconds = fit(learn)
+        # Evaluating, saving and finishing the loggers are not to be cut short: a Ctrl-C (a second one, say)
+        # waits until the run is saved, then stops the program if the run itself had not been stopped.
+        with signals.deferred() as held:
+            result = evaluate(recipe, learn, fit_seconds)
+            if runs_dir is not None:
+                save(result, runs_dir)
+            notify(learn.cbs, "after_run", result)
     except BaseException as e:
         notify(learn.cbs, "after_error", e)
         raise
-    notify(learn.cbs, "after_run", result)
+    if held and result.stop_reason != "interrupted":
+        raise KeyboardInterrupt
     return result
 
 
-def fit_and_evaluate(recipe: Recipe, learn: Learner) -> Run:
+def fit(learn: Learner) -> float:
+    """The training itself, through the repeat step; Ctrl-C ends it as `interrupted`. Returns its seconds."""
     start = time.perf_counter()
     try:
         learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
         learn.stop_reason = "interrupted"
-    fit_seconds = round(time.perf_counter() - start, 3)
+    return round(time.perf_counter() - start, 3)
+
+
+def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
+    """The final validation metrics (unless it diverged), as a Run."""
     acc, per_class, predictions = None, {}, None
     if learn.stop_reason != "diverged":
         # inner=True: no fit/epoch events, which would reset the run's log and stop reason

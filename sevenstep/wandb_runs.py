@@ -40,35 +40,40 @@ def _run_record(file: Path) -> dict[str, Any]:
         try:
             for line in proc.stdout:
                 record = json.loads(line)
-                if record.get("type") == "run":
-                    return record["run"]
+                if isinstance(record, dict) and record.get("type") == "run":
+                    return record.get("run") or {}
+            return {}
+        except json.JSONDecodeError:
             return {}
         finally:
             proc.kill()
 
 
 def read(file: Path) -> dict[str, Any]:
-    """One run: name, group, job type, config, summary and state; `state: unreadable` for a broken log."""
+    """One run: name, group, job type, config, summary and state; `state: unreadable` for a broken log.
+
+    A run whose process was killed has a partial log: any field may be missing or null."""
     try:
         info = json.loads(_inspect(file, "--summary", "--json") or "{}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, subprocess.TimeoutExpired):
         info = {}
+    info = info if isinstance(info, dict) else {}
     run = _run_record(file) if info else {}
-    config, summary = info.get("config", {}), info.get("summary", {})
+    config, summary = info.get("config") or {}, info.get("summary") or {}
     if run.get("job_type") == "baseline":
         steps = f"baseline ({config.get('baseline.distance', '?')})"
     else:
         steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
     return {
         "name": info.get("name") or file.parent.name,
-        "group": run.get("run_group", ""),
-        "job_type": run.get("job_type", ""),
-        "started": info.get("start_time", ""),
-        "state": info.get("state", "unreadable"),
+        "group": run.get("run_group") or "",
+        "job_type": run.get("job_type") or "",
+        "started": str(info.get("start_time") or ""),
+        "state": info.get("state") or ("unreadable" if not info else "unfinished"),
         "steps": steps,
         "source": config.get("data.source", ""),
         "accuracy": summary.get("accuracy"),
-        "stop_reason": summary.get("stop_reason", ""),
+        "stop_reason": summary.get("stop_reason") or "",
         "path": str(file.parent),
         "config": config,
         "summary": {k: v for k, v in summary.items() if not isinstance(v, dict)},
@@ -91,6 +96,6 @@ def table(found: list[dict[str, Any]]) -> list[list[str]]:
     for r in found:
         acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
         stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
-        started = r["started"][:19].replace("T", " ")
+        started = r["started"][:19].replace("T", " ") or "-"
         rows.append([started, r["name"], r["group"] or "-", r["steps"], acc, stop, r["path"]])
     return rows

@@ -128,20 +128,6 @@ def test_a_new_source_is_one_decorated_function(tmp_path, tiny_folder):
         del sources.SOURCES["mine"]
 
 
-@pytest.mark.parametrize(
-    "sets, expected",
-    [
-        (["steps.step.lr=nan"], "steps.step.lr: expected a finite number, got nan"),
-        (["steps.init.std=inf"], "steps.init.std: expected a finite number, got inf"),
-        (["seed=18446744073709551616"], "seed: expected an integer that fits in 64 bits"),
-        (["steps.predict.name=mlp", "steps.predict.hidden=[30, nan]"], "expected a list of an integer"),
-    ],
-)
-def test_one_schema_refuses_numbers_that_are_not_finite(sets, expected):
-    with pytest.raises(UsageError, match=expected.replace("[", r"\[")):
-        recipe.load(LINEAR, sets)
-
-
 def test_comparison_files_use_the_same_checker(tmp_path):
     file = tmp_path / "cmp.toml"
     file.write_text(f'seed = "one"\n[[runs]]\nrecipe = "{LINEAR}"\n')

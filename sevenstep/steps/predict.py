@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 
+import torch
 from fastai.layers import ConvLayer, NormType
 from fastai.vision.models.xresnet import ResBlock, XResNet
 from torch import nn
@@ -23,6 +25,23 @@ class Predict(StepCallback):
 
     def __init__(self, make, pixels_to_weights: bool = False):
         self.make, self.pixels_to_weights = make, pixels_to_weights
+
+    def n_params(self, shape, n_out: int) -> int:
+        """Counted on PyTorch's meta device: no memory is allocated, however large the model."""
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.make(shape, n_out).parameters())
+
+    def check_size(self, shape, n_out: int) -> None:
+        """Refuse, before allocating it, a model that cannot be trained in this machine's memory."""
+        n = self.n_params(shape, n_out)
+        need = n * 4 * 4  # float32 weights, their gradients, and up to two optimizer statistics (Adam)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > memory:
+            raise UsageError(
+                f"steps.predict {self.option!r} would have {n:,} parameters: about {need / 2**30:,.1f} GiB to "
+                f"train, and this machine has {memory / 2**30:,.1f} GiB of memory; make the model smaller "
+                "(steps.predict.hidden, channels or widen)"
+            )
 
 
 @option("predict")
@@ -75,9 +94,14 @@ def resnet(layers: list[int] = [1, 1, 1, 1], widen: float = 0.25) -> Predict:  #
     """fastai's XResNet for 1-channel input, random init (no pretrained weights offline); `widen` scales 64..512.
 
     (XResNet always feeds its first stage 64 channels, so the slim stem still ends at 64.)"""
+    if not layers:
+        raise UsageError("steps.predict.layers needs at least one stage, e.g. [1, 1, 1, 1]")
     for n in layers:
         positive("steps.predict.layers", n)
-    positive("steps.predict.widen", widen)
+    if widen * 64 < 1:  # XResNet's first stage has int(64 * widen) channels
+        raise UsageError(
+            f"steps.predict.widen must be at least 1/64 (one channel in the first stage), got {widen}"
+        )
 
     def make(shape, n_out):
         return XResNet(ResBlock, 1, layers, c_in=shape[0], n_out=n_out, widen=widen, stem_szs=(16, 32, 64))

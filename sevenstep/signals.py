@@ -1,0 +1,40 @@
+"""Ctrl-C and SIGTERM: both stop a run the same clean way, and neither may cut a save in half.
+
+Python turns Ctrl-C into KeyboardInterrupt wherever the program is; `sigterm_as_ctrl_c` makes `kill` do the
+same. `deferred()` holds both while a block that must not be half done runs (saving a run, finishing its W&B
+run); the caller then decides what the held signal means.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+
+def sigterm_as_ctrl_c() -> None:
+    """`kill` ends a run the way Ctrl-C does: it stops, is saved, and its W&B run is finished cleanly."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def deferred():
+    """Yield a list that collects the Ctrl-C/SIGTERM signals that arrive during the block, instead of them
+    interrupting it. (Only the main thread receives signals; elsewhere this holds nothing.)"""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    old = {
+        s: signal.signal(s, lambda signum, frame: held.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield held
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
