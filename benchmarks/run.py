@@ -197,6 +197,24 @@ def bench_sweep(repeats: int = 3) -> dict[str, dict[int, float]]:
     return {k: {w: statistics.median(v) for w, v in r.items()} for k, r in rates.items()}
 
 
+def bench_processes(repeats: int = 3) -> dict[int, float]:
+    """Seconds of one epoch (train + validate) of the 10-class CNN on 1 and on 2 processes (data-parallel,
+    gloo on CPU), read from each run's own epoch timing; interleaved 1, 2, 1, 2, ..."""
+    import json
+    import tempfile
+
+    exe = os.path.join(os.path.dirname(sys.executable), "sevenstep")
+    times: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for n in (1, 2):
+                cmd = [exe, "run", "experiments/cnn_mnist5k.toml", "--set", "steps.repeat.n=2", "--processes", str(n),
+                       "--json", "--wandb", "disabled", "--runs-dir", f"{tmp}/{i}-{n}"]  # fmt: skip
+                out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                times[n].append(out["epochs"][-1]["seconds"])  # the second epoch: warm
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
 def main() -> None:
     print(
         f"sevenstep benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -217,6 +235,11 @@ def main() -> None:
 
     print(f"\n3. `sevenstep --help` start-up: {bench_startup():.3f} s")
     print(f"4. peak memory (RSS) of `sevenstep run experiments/cnn_3v7.toml`: {bench_memory():.0f} MiB")
+    procs = bench_processes()
+    print(
+        f"6. one epoch of the 10-class CNN: {procs[1]:.2f} s on 1 process, {procs[2]:.2f} s on 2 (data-parallel, "
+        f"gloo): {procs[1] / procs[2]:.2f}x faster"
+    )
     sweep = bench_sweep()
     print("5. a sweep of 8 small trials (simple net, 40 epochs), trials per minute")
     for what, label in (("trials", "while trials run"), ("command", "whole command, start-up included")):

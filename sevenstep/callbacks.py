@@ -13,10 +13,12 @@ the orders of sevenstep's callbacks, with fastai's own beside them, are defined 
      52    loggers (W&B, CSV)            after_epoch: read RunLog's row
      53    a sweep's PruningReporter     after_epoch: reports the metric to Optuna, may end the fit as pruned
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
+     64    Checkpointer                  after_epoch: the run's whole state, the stop rule's included
 
 Beyond fastai's events, sevenstep calls three of its own on callbacks that define them, with `notify`:
 `after_run(run)` once a run is evaluated and saved (whatever its stop reason), `after_error(error)` when
-it raised instead, and `after_baseline(result, config, group)` for a comparison's baseline.
+it raised instead, and `after_baseline(result, config, group)` for a comparison's baseline. A callback with
+state that a resumed run needs defines `checkpoint_state()` and `restore_state(state)` (sevenstep/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ RUN_LOG_ORDER = Recorder.order + 1
 LOGGER_ORDER = Recorder.order + 2
 PRUNER_ORDER = Recorder.order + 3
 STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
+CHECKPOINT_ORDER = STOP_ORDER + 1
 
 
 class SparseCallback(Callback):
@@ -66,10 +69,16 @@ class RunLog(SparseCallback):
     order = RUN_LOG_ORDER
 
     def __init__(self):
-        self.epochs = []  # also for a run stopped before its first epoch began
+        self.epochs, self.restored = [], []  # epochs: also for a run stopped before its first epoch began
 
     def before_fit(self):
-        self.learn.stop_reason, self.epochs = "epochs_done", []
+        self.learn.stop_reason, self.epochs = "epochs_done", list(self.restored)
+
+    def checkpoint_state(self):
+        return {"epochs": self.epochs}
+
+    def restore_state(self, state):
+        self.restored = state["epochs"]
 
     def before_epoch(self):
         self.start = time.perf_counter()

@@ -6,6 +6,7 @@ Heavy libraries (fastai, torch) are imported inside commands, so --help is insta
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import sys
@@ -104,7 +105,7 @@ def _training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json
     stdout = sys.stdout
     try:
         with redirect_stdout(sys.stderr) if as_json else nullcontext():
-            yield _loggers(session), stdout
+            yield _callbacks(session), stdout
     finally:
         for line in session.summary_lines():
             typer.echo(line, err=True)
@@ -119,11 +120,11 @@ def _wandb_session(mode: str | None, folder: Path | None):
     return session
 
 
-def _loggers(session) -> list:
+def _callbacks(session) -> list:
     """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
-    from . import loggers
+    from . import checkpoint, loggers
 
-    return [functools.partial(loggers.WandbLogger, session), loggers.CsvLogger]
+    return [functools.partial(loggers.WandbLogger, session), loggers.CsvLogger, checkpoint.Checkpointer]
 
 
 @app.callback()
@@ -210,15 +211,89 @@ def run_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Train data-parallel on this many processes (torchrun; GPUs: one each; CPU: gloo)"
+        ),
+    ] = 1,
 ):
     """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
     from .recipe import load
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(file, set_, as_json, runs_dir, wandb, wandb_dir, processes))
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if rank:  # the other processes of a data-parallel run: they train, rank 0 writes and logs
+        _quiet_libraries()
+        from . import distributed, train
+
+        with redirect_stdout(io.StringIO()):
+            train.run(recipe)
+        distributed.teardown()
+        return
     with _training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+        from . import distributed, train
+
+        if world > 1:
+            bs = recipe.data["bs"]
+            typer.echo(
+                f"data-parallel on {world} processes: batch size {bs} each, {bs * world} in all", err=True
+            )
+        run = train.run(recipe, cbs, runs_dir=runs_dir)
+        distributed.teardown()
+        if as_json:
+            typer.echo(json.dumps(run.to_json()), file=out)
+        else:
+            _print_summary(run, out)
+    if run.diverged:
+        raise TrainingFailed(run.message)
+    if run.stop_reason == "interrupted":
+        raise typer.Exit(130)
+
+
+def _launch(file, sets, as_json, runs_dir, wandb, wandb_dir, processes) -> int:
+    """`sevenstep run` again, on `processes` processes started by torchrun; its exit code."""
+    import subprocess
+
+    from .distributed import launch_command
+
+    args = ["run", str(file), *[a for s in sets or [] for a in ("--set", s)], "--runs-dir", str(runs_dir)]
+    args += (
+        ["--json"] * as_json
+        + (["--wandb", wandb] if wandb else [])
+        + (["--wandb-dir", str(wandb_dir)] if wandb_dir else [])
+    )
+    try:
+        return subprocess.run(launch_command(args, processes)).returncode
+    except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly
+        return 130
+
+
+@app.command("resume")
+@friendly
+def resume_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder under runs/ whose run did not finish")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Only steps.repeat.n=N, to give an `epochs` run more epochs"),
+    ] = None,
+    as_json: JsonFlag = False,
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+):
+    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
+
+    On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
+    from . import checkpoint
+
+    recipe, state = checkpoint.prepare(run_dir, set_)
+    typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
+    with _training(run_dir.parent, wandb, wandb_dir, as_json) as (cbs, out):
         from . import train
 
-        run = train.run(recipe, cbs, runs_dir=runs_dir)
+        run = train.run(recipe, cbs, resume=(run_dir, state))
         if as_json:
             typer.echo(json.dumps(run.to_json()), file=out)
         else:
@@ -357,4 +432,5 @@ def _print_summary(run, out) -> None:
         typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True, file=out)
     if not run.diverged:  # a divergence's message is the error line
         typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters", file=out)
-    typer.echo(f"saved to {run.run_dir}", file=out)
+    resumed = f" (resumed after epoch {run.resumed_from})" if run.resumed_from else ""
+    typer.echo(f"saved to {run.run_dir}{resumed}", file=out)

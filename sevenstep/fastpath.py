@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastai.data.core import TfmdDL
-from fastai.torch_core import TensorCategory, TensorImage, TensorImageBW
+from fastai.torch_core import TensorCategory, TensorImage, TensorImageBW, to_detach
 from fastcore.basics import chunked
 from fasttransform import Transform
 
@@ -54,13 +54,17 @@ class RandomPadCrop(Transform):
 class DecodedDL(TfmdDL):
     """A TfmdDL whose batches are slices of decoded uint8 images and label indices, already on the device."""
 
-    def __init__(self, dataset=None, images=None, labels=None, **kwargs):
+    def __init__(self, dataset=None, images=None, labels=None, gather=True, **kwargs):
         self.images, self.labels = images, labels
+        self.gather = gather  # False: every process of a data-parallel run has the whole set (distributed.py)
         super().__init__(dataset, **kwargs)
 
     def new(self, dataset=None, cls=None, **kwargs):
-        kwargs = {"images": self.images, "labels": self.labels, **kwargs}
+        kwargs = {"images": self.images, "labels": self.labels, "gather": self.gather, **kwargs}
         return super().new(dataset, cls, **kwargs)
+
+    def to_detach(self, b, cpu=True, gather=True):
+        return to_detach(b, cpu, gather and self.gather)
 
     def create_batches(self, samps):
         for chunk in chunked(samps, self.bs, drop_last=self.drop_last):

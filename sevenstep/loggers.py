@@ -39,7 +39,13 @@ def recipe_config(recipe) -> dict[str, Any]:
     from .recipe import flatten
     from .sources import SPLIT_SEED
 
-    return dict(flatten(recipe.to_dict())) | {"data.split_seed": SPLIT_SEED} | versions()
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # data-parallel processes (sevenstep/distributed.py)
+    extra = {
+        "data.split_seed": SPLIT_SEED,
+        "data.processes": processes,
+        "data.effective_bs": recipe.data["bs"] * processes,
+    }
+    return dict(flatten(recipe.to_dict())) | extra | versions()
 
 
 def _has_api_key() -> bool:
@@ -65,8 +71,16 @@ class WandbSession:
             raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
         return cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
 
-    def start(self, name: str, job_type: str, config: dict[str, Any], group: str | None = None):
-        """A new W&B run, or None when disabled. Online with no key or no server falls back to offline."""
+    def start(
+        self,
+        name: str,
+        job_type: str,
+        config: dict[str, Any],
+        group: str | None = None,
+        resume: str | None = None,
+    ):
+        """A new W&B run (or the run `resume` continued), or None when disabled. Online with no key or no server
+        falls back to offline."""
         if self.mode == "disabled":
             return None
         import wandb
@@ -82,10 +96,14 @@ class WandbSession:
             dir=str(self.dir),
             reinit="create_new",
         )
+        if resume:  # online: the same run continues; offline: a second log of the same run id
+            kwargs |= {"id": resume, "resume": "allow"}
         settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.mode == "online":
-            run_id = secrets.token_hex(4)  # our own id, to find the folder a failed attempt leaves
+            run_id = kwargs.pop("id", None) or secrets.token_hex(
+                4
+            )  # our own id, to find what a failure leaves
             try:
                 timeout = wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings)
                 return wandb.init(mode="online", id=run_id, settings=timeout, **kwargs)
@@ -94,6 +112,8 @@ class WandbSession:
                 for folder in (self.dir / "wandb").glob(f"run-*-{run_id}"):
                     shutil.rmtree(folder, ignore_errors=True)
                 self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
+        if resume:
+            kwargs["id"] = resume
         run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
         self.offline_runs.append(Path(run.dir).parent)
         return run
@@ -128,15 +148,39 @@ class WandbLogger(SparseCallback):
     def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
         self.session, self.config, self.pending = session, config or {}, []
         self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
+        self.resume_id, self.resumed = None, None
 
     def before_fit(self):
         learn = self.learn
         if self.wb is None:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
             config = recipe_config(learn.recipe) | self.config
-            self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group)
+            self.wb = self.session.start(
+                learn.recipe.name, learn.job_type, config, learn.group, self.resume_id
+            )
         if self.wb is not None:
             self.wb.define_metric("batch")
             self.wb.define_metric("*", step_metric="batch")
+        if self.wb is not None and self.resumed:
+            self._log_lost_epochs()
+
+    def checkpoint_state(self):
+        if self.wb is None:
+            return {"id": None, "log": None}
+        return {"id": self.wb.id, "log": str(Path(self.wb.dir).parent)}
+
+    def restore_state(self, state):
+        self.resume_id, self.resumed = state["id"], state
+
+    def _log_lost_epochs(self):
+        """A killed process loses the rows W&B had not written yet: the epochs the checkpoint has and the
+        stopped run's log lacks are logged again here, so that together the two logs have every epoch once."""
+        from .wandb_runs import logged_epochs
+
+        logged = logged_epochs(Path(self.resumed["log"])) if self.resumed.get("log") else set()
+        per_epoch = len(self.learn.dls.train)
+        for e in self.learn.run_log.restored:
+            if e["epoch"] not in logged:
+                self._log_epoch(e, e["epoch"] * per_epoch)
 
     def after_batch(self):
         if self.learn.training and self.wb is not None:
@@ -150,23 +194,26 @@ class WandbLogger(SparseCallback):
         if self.pending:
             losses = torch.stack([loss for _, _, loss, _ in self.pending]).tolist()  # one sync for them all
             for (batch, epoch, _, lr), loss in zip(self.pending, losses):
-                self.wb.log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr})
+                self.wb.log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr}, step=batch)
             self.pending = []
 
     def after_epoch(self):
         if self.wb is None:
             return
         self.flush()
-        e = self.learn.run_log.epochs[-1]
+        self._log_epoch(self.learn.run_log.epochs[-1], self.learn.train_iter)
+
+    def _log_epoch(self, e, batch: int):
         self.wb.log(
             {
-                "batch": self.learn.train_iter,
+                "batch": batch,
                 "epoch": e["epoch"],
                 "train/epoch_loss": e["train_loss"],
                 "valid/loss": e["valid_loss"],
                 "valid/accuracy": e["accuracy"],
                 "epoch_seconds": e["seconds"],
-            }
+            },
+            step=batch,  # W&B's step is the batch: a resumed run's history continues the stopped one's
         )
 
     def after_fit(self):
@@ -186,6 +233,7 @@ class WandbLogger(SparseCallback):
         self.wb.summary.update(
             _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
             | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
+            | ({"resumed_from": run.resumed_from} if run.resumed_from else {})
         )
         if run.predictions is not None:
             classes, targets = run.predictions
@@ -201,7 +249,7 @@ class WandbLogger(SparseCallback):
             }
             if learn.step2_predict.pixels_to_weights:
                 media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
-            self.wb.log({"batch": learn.train_iter, **media})
+            self.wb.log({"batch": learn.train_iter, **media}, step=learn.train_iter)
         self.wb.finish(exit_code=1 if run.diverged else 0)
 
     def after_error(self, error: BaseException):

@@ -66,7 +66,7 @@ def check(
     if missing:
         raise UsageError(f"{where}: missing key {prefix + missing[0]!r}")
     # copies: a recipe that changes its `hidden` list must not change the option's default
-    return {k: copy.deepcopy(f.default) for k, f in schema.items() if k not in values} | dict(values)
+    return {k: values[k] if k in values else copy.deepcopy(f.default) for k, f in schema.items()}
 
 
 def folder_name(value: str, key: str, where: str) -> str:

@@ -43,7 +43,7 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
     """Run one trial and tell the study how it ended: complete, pruned, failed or interrupted."""
     from optuna.trial import TrialState
 
-    from . import loggers, train
+    from . import checkpoint, loggers, train
 
     start = time.perf_counter()
     params = {d.key: sweeps.encode(d.suggest(trial)) for d in sweep.space}
@@ -54,6 +54,7 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
     cbs = [
         functools.partial(loggers.WandbLogger, session, config=config),
         loggers.CsvLogger,
+        checkpoint.Checkpointer,
         PruningReporter(trial, sweep.metric),
     ]
     try:

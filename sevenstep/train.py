@@ -7,6 +7,7 @@ checkpointers and sweep reporters. The run is kept under runs/<name>-<time>/.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -40,6 +41,9 @@ class Run:
     stop_reason: str  # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
     message: str
     run_dir: str = ""
+    resumed_from: int | None = None  # the epoch a resumed run continued from
+    n_valid: int = 0  # validation images the final metrics counted
+    processes: int = 1
     learn: Any = field(default=None, repr=False)
     predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
 
@@ -82,22 +86,36 @@ def run(
     runs_dir: str | Path | None = None,
     group: str | None = None,
     job_type: str = "sgd",
+    resume: tuple[Path, dict] | None = None,
 ) -> Run:
     """Train, evaluate and (with `runs_dir`) save one recipe. A divergence or Ctrl-C during training ends it
-    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs."""
+    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs.
+
+    The run's folder exists from the start (recipe.toml, and a checkpoint after every epoch with the
+    Checkpointer), marked UNFINISHED until the run ends. `resume` is (a run folder, its checkpoint): the
+    run continues there (sevenstep/checkpoint.py)."""
+    from . import checkpoint, distributed
+
+    distributed.setup()
     learn = build_learner(recipe, cbs)
-    learn.group, learn.job_type = group, job_type
+    learn.group, learn.job_type, learn.run_dir, learn.resumed_from = group, job_type, None, None
+    if resume is not None:
+        checkpoint.attach(learn, resume[1], resume[0])
+    elif runs_dir is not None:
+        learn.run_dir = start_folder(Path(runs_dir), recipe)
     try:
         fit_seconds = fit(learn)
         # Evaluating, saving and finishing the loggers are not to be cut short: a Ctrl-C (a second one, say)
         # waits until the run is saved, then stops the program if the run itself had not been stopped.
         with signals.deferred() as held:
             result = evaluate(recipe, learn, fit_seconds)
-            if runs_dir is not None:
-                save(result, runs_dir)
+            if learn.run_dir is not None:
+                save(result, learn.run_dir)
             notify(learn.cbs, "after_run", result)
     except BaseException as e:
         notify(learn.cbs, "after_error", e)
+        if learn.run_dir is not None and resume is None and not (learn.run_dir / checkpoint.FILE).exists():
+            shutil.rmtree(learn.run_dir, ignore_errors=True)  # no epoch ended: nothing to keep or resume
         raise
     if held and result.stop_reason != "interrupted":
         raise KeyboardInterrupt
@@ -105,10 +123,14 @@ def run(
 
 
 def fit(learn: Learner) -> float:
-    """The training itself, through the repeat step; Ctrl-C ends it as `interrupted`. Returns its seconds."""
+    """The training itself, through the repeat step (on several processes when launched so: see
+    sevenstep/distributed.py); Ctrl-C ends it as `interrupted`. Returns its seconds."""
+    from . import distributed
+
     start = time.perf_counter()
     try:
-        learn.step6_repeat.loop(learn)
+        with distributed.context(learn):
+            learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
         learn.stop_reason = "interrupted"
     return round(time.perf_counter() - start, 3)
@@ -116,6 +138,8 @@ def fit(learn: Learner) -> float:
 
 def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     """The final validation metrics (unless it diverged), as a Run."""
+    from . import distributed
+
     acc, per_class, predictions = None, {}, None
     if learn.stop_reason != "diverged":
         # inner=True: no fit/epoch events, which would reset the run's log and stop reason
@@ -125,6 +149,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         acc = (classes == targs).float().mean().item()
         per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
         predictions = (classes, targs)
+    n_valid = len(predictions[1]) if predictions else 0
     return Run(
         name=recipe.name,
         recipe=recipe.to_dict(),
@@ -135,6 +160,10 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         fit_seconds=fit_seconds,
         stop_reason=learn.stop_reason,
         message=_message(recipe, learn),
+        run_dir=str(learn.run_dir or ""),
+        resumed_from=learn.resumed_from,
+        n_valid=n_valid,
+        processes=distributed.world_size(),
         learn=learn,
         predictions=predictions,
     )
@@ -160,28 +189,46 @@ def _message(recipe: Recipe, learn: Learner) -> str:
     return f"{recipe.name} {reasons[learn.stop_reason]}"
 
 
-def save(result: Run, runs_dir: str | Path = "runs") -> Path:
-    """Write recipe.toml, result.json and model.pth together: a temporary folder renamed onto the (empty)
-    folder claimed for the run, so a reader never sees half a run."""
+def start_folder(runs_dir: Path, recipe: Recipe) -> Path:
+    """The run's folder, claimed at the start: its recipe, and a marker that it has not finished."""
     import tomli_w
 
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    tmp, final = Path(tempfile.mkdtemp(prefix=".tmp-", dir=runs_dir)), None
+    from .checkpoint import UNFINISHED
+
+    folder = new_folder(runs_dir, recipe.name)
+    _write(folder / "recipe.toml", tomli_w.dumps(recipe.to_dict()).encode())
+    (folder / UNFINISHED).write_text(
+        "this run has not finished; continue it with: sevenstep resume <this folder>\n"
+    )
+    return folder
+
+
+def save(result: Run, run_dir: str | Path) -> Path:
+    """model.pth, then result.json, each written whole (a temporary file renamed into place); a run that
+    ended (not one interrupted, which `sevenstep resume` continues) loses its UNFINISHED marker."""
+    from .checkpoint import UNFINISHED
+
+    run_dir = Path(run_dir)
+    result.run_dir = str(run_dir)
+    if result.learn is not None and not result.diverged:
+        buf = io.BytesIO()
+        torch.save(result.learn.model.state_dict(), buf)
+        _write(run_dir / "model.pth", buf.getvalue())
+    _write(run_dir / "result.json", json.dumps(result.to_json(), indent=2).encode())
+    if result.stop_reason != "interrupted":
+        (run_dir / UNFINISHED).unlink(missing_ok=True)
+    return run_dir
+
+
+def _write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
-        (tmp / "recipe.toml").write_text(tomli_w.dumps(result.recipe))
-        if result.learn is not None and not result.diverged:
-            torch.save(result.learn.model.state_dict(), tmp / "model.pth")
-        final = new_folder(runs_dir, result.name)
-        result.run_dir = str(final)
-        (tmp / "result.json").write_text(json.dumps(result.to_json(), indent=2))
-        os.replace(tmp, final)  # POSIX: a folder may replace an empty one, atomically
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if final is not None and final.is_dir() and not any(final.iterdir()):
-            final.rmdir()
+        Path(tmp).unlink(missing_ok=True)
         raise
-    return final
 
 
 def new_folder(parent: Path, stem: str) -> Path:

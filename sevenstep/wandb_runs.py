@@ -80,6 +80,20 @@ def read(file: Path) -> dict[str, Any]:
     }
 
 
+def logged_epochs(run_folder: Path) -> set[int]:
+    """The epochs whose validation row a run's log holds (empty for a log that cannot be read)."""
+    epochs = set()
+    for file in run_folder.glob("*.wandb"):
+        for line in _inspect(file, "--json").splitlines():
+            try:
+                item = json.loads(line).get("history", {}).get("item", {})
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if "valid/accuracy" in item and "epoch" in item:
+                epochs.add(int(item["epoch"]))
+    return epochs
+
+
 def list_runs(folder: Path) -> list[dict[str, Any]]:
     if not folder.exists():
         raise UsageError(
@@ -96,6 +110,8 @@ def table(found: list[dict[str, Any]]) -> list[list[str]]:
     for r in found:
         acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
         stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
+        if r["summary"].get("resumed_from"):
+            stop += f" (resumed after epoch {r['summary']['resumed_from']})"
         started = r["started"][:19].replace("T", " ") or "-"
         rows.append([started, r["name"], r["group"] or "-", r["steps"], acc, stop, r["path"]])
     return rows

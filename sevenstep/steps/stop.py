@@ -36,6 +36,19 @@ class Stop(StepCallback):
 class Patience(Stop, EarlyStoppingCallback):
     """fastai's EarlyStoppingCallback, recording the reason it stopped."""
 
+    restored = None
+
+    def before_fit(self):
+        super().before_fit()
+        if self.restored:
+            self.best, self.wait = self.restored["best"], self.restored["wait"]
+
+    def checkpoint_state(self):
+        return {"best": float(self.best), "wait": self.wait}
+
+    def restore_state(self, state):
+        self.restored = state
+
     def after_epoch(self):
         try:
             super().after_epoch()
@@ -59,10 +72,16 @@ class TimeBudget(Stop):
     """Ends the training part of the epoch once the budget is spent; that epoch is still validated."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
+        self.seconds, self.already = seconds, 0.0
 
     def before_fit(self):
-        self.start, self.spent = time.perf_counter(), False
+        self.start, self.spent = time.perf_counter() - self.already, False
+
+    def checkpoint_state(self):
+        return {"seconds_spent": time.perf_counter() - self.start}
+
+    def restore_state(self, state):
+        self.already = state["seconds_spent"]
 
     def after_batch(self):
         if self.learn.training and time.perf_counter() - self.start > self.seconds:
