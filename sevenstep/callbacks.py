@@ -11,7 +11,7 @@ the orders of sevenstep's callbacks, with fastai's own beside them, are defined 
      50    fastai's Recorder             after_epoch: the epoch's losses and metrics
      51    RunLog                        after_epoch: reads the Recorder's row into the run's log
      52    loggers (W&B, CSV)            after_epoch: read RunLog's row
-     53    a sweep's PruningReporter     after_epoch: reports the metric to Optuna, may end the fit as pruned
+     53    a sweep's TrialReporter       after_epoch: reports the metric to Optuna, may end the fit as pruned
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
      64    Checkpointer                  after_epoch: the run's whole state, the stop rule's included
 

@@ -3,7 +3,7 @@
 `WandbLogger` logs a run to Weights & Biases, offline by default (no account, no network, no prompt);
 `WandbSession` is what the runs of one command share: the mode, the folder, and what to tell the user.
 `CsvLogger` writes a run's epochs as a CSV file beside its result.json. A new logger is a small class here
-and one line where the CLI assembles the list (cli.py, `_loggers`).
+and one line where the CLI assembles the list (`callbacks` in sevenstep/cli/common.py).
 
 fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fastai issue 4173), and
 `wandb.watch` logs nothing on short runs (log_freq=1000), so sevenstep logs through its own callback.

@@ -20,79 +20,95 @@ from pathlib import Path
 from fastai.callback.core import CancelFitException
 
 from . import sweep as sweeps
+from . import sweep_study
 from .callbacks import PRUNER_ORDER, SparseCallback
 
 
-class PruningReporter(SparseCallback):
-    """Reports the sweep's metric to the Optuna trial after every epoch; stops the run when the pruner says so."""
+class TrialReporter(SparseCallback):
+    """The trial's side of a run: the metric to Optuna after every epoch (the pruner may stop the run there),
+    and how the run ended once it is saved. Telling the study in `after_run` puts it inside the part of a run
+    that a Ctrl-C waits for, so a trial that was saved is never lost to the signal that stops its worker."""
 
     order = PRUNER_ORDER
 
-    def __init__(self, trial, metric: str):
-        self.trial, self.metric = trial, metric
+    def __init__(self, sweep, study, storage, trial, params, log):
+        self.sweep, self.study, self.storage, self.trial, self.params, self.log = (
+            sweep,
+            study,
+            storage,
+            trial,
+            params,
+            log,
+        )
+        self.outcome, self.start = None, time.perf_counter()
 
     def after_epoch(self):
         row = self.learn.run_log.epochs[-1]
-        self.trial.report(row[self.metric], step=row["epoch"])
+        self.trial.report(row[self.sweep.metric], step=row["epoch"])
         if self.trial.should_prune():
             self.learn.stop_reason = "pruned"
             raise CancelFitException()
 
+    def after_run(self, result):
+        from optuna.trial import TrialState
+
+        trial, n, shown = self.trial, self.trial.number, sweeps._show(self.params)
+        seconds = time.perf_counter() - self.start
+        trial.set_user_attr("run_dir", result.run_dir)
+        trial.set_user_attr("stop_reason", result.stop_reason)
+        value = sweeps.metric_value(result, self.sweep.metric)
+        if result.stop_reason == "interrupted":
+            sweep_study.requeue(self.study, self.storage, trial)
+            self.outcome = "interrupted"
+            self.log(f"trial {n}: interrupted ({shown}); saved in {result.run_dir}, it will run again")
+        elif result.stop_reason == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.outcome = "pruned"
+            self.log(f"trial {n}: pruned after {len(result.epochs)} epoch(s)  {shown}  [{seconds:.1f} s]")
+        elif result.diverged or value is None:
+            trial.set_user_attr("error", result.message)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.outcome = "failed"
+            self.log(f"trial {n}: failed: {result.message}  {shown}")
+        else:
+            self.study.tell(trial, value)
+            self.outcome = "complete"
+            self.log(f"trial {n}: {self.sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+
 
 def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> str:
-    """Run one trial and tell the study how it ended: complete, pruned, failed or interrupted."""
+    """Run one trial; the study is told how it ended: complete, pruned, failed or interrupted."""
     from optuna.trial import TrialState
 
     from . import checkpoint, loggers, train
 
-    start = time.perf_counter()
     params = {d.key: sweeps.encode(d.suggest(trial)) for d in sweep.space}
     for key, value in (("host", socket.gethostname()), ("pid", os.getpid())):
         trial.set_user_attr(key, value)
     name = f"{sweep.name}-trial-{trial.number:04d}"
     config = {"trial.number": trial.number} | {f"trial.{k}": sweeps.decode(v) for k, v in params.items()}
+    reporter = TrialReporter(sweep, study, storage, trial, params, log)
     cbs = [
         functools.partial(loggers.WandbLogger, session, config=config),
         loggers.CsvLogger,
         checkpoint.Checkpointer,
-        PruningReporter(trial, sweep.metric),
+        reporter,
     ]
     try:
         # fastai's epoch tables from N workers at once would interleave: one line a trial instead
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            result = train.run(
-                sweep.recipe(params, name), cbs, trials_dir, group=sweep.group, job_type="trial"
-            )
+            train.run(sweep.recipe(params, name), cbs, trials_dir, group=sweep.group, job_type="trial")
     except KeyboardInterrupt:
-        sweeps.requeue(study, storage, trial)
-        log(f"trial {trial.number}: interrupted before it was saved; it will run again")
+        if reporter.outcome is None:  # stopped before its run was saved
+            sweep_study.requeue(study, storage, trial)
+            log(f"trial {trial.number}: interrupted before it was saved; it will run again")
         return "interrupted"
     except Exception as e:  # one broken trial must not stop the sweep
         trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: failed: {type(e).__name__}: {e}")
         return "failed"
-    trial.set_user_attr("run_dir", result.run_dir)
-    trial.set_user_attr("stop_reason", result.stop_reason)
-    seconds = time.perf_counter() - start
-    shown = sweeps._show(params)
-    if result.stop_reason == "interrupted":
-        sweeps.requeue(study, storage, trial)
-        log(f"trial {trial.number}: interrupted ({shown}); saved in {result.run_dir}, it will run again")
-        return "interrupted"
-    value = sweeps.metric_value(result, sweep.metric)
-    if result.stop_reason == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-        log(f"trial {trial.number}: pruned after {len(result.epochs)} epoch(s)  {shown}  [{seconds:.1f} s]")
-        return "pruned"
-    if result.diverged or value is None:
-        trial.set_user_attr("error", result.message)
-        study.tell(trial, state=TrialState.FAIL)
-        log(f"trial {trial.number}: failed: {result.message}  {shown}")
-        return "failed"
-    study.tell(trial, value)
-    log(f"trial {trial.number}: {sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
-    return "complete"
+    return reporter.outcome
 
 
 def work(
@@ -111,8 +127,8 @@ def work(
     warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' notices, once per worker
     warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
     sweep = sweeps.load(sweep_file)
-    storage = sweeps.storage_for(storage_url, Path(sweep_dir))
-    study = sweeps.open_study(sweep, storage)
+    storage = sweep_study.storage_for(storage_url, Path(sweep_dir))
+    study = sweep_study.open_study(sweep, storage)
     session = loggers.WandbSession.from_options(wandb_mode, Path(wandb_dir))
     tag = f"[worker {worker}] " if worker else ""
 
@@ -120,7 +136,7 @@ def work(
         print(f"{tag}{line}", file=sys.stderr, flush=True)
 
     try:
-        while (trial := sweeps.next_trial(study, storage, sweep)) is not None:
+        while (trial := sweep_study.next_trial(study, storage, sweep)) is not None:
             if (
                 run_trial(sweep, study, storage, trial, session, Path(sweep_dir) / "trials", log)
                 == "interrupted"

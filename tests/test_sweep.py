@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sevenstep import sweep as sweeps
-from sevenstep import train, wandb_runs
+from sevenstep import sweep_study, train, wandb_runs
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
 
@@ -64,7 +64,7 @@ def _study(file: Path, storage: str):
     import optuna
 
     sweep = sweeps.load(file)
-    return optuna.load_study(study_name=sweep.name, storage=sweeps.storage_for(storage, file.parent))
+    return optuna.load_study(study_name=sweep.name, storage=sweep_study.storage_for(storage, file.parent))
 
 
 def _points(study) -> Counter:
@@ -188,8 +188,10 @@ def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
     assert "Traceback" not in err and "run the same command again" in err
     done_before = len(_points(_study(file, str(runs / "sweep-tiny" / "study.journal"))))
     assert 1 <= done_before < 4
-    interrupted = [json.loads(p.read_text()) for p in trials.glob("*/result.json")]
-    assert any(r["stop_reason"] == "interrupted" for r in interrupted)  # saved as it was, not lost
+    # each worker's trial in progress was stopped (saved as `interrupted` when it was training) and re-queued
+    assert "it will run again" in err
+    for saved in trials.glob("*/result.json"):
+        assert json.loads(saved.read_text())["stop_reason"] in ("epochs_done", "interrupted")
 
     _finish(_sweep(file, runs, "--workers", "2"))
     points = _points(_study(file, str(runs / "sweep-tiny" / "study.journal")))

@@ -1,0 +1,108 @@
+"""The commands that look: the data sources, the step options, the W&B runs on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import signals
+from ..errors import UsageError
+from .common import (
+    app,
+    data_app,
+    friendly,
+    quiet_libraries,
+)
+
+
+@data_app.command("list")
+@friendly
+def data_list():
+    """The data sources you can name in a recipe's data.source."""
+    from .. import sources
+
+    kinds = sources.SOURCES.values()
+    width = max(len(k.usage) for k in kinds)
+    for kind in kinds:
+        typer.echo(f"{kind.usage:<{width}}  {kind.help}")
+    typer.echo(f"\nembedded data is cached in {sources.cache_dir()}")
+
+
+@data_app.command("show")
+@friendly
+def data_show(
+    source: Annotated[str, typer.Argument(help="A source name (see `sevenstep data list`), or folder:PATH")],
+    out: Annotated[Path | None, typer.Option(help="PNG file for the grid of sample digits")] = None,
+):
+    """Counts per split and class, and a PNG grid of sample digits with their labels."""
+    from .. import data, plots, sources
+
+    signals.sigterm_as_ctrl_c()  # a prepare cut short by `kill` cleans up after itself
+    src = sources.resolve(source)
+    counts = sources.counts(src)
+    classes = src.classes
+    typer.echo(f"{src.name}: {src.path}")
+    typer.echo("split   " + " ".join(f"{c:>6}" for c in classes) + "   total")
+    for split, per_class in counts.items():
+        row = " ".join(f"{per_class[c]:>6}" for c in classes)
+        typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
+    out = out or Path(f"{source.replace(':', '-').replace('/', '_')}-samples.png")
+    quiet_libraries()
+    plots.save(plots.sample_grid(data.dataloaders(src, bs=64)), out)
+    typer.echo(f"sample grid written to {out}")
+
+
+@app.command("steps")
+@friendly
+def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this step")] = None):
+    """Every option of the seven steps, with its parameters and defaults."""
+    from .. import registry
+
+    chosen = [step] if step else registry.STEPS
+    if step and step not in registry.STEPS:
+        raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(registry.STEPS)}")
+    for s in chosen:
+        typer.secho(f"{registry.STEPS.index(s) + 1}. {s}", bold=True)
+        for name, opt in registry.REGISTRY[s].items():
+            params = ", ".join(
+                f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)"
+                for k, v in opt.params.items()
+            )
+            typer.echo(f"   {name:<18} {opt.doc}")
+            if params:
+                typer.echo(f"   {'':<18} params: {params}")
+
+
+@app.command("runs")
+@friendly
+def runs_cmd(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="A wandb folder (the runs' parent) [default: $WANDB_DIR/wandb or ./wandb]"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
+    ] = False,
+):
+    """The W&B runs logged on this machine, newest first: the seven choices, accuracy, why each stopped.
+
+    (A run's saved folder, with its result.json, is under runs/; its path is in the table.)"""
+    from .. import wandb_runs
+
+    folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
+    found = wandb_runs.list_runs(folder)
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    if not found:
+        typer.echo(f"no W&B runs under {folder}")
+        return
+    rows = wandb_runs.table(found)
+    from ..compare import format_table
+
+    typer.echo(format_table(rows))
+    typer.echo(f"\nbrowse them with: wandb leet {folder}")

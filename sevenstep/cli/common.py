@@ -1,0 +1,122 @@
+"""What the commands share: the app, the options that recur, and the setup every training command does."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from contextlib import contextmanager, nullcontext, redirect_stdout
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import signals
+from ..errors import TrainingFailed, UsageError
+
+app = typer.Typer(
+    help="Run neural-network experiments the way the seven-step SGD recipe teaches them: "
+    "init, predict, loss, gradient, step, repeat, stop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="List the data sources and look at one.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
+]
+WandbMode = Annotated[
+    str | None,
+    typer.Option(
+        "--wandb",
+        help="W&B logging: offline (default, no account needed), online, or disabled [env: WANDB_MODE]",
+        metavar="MODE",
+    ),
+]
+WandbDir = Annotated[
+    Path | None,
+    typer.Option(help="Folder whose wandb/ subfolder holds the runs [env: WANDB_DIR; default: .]"),
+]
+
+
+def output_folder(path: Path, option: str) -> Path:
+    """Created and written to (a probe file, removed) before training, so a run is never lost to a folder it
+    cannot be saved in."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; expected a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".sevenstep-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(
+            f"{option} {path}: cannot write there ({e.strerror or e}); choose a folder you can write to"
+        ) from None
+    return path
+
+
+def friendly(command):
+    """A user's mistake becomes one clear line on stderr and exit code 2 (a failed run: 1), not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (UsageError, TrainingFailed) as e:
+            typer.secho(f"error: {e}", fg="red", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a path that cannot be read or written, a full disk
+            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def quiet_libraries():
+    if not sys.stdout.isatty():  # fastprogress's own check is always true; bars would flood logs and pipes
+        import fastprogress.fastprogress as fp
+
+        fp.NO_BAR = True
+        fp.ConsoleProgressBar.fill = ""  # its constructor prints one fill char to probe the encoding
+
+
+@contextmanager
+def training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json: bool):
+    """What `run` and `compare` share: folders checked before anything trains, quiet libraries, SIGTERM as
+    Ctrl-C, training output on stderr under --json. Yields the loggers for each run and the stream for the
+    results (stdout, even under --json); says at the end where W&B wrote."""
+    output_folder(runs_dir, "--runs-dir")
+    quiet_libraries()
+
+    session = wandb_session(wandb, wandb_dir)
+    signals.sigterm_as_ctrl_c()
+    stdout = sys.stdout
+    try:
+        with redirect_stdout(sys.stderr) if as_json else nullcontext():
+            yield callbacks(session), stdout
+    finally:
+        for line in session.summary_lines():
+            typer.echo(line, err=True)
+
+
+def wandb_session(mode: str | None, folder: Path | None):
+    from .. import loggers
+
+    session = loggers.WandbSession.from_options(mode, folder)
+    if session.mode != "disabled":  # disabled writes nothing, not even the folder
+        output_folder(session.dir, "--wandb-dir")
+    return session
+
+
+def callbacks(session) -> list:
+    """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
+    from .. import checkpoint, loggers
+
+    return [functools.partial(loggers.WandbLogger, session), loggers.CsvLogger, checkpoint.Checkpointer]

@@ -1,0 +1,237 @@
+"""The commands that train: run, resume, compare, sweep. Each is a thin shell over its module's Python API."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import signals
+from ..errors import TrainingFailed
+from .common import (
+    JsonFlag,
+    WandbDir,
+    WandbMode,
+    app,
+    friendly,
+    output_folder,
+    quiet_libraries,
+    training,
+    wandb_session,
+)
+
+
+@app.command("run")
+@friendly
+def run_cmd(
+    file: Annotated[Path, typer.Argument(help="A recipe file (TOML), e.g. experiments/fastbook_linear.toml")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
+    ] = None,
+    as_json: JsonFlag = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Train data-parallel on this many processes (torchrun; GPUs: one each; CPU: gloo)"
+        ),
+    ] = 1,
+):
+    """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
+    from ..recipe import load
+
+    recipe = load(file, set_)  # every key checked before anything heavy is imported
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(file, set_, as_json, runs_dir, wandb, wandb_dir, processes))
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if rank:  # the other processes of a data-parallel run: they train, rank 0 writes and logs
+        quiet_libraries()
+        from .. import distributed, train
+
+        with redirect_stdout(io.StringIO()):
+            train.run(recipe)
+        distributed.teardown()
+        return
+    with training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+        from .. import distributed, train
+
+        if world > 1:
+            bs = recipe.data["bs"]
+            typer.echo(
+                f"data-parallel on {world} processes: batch size {bs} each, {bs * world} in all", err=True
+            )
+        run = train.run(recipe, cbs, runs_dir=runs_dir)
+        distributed.teardown()
+        _report(run, out, as_json)
+    _exit_for(run)
+
+
+def _launch(file, sets, as_json, runs_dir, wandb, wandb_dir, processes) -> int:
+    """`sevenstep run` again, on `processes` processes started by torchrun; its exit code."""
+    import subprocess
+
+    from ..distributed import launch_command
+
+    args = ["run", str(file), *[a for s in sets or [] for a in ("--set", s)], "--runs-dir", str(runs_dir)]
+    args += (
+        ["--json"] * as_json
+        + (["--wandb", wandb] if wandb else [])
+        + (["--wandb-dir", str(wandb_dir)] if wandb_dir else [])
+    )
+    try:
+        return subprocess.run(launch_command(args, processes)).returncode
+    except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly
+        return 130
+
+
+@app.command("resume")
+@friendly
+def resume_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder under runs/ whose run did not finish")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Only steps.repeat.n=N, to give an `epochs` run more epochs"),
+    ] = None,
+    as_json: JsonFlag = False,
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+):
+    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
+
+    On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
+    from .. import checkpoint
+
+    recipe, state = checkpoint.prepare(run_dir, set_)
+    typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
+    with training(run_dir.parent, wandb, wandb_dir, as_json) as (cbs, out):
+        from .. import train
+
+        run = train.run(recipe, cbs, resume=(run_dir, state))
+        _report(run, out, as_json)
+    _exit_for(run)
+
+
+@app.command("compare")
+@friendly
+def compare_cmd(
+    file: Annotated[Path, typer.Argument(help="A comparison file, e.g. experiments/baseline_vs_sgd.toml")],
+    as_json: JsonFlag = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the report folder is written")] = Path("runs"),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+):
+    """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
+    from .. import compare
+
+    plan = compare.load(file)  # the whole file and every recipe in it are checked first
+    with training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+        results, report = compare.run(plan, runs_dir, cbs)
+        if as_json:
+            typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
+        else:
+            typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n", file=out)
+            typer.echo(compare.format_table(compare.table(results)), file=out)
+            typer.echo(f"\nreport: {report}", file=out)
+    failed = [r.method for r in results if r.status == "failed"]
+    if any(r.status == "interrupted" for r in results):
+        raise typer.Exit(130)
+    if failed:
+        raise TrainingFailed(
+            f"{len(failed)} of {len(results)} methods failed: {', '.join(failed)} (see the table)"
+        )
+
+
+@app.command("sweep")
+@friendly
+def sweep_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="A sweep file (TOML), e.g. experiments/sweep_init_x_loss_3v7.toml")
+    ],
+    workers: Annotated[
+        int, typer.Option(min=1, help="Trial processes on this machine; they split its cores")
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the study lives: an Optuna URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal "
+            "file; machines that share it share the sweep [default: a journal file in the sweep's folder]",
+            metavar="URL",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where the sweep's folder (sweep-<name>/) is kept")] = Path(
+        "runs"
+    ),
+    wandb: WandbMode = None,
+    wandb_dir: WandbDir = None,
+):
+    """Run a recipe over a space of values with Optuna: every trial a full run, one table, the best recipe.
+
+    Run the same command again to continue a sweep; run it on several machines with one --storage to share it."""
+    from .. import sweep as sweeps
+
+    sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
+    output_folder(runs_dir, "--runs-dir")
+    quiet_libraries()
+
+    session = wandb_session(wandb, wandb_dir)
+    signals.sigterm_as_ctrl_c()
+    progress = functools.partial(typer.echo, err=True)
+    summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
+    from ..sweep_report import format_rows
+
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        if summary["trials"]:
+            from ..compare import format_table
+
+            typer.echo("\n" + format_table(format_rows(summary["trials"])))
+        best = summary["best"]
+        if best:
+            typer.echo(f"\nbest: trial {best['trial']}, {sweep.metric} {best[sweep.metric]:.4f}")
+            typer.echo(f"reproduce it: sevenstep run {summary['best_recipe']}")
+        typer.echo(f"report: {summary['sweep_dir']}")
+    if session.mode != "disabled":
+        folder = Path(session.dir) / "wandb"
+        typer.echo(
+            f"W&B: the trials are in group {sweep.group} under {folder}/ (browse: wandb leet {folder})",
+            err=True,
+        )
+    if summary["interrupted"]:
+        typer.echo("interrupted: run the same command again to continue the sweep", err=True)
+        raise typer.Exit(130)
+
+
+def _report(run, out, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(run.to_json()), file=out)
+    else:
+        _print_summary(run, out)
+
+
+def _exit_for(run) -> None:
+    """A diverged run exits 1 with its message; an interrupted one 130."""
+    if run.diverged:
+        raise TrainingFailed(run.message)
+    if run.stop_reason == "interrupted":
+        raise typer.Exit(130)
+
+
+def _print_summary(run, out) -> None:
+    if run.accuracy is not None:
+        per_class = ", ".join(f"{k}: {v:.3f}" for k, v in run.per_class.items())
+        typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True, file=out)
+    if not run.diverged:  # a divergence's message is the error line
+        typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters", file=out)
+    resumed = f" (resumed after epoch {run.resumed_from})" if run.resumed_from else ""
+    typer.echo(f"saved to {run.run_dir}{resumed}", file=out)
