@@ -235,16 +235,16 @@ def main() -> None:
 
     print(f"\n3. `sevenstep --help` start-up: {bench_startup():.3f} s")
     print(f"4. peak memory (RSS) of `sevenstep run experiments/cnn_3v7.toml`: {bench_memory():.0f} MiB")
-    procs = bench_processes()
-    print(
-        f"6. one epoch of the 10-class CNN: {procs[1]:.2f} s on 1 process, {procs[2]:.2f} s on 2 (data-parallel, "
-        f"gloo): {procs[1] / procs[2]:.2f}x faster"
-    )
     sweep = bench_sweep()
     print("5. a sweep of 8 small trials (simple net, 40 epochs), trials per minute")
     for what, label in (("trials", "while trials run"), ("command", "whole command, start-up included")):
         r = sweep[what]
         print(f"   {label:<40} 1 worker {r[1]:6.1f}   2 workers {r[2]:6.1f}   {r[2] / r[1]:.2f}x")
+    procs = bench_processes()
+    print(
+        f"6. one epoch of the 10-class CNN: {procs[1]:.2f} s on 1 process, {procs[2]:.2f} s on 2 (data-parallel, "
+        f"gloo): {procs[1] / procs[2]:.2f}x faster"
+    )
     print(
         f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
     )

@@ -148,10 +148,12 @@ class WandbLogger(SparseCallback):
     def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
         self.session, self.config, self.pending = session, config or {}, []
         self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
-        self.resume_id, self.resumed = None, None
+        self.resume_id, self.resumed, self.offset, self.last_step = None, None, 0, 0
 
     def before_fit(self):
         learn = self.learn
+        if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
+            self.offset = self.last_step
         if self.wb is None:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
             config = recipe_config(learn.recipe) | self.config
             self.wb = self.session.start(
@@ -162,6 +164,10 @@ class WandbLogger(SparseCallback):
             self.wb.define_metric("*", step_metric="batch")
         if self.wb is not None and self.resumed:
             self._log_lost_epochs()
+
+    def batch(self) -> int:
+        """The W&B step: training batches since the run began (fastai counts them from 0 at every fit)."""
+        return self.offset + self.learn.train_iter
 
     def checkpoint_state(self):
         if self.wb is None:
@@ -186,7 +192,7 @@ class WandbLogger(SparseCallback):
         if self.learn.training and self.wb is not None:
             learn = self.learn
             self.pending.append(
-                (learn.train_iter, learn.epoch + 1, learn.loss.detach(), learn.opt.hypers[-1]["lr"])
+                (self.batch(), learn.epoch + 1, learn.loss.detach(), learn.opt.hypers[-1]["lr"])
             )
 
     def flush(self):
@@ -194,17 +200,21 @@ class WandbLogger(SparseCallback):
         if self.pending:
             losses = torch.stack([loss for _, _, loss, _ in self.pending]).tolist()  # one sync for them all
             for (batch, epoch, _, lr), loss in zip(self.pending, losses):
-                self.wb.log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr}, step=batch)
+                self._log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr}, step=batch)
             self.pending = []
 
     def after_epoch(self):
         if self.wb is None:
             return
         self.flush()
-        self._log_epoch(self.learn.run_log.epochs[-1], self.learn.train_iter)
+        self._log_epoch(self.learn.run_log.epochs[-1], self.batch())
+
+    def _log(self, row: dict, step: int) -> None:
+        self.wb.log(row, step=step)
+        self.last_step = max(self.last_step, step)
 
     def _log_epoch(self, e, batch: int):
-        self.wb.log(
+        self._log(
             {
                 "batch": batch,
                 "epoch": e["epoch"],
@@ -249,7 +259,7 @@ class WandbLogger(SparseCallback):
             }
             if learn.step2_predict.pixels_to_weights:
                 media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
-            self.wb.log({"batch": learn.train_iter, **media}, step=learn.train_iter)
+            self._log({"batch": self.batch(), **media}, step=self.batch())
         self.wb.finish(exit_code=1 if run.diverged else 0)
 
     def after_error(self, error: BaseException):

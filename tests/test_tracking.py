@@ -214,3 +214,18 @@ def test_an_interrupted_run_is_finished_cleanly(tmp_path, sig):
     assert (
         len(saved) == 1 and json.loads((saved[0] / "result.json").read_text())["stop_reason"] == "interrupted"
     )
+
+
+def test_a_second_fit_of_the_same_learner_continues_the_batch_axis(tmp_path):
+    from sevenstep import recipe, train
+
+    learn = train.build_learner(recipe.load(LINEAR, ["steps.repeat.n=1"]))
+    logger = loggers.WandbLogger(loggers.WandbSession("offline", tmp_path))
+    learn.add_cb(logger)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1)
+        learn.fit(1)  # fastai counts batches from 0 again; W&B must not see steps go back
+    logger.wb.finish()
+    rows = [r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"]
+    assert [r["batch"] for r in rows if "train/loss" in r] == list(range(1, 7))  # 3 batches a fit
+    assert [r["epoch"] for r in rows if "valid/accuracy" in r] == [1, 1]
