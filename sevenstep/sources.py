@@ -122,7 +122,7 @@ def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(dest.parent / f".{name}.lock"):
         # temporary folders are written only under this lock: any still here was left by a killed process
-        for stale in dest.parent.glob(f".{name}-*"):
+        for stale in dest.parent.glob(f".{name}.tmp-*"):  # not another source's: mnist5k vs mnist5k-3v7
             shutil.rmtree(stale, ignore_errors=True)
         problem = _intact(dest)
         if problem is not None:
@@ -158,7 +158,7 @@ def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None
     x, y = mnist_data()
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     rng = np.random.default_rng(SPLIT_SEED)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest.parent))
     manifest = {}
     try:
         for label in np.unique(y):  # stratified: 20% of each class to valid
@@ -174,7 +174,7 @@ def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None
                 manifest[f"{split}/{label}"] = len(part)
         (tmp / MARKER).write_text(json.dumps(manifest))
         if dest.exists():  # an incomplete or older copy: moved aside, then removed
-            aside = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+            aside = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest.parent))
             dest.rename(aside / "old")
             shutil.rmtree(aside)
         tmp.rename(dest)

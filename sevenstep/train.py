@@ -204,12 +204,17 @@ def start_folder(runs_dir: Path, recipe: Recipe) -> Path:
 
 
 def save(result: Run, run_dir: str | Path) -> Path:
-    """model.pth, then result.json, each written whole (a temporary file renamed into place); a run that
-    ended (not one interrupted, which `sevenstep resume` continues) loses its UNFINISHED marker."""
+    """recipe.toml, model.pth, then result.json, each written whole (a temporary file renamed into place);
+    a run that ended (not one interrupted, which `sevenstep resume` continues) loses its UNFINISHED marker."""
+    import tomli_w
+
     from .checkpoint import UNFINISHED
 
     run_dir = Path(run_dir)
     result.run_dir = str(run_dir)
+    _write(
+        run_dir / "recipe.toml", tomli_w.dumps(result.recipe).encode()
+    )  # a resumed run's may have more epochs
     if result.learn is not None and not result.diverged:
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)

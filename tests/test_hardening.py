@@ -81,19 +81,25 @@ def test_a_missing_embedded_image_means_preparing_again(tmp_path, monkeypatch, c
 
 def test_stale_temporary_folders_are_cleaned_at_the_next_prepare(tmp_path, monkeypatch):
     monkeypatch.setenv("SEVENSTEP_CACHE", str(tmp_path))
-    (tmp_path / ".mnist5k-3v7-left-by-a-kill" / "train").mkdir(parents=True)
-    sources.resolve("mnist5k-3v7")
-    assert not list(tmp_path.glob(".mnist5k-3v7-*"))
+    (tmp_path / ".mnist5k.tmp-left-by-a-kill" / "train").mkdir(parents=True)
+    (tmp_path / ".mnist5k-3v7.tmp-being-written").mkdir()  # another source's, under its own lock: not ours
+    sources.resolve("mnist5k")
+    assert sorted(p.name for p in tmp_path.glob(".mnist5k*") if p.is_dir()) == [
+        ".mnist5k-3v7.tmp-being-written"
+    ]
 
 
 def test_data_show_stopped_by_sigterm_leaves_no_half_folder(tmp_path):
     env = os.environ | {"SEVENSTEP_CACHE": str(tmp_path / "cache")}
     proc = _cli("data", "show", "mnist5k", "--out", str(tmp_path / "grid.png"), env=env)
-    _wait_for(lambda: any((tmp_path / "cache").glob(".mnist5k-*/*/*/*.png")), what="the prepare to start")
+    _wait_for(lambda: any((tmp_path / "cache").glob(".mnist5k.tmp-*/*/*/*.png")), what="the prepare to start")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
-    assert not list((tmp_path / "cache").glob(".mnist5k-*")) and not (tmp_path / "cache" / "mnist5k").exists()
+    assert (
+        not list((tmp_path / "cache").glob(".mnist5k.tmp-*"))
+        and not (tmp_path / "cache" / "mnist5k").exists()
+    )
 
 
 # 3. `sevenstep runs` lists a killed run, and an unreadable one, without crashing
