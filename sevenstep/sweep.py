@@ -35,6 +35,7 @@ KEYS = {
     "trials": Field(int, 20),
     "space": Field(dict, REQUIRED),
     "pruner": Field(dict, {}),
+    "processes": Field(int, 1),  # each trial data-parallel on this many processes (sevenstep/distributed.py)
 }
 PRUNER_KEYS = {"name": Field(str, "none"), "n_startup_trials": Field(int, 5), "n_warmup_steps": Field(int, 0)}
 RANGE_KEYS = {"low": Field(float, REQUIRED), "high": Field(float, REQUIRED), "log": Field(bool, False)}
@@ -79,6 +80,7 @@ class Sweep:
     trials: int
     space: list[Dimension]
     pruner: dict[str, Any]
+    processes: int = 1
 
     @property
     def direction(self) -> str:
@@ -119,6 +121,13 @@ def load(path: str | Path) -> Sweep:
     if d["trials"] < 1:
         raise UsageError(f"{path}: trials must be at least 1, got {d['trials']}")
     pruner = schema.check(d["pruner"], PRUNER_KEYS, str(path), prefix="pruner.")
+    if d["processes"] < 1:
+        raise UsageError(f"{path}: processes must be at least 1, got {d['processes']}")
+    if d["processes"] > 1 and pruner["name"] != "none":
+        raise UsageError(
+            f"{path}: a pruner needs each trial in one process (it stops a trial between epochs); "
+            'with processes > 1 use [pruner] name = "none"'
+        )
     if pruner["name"] not in PRUNERS:
         raise UsageError(f"{path}: pruner.name must be one of {', '.join(PRUNERS)}; got {pruner['name']!r}")
     base_file = path.parent / d["recipe"]
@@ -130,7 +139,15 @@ def load(path: str | Path) -> Sweep:
         raise UsageError(f'{path}: [space] is empty; add a key, e.g. "steps.step.lr" = [0.1, 1.0]')
     space = [_dimension(key, value, d["sampler"], path) for key, value in d["space"].items()]
     sweep = Sweep(
-        name, path, recipes.read_toml(base_file), d["metric"], d["sampler"], d["trials"], space, pruner
+        name,
+        path,
+        recipes.read_toml(base_file),
+        d["metric"],
+        d["sampler"],
+        d["trials"],
+        space,
+        pruner,
+        d["processes"],
     )
     for point in itertools.product(*(dim.ends() for dim in space)):
         sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point)}, name)
@@ -153,8 +170,10 @@ def _dimension(key: str, value: Any, sampler: str, path: Path) -> Dimension:
     return Dimension(key, low=r["low"], high=r["high"], log=r["log"])
 
 
-def metric_value(run, metric: str) -> float | None:
-    value = run.accuracy if metric == "accuracy" else (run.epochs[-1][metric] if run.epochs else None)
+def metric_value(result: dict[str, Any], metric: str) -> float | None:
+    """The sweep's metric of a run's result (result.json's fields); None when it has none."""
+    epochs = result["epochs"]
+    value = result["accuracy"] if metric == "accuracy" else (epochs[-1][metric] if epochs else None)
     return value if value is not None and math.isfinite(value) else None
 
 

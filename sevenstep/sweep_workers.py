@@ -50,30 +50,34 @@ class TrialReporter(SparseCallback):
             raise CancelFitException()
 
     def after_run(self, result):
-        from optuna.trial import TrialState
+        self.outcome = conclude(self.sweep, self.study, self.storage, self.trial, self.params, result.to_json(),
+                                time.perf_counter() - self.start, self.log)  # fmt: skip
 
-        trial, n, shown = self.trial, self.trial.number, sweeps._show(self.params)
-        seconds = time.perf_counter() - self.start
-        trial.set_user_attr("run_dir", result.run_dir)
-        trial.set_user_attr("stop_reason", result.stop_reason)
-        value = sweeps.metric_value(result, self.sweep.metric)
-        if result.stop_reason == "interrupted":
-            sweep_study.requeue(self.study, self.storage, trial)
-            self.outcome = "interrupted"
-            self.log(f"trial {n}: interrupted ({shown}); saved in {result.run_dir}, it will run again")
-        elif result.stop_reason == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED)
-            self.outcome = "pruned"
-            self.log(f"trial {n}: pruned after {len(result.epochs)} epoch(s)  {shown}  [{seconds:.1f} s]")
-        elif result.diverged or value is None:
-            trial.set_user_attr("error", result.message)
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.outcome = "failed"
-            self.log(f"trial {n}: failed: {result.message}  {shown}")
-        else:
-            self.study.tell(trial, value)
-            self.outcome = "complete"
-            self.log(f"trial {n}: {self.sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+
+def conclude(sweep, study, storage, trial, params, result: dict, seconds: float, log) -> str:
+    """Tell the study how a trial's run (its result.json) ended: complete, pruned, failed or interrupted."""
+    from optuna.trial import TrialState
+
+    n, shown, stop = trial.number, sweeps._show(params), result["stop_reason"]
+    trial.set_user_attr("run_dir", result["run_dir"])
+    trial.set_user_attr("stop_reason", stop)
+    value = sweeps.metric_value(result, sweep.metric)
+    if stop == "interrupted":
+        sweep_study.requeue(study, storage, trial)
+        log(f"trial {n}: interrupted ({shown}); saved in {result['run_dir']}, it will run again")
+        return "interrupted"
+    if stop == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"trial {n}: pruned after {len(result['epochs'])} epoch(s)  {shown}  [{seconds:.1f} s]")
+        return "pruned"
+    if stop == "diverged" or value is None:
+        trial.set_user_attr("error", result["message"])
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {n}: failed: {result['message']}  {shown}")
+        return "failed"
+    study.tell(trial, value)
+    log(f"trial {n}: {sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+    return "complete"
 
 
 def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> str:
@@ -87,6 +91,8 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
         trial.set_user_attr(key, value)
     name = f"{sweep.name}-trial-{trial.number:04d}"
     config = {"trial.number": trial.number} | {f"trial.{k}": sweeps.decode(v) for k, v in params.items()}
+    if sweep.processes > 1:
+        return _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log)
     reporter = TrialReporter(sweep, study, storage, trial, params, log)
     cbs = [
         functools.partial(loggers.WandbLogger, session, config=config),
@@ -109,6 +115,49 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
         log(f"trial {trial.number}: failed: {type(e).__name__}: {e}")
         return "failed"
     return reporter.outcome
+
+
+def _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log) -> str:
+    """A data-parallel trial: `sevenstep run --processes N` on the trial's recipe, in the sweep's W&B group;
+    its JSON result is told to the study. (No pruner: it would have to stop every process at once.)"""
+    import json
+    import subprocess
+    import tempfile
+
+    import tomli_w
+    from optuna.trial import TrialState
+
+    from .distributed import launch_command
+
+    start = time.perf_counter()
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    fd, file = tempfile.mkstemp(dir=trials_dir, prefix=f".{name}-", suffix=".toml")
+    with os.fdopen(fd, "w") as f:
+        f.write(tomli_w.dumps(sweep.recipe(params, name).to_dict()))
+    args = ["run", file, "--json", "--runs-dir", str(trials_dir), "--wandb", session.mode, "--wandb-dir",
+            str(session.dir), "--group", sweep.group, "--job-type", "trial"]  # fmt: skip
+    proc = subprocess.Popen(launch_command(args, sweep.processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        proc.terminate()  # torchrun passes it on; each process stops as with Ctrl-C
+        out, err = proc.communicate()
+        if proc.returncode != 130 or not out.strip():
+            sweep_study.requeue(study, storage, trial)
+            log(f"trial {trial.number}: interrupted before it was saved; it will run again")
+            return "interrupted"
+    finally:
+        os.unlink(file)
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        error = (err.strip().splitlines() or ["no output"])[-1][:400]
+        trial.set_user_attr("error", f"exit code {proc.returncode}: {error}")
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: failed (exit code {proc.returncode}): {error}")
+        return "failed"
+    return conclude(sweep, study, storage, trial, params, result, time.perf_counter() - start, log)
 
 
 def work(

@@ -299,3 +299,39 @@ def test_runs_finishing_in_the_same_second_never_share_a_folder(tmp_path):
     for t in threads:
         t.join()
     assert not errors and len(set(made)) == 16 and all(p.is_dir() for p in made)
+
+
+def test_a_sweeps_trials_can_each_train_on_two_processes(tmp_path):
+    pytest.importorskip("accelerate")
+    file = _sweep_file(tmp_path, space={"steps.step.lr": [0.5, 1.0]}, extra="processes = 2",
+                       sets='"steps.repeat.n" = [2]')  # fmt: skip
+    out, _ = _finish(_sweep(file, tmp_path / "runs", "--json", wandb_dir=tmp_path))
+    summary = json.loads(out)
+    assert summary["counts"] == {"complete": 2}
+    for t in summary["trials"]:
+        saved = json.loads((Path(t["run_dir"]) / "result.json").read_text())
+        assert saved["processes"] == 2 and saved["accuracy"] == pytest.approx(t["accuracy"])
+    listed = wandb_runs.list_runs(tmp_path / "wandb")
+    assert len(listed) == 2 and {(r["group"], r["job_type"]) for r in listed} == {("sweep-tiny", "trial")}
+    assert {r["config"]["data.effective_bs"] for r in listed} == {512}
+
+
+def test_a_pruner_with_data_parallel_trials_is_refused(tmp_path):
+    file = _sweep_file(
+        tmp_path, space={"steps.step.lr": [0.5]}, extra='processes = 2\n[pruner]\nname = "median"'
+    )
+    with pytest.raises(UsageError, match="a pruner needs each trial in one process"):
+        sweeps.load(file)
+
+
+def test_the_median_pruner_stops_a_trial_that_lags_after_an_epoch(tmp_path):
+    # zero init: lr 1.0 is far ahead after one epoch; lr 1e-6 has learnt nothing and is pruned there
+    space = {"steps.init.name": ["zeros"], "steps.step.lr": [1.0, 1e-6]}
+    extra = '[pruner]\nname = "median"\nn_startup_trials = 1\nn_warmup_steps = 0'
+    file = _sweep_file(tmp_path, space=space, extra=extra, sets='"steps.repeat.n" = [3]')
+    out, err = _finish(_sweep(file, tmp_path / "runs", "--json"))
+    trials = {t["steps.step.lr"]: t for t in json.loads(out)["trials"]}
+    assert trials[1.0]["state"] == "complete" and trials[1e-6]["state"] == "pruned"
+    saved = json.loads((Path(trials[1e-6]["run_dir"]) / "result.json").read_text())
+    assert saved["stop_reason"] == "pruned" and len(saved["epochs"]) == 1
+    assert "pruned after 1 epoch(s)" in err

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from .. import signals
-from ..errors import TrainingFailed
+from ..errors import TrainingFailed, UsageError
 from .common import (
     JsonFlag,
     WandbDir,
@@ -45,13 +45,22 @@ def run_cmd(
             min=1, help="Train data-parallel on this many processes (torchrun; GPUs: one each; CPU: gloo)"
         ),
     ] = 1,
+    group: Annotated[str | None, typer.Option(hidden=True, help="The W&B group (a sweep's)")] = None,
+    job_type: Annotated[str, typer.Option(hidden=True, help="The W&B job type")] = "sgd",
 ):
     """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
     from ..recipe import load
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if processes > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_launch(file, set_, as_json, runs_dir, wandb, wandb_dir, processes))
+        if recipe.steps["stop"]["name"] == "time_budget":
+            from ..steps.stop import PARALLEL_TIME_BUDGET
+
+            raise UsageError(PARALLEL_TIME_BUDGET)
+        args = ["run", str(file), *[a for s in set_ or [] for a in ("--set", s)], "--runs-dir", str(runs_dir)]
+        args += ["--json"] * as_json + (["--wandb", wandb] if wandb else [])
+        args += (["--wandb-dir", str(wandb_dir)] if wandb_dir else []) + (["--group", group] if group else [])
+        raise typer.Exit(_launch(args + ["--job-type", job_type], processes))
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if rank:  # the other processes of a data-parallel run: they train, rank 0 writes and logs
         quiet_libraries()
@@ -69,24 +78,18 @@ def run_cmd(
             typer.echo(
                 f"data-parallel on {world} processes: batch size {bs} each, {bs * world} in all", err=True
             )
-        run = train.run(recipe, cbs, runs_dir=runs_dir)
+        run = train.run(recipe, cbs, runs_dir=runs_dir, group=group, job_type=job_type)
         distributed.teardown()
         _report(run, out, as_json)
     _exit_for(run)
 
 
-def _launch(file, sets, as_json, runs_dir, wandb, wandb_dir, processes) -> int:
-    """`sevenstep run` again, on `processes` processes started by torchrun; its exit code."""
+def _launch(args: list[str], processes: int) -> int:
+    """`sevenstep ARGS` again, on `processes` processes started by torchrun; its exit code."""
     import subprocess
 
     from ..distributed import launch_command
 
-    args = ["run", str(file), *[a for s in sets or [] for a in ("--set", s)], "--runs-dir", str(runs_dir)]
-    args += (
-        ["--json"] * as_json
-        + (["--wandb", wandb] if wandb else [])
-        + (["--wandb-dir", str(wandb_dir)] if wandb_dir else [])
-    )
     try:
         return subprocess.run(launch_command(args, processes)).returncode
     except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly

@@ -16,6 +16,10 @@ from ..registry import option
 from .base import StepCallback, positive
 
 METRICS = ("valid_loss", "accuracy", "train_loss")
+PARALLEL_TIME_BUDGET = (
+    "steps.stop 'time_budget' cannot stop a data-parallel run: its processes would stop at different batches "
+    "and wait for each other for ever; use 'epochs_done', 'patience' or 'target' with --processes"
+)
 
 
 def _lower_is_better(metric: str) -> bool:
@@ -73,6 +77,12 @@ class TimeBudget(Stop):
 
     def __init__(self, seconds: float):
         self.seconds, self.already = seconds, 0.0
+
+    def check(self, model, dls):
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # each process's clock would stop it at another batch
+            raise UsageError(PARALLEL_TIME_BUDGET)
 
     def before_fit(self):
         self.start, self.spent = time.perf_counter() - self.already, False
