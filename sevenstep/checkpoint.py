@@ -15,16 +15,17 @@ first new epoch. The one-cycle schedule follows: fastai sets its position from t
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
+from fastcore.foundation import L
 
+from . import atomic
 from .callbacks import CHECKPOINT_ORDER, SparseCallback
 from .errors import UsageError
 
@@ -78,7 +79,7 @@ def _plain(obj):
     (fastai's optimizer keeps its hyper-parameters in a fastcore `L`, numpy may leave float64s)."""
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) or type(obj).__name__ == "L":
+    if isinstance(obj, (list, tuple, L)):
         return [_plain(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
@@ -107,10 +108,9 @@ class Checkpointer(SparseCallback):
                 cb.name: cb.checkpoint_state() for cb in learn.cbs if hasattr(cb, "checkpoint_state")
             },
         }
-        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint-", suffix=".tmp")
-        os.close(fd)
-        torch.save(state, tmp)
-        os.replace(tmp, Path(run_dir) / FILE)  # atomic: a crash mid-write keeps the previous checkpoint
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic.write_bytes(Path(run_dir) / FILE, buf.getvalue())  # a crash mid-write keeps the previous one
 
 
 class Resume(Callback):
@@ -153,8 +153,6 @@ def load(run_dir: Path) -> dict[str, Any]:
 def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
     """Make a freshly built Learner continue the checkpointed run: weights, optimizer, callbacks' state."""
     learn.model.load_state_dict(state["model"])
-    from fastcore.foundation import L
-
     learn.create_opt()
     learn.opt.load_state_dict({"state": state["opt"]["state"], "hypers": L(state["opt"]["hypers"])})
     learn.step1_init.done = True  # the weights are the trained ones

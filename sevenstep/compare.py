@@ -49,6 +49,11 @@ class Result:
     run_dir: str | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def without_metrics(cls, method: str, kind: str, status: str, error: str) -> Result:
+        """A method that ended before it had any: it raised, or was interrupted before it was saved."""
+        return cls(method, kind, None, {}, 0, 0.0, status, error)
+
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "error" or v is not None}
 
@@ -102,7 +107,7 @@ def run(plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print) -> tuple[l
                 break
     except KeyboardInterrupt:
         if not results or results[-1].method != current[0]:  # not already recorded by the step itself
-            results.append(Result(*current, None, {}, 0, 0.0, "interrupted", "interrupted"))
+            results.append(Result.without_metrics(*current, "interrupted", "interrupted"))
     if any(r.status == "interrupted" for r in results):
         log("interrupted: the comparison stops here; the report covers the runs so far")
     with signals.deferred():  # a report is small, and must not be half written
@@ -134,12 +139,10 @@ def _sgd(label: str, r: recipes.Recipe, report: Path, cbs, results: list[Result]
     try:
         fitted = train.run(r, cbs, runs_dir=report, group=report.name)
     except KeyboardInterrupt:
-        results.append(
-            Result(label, "sgd", None, {}, 0, 0.0, "interrupted", "interrupted before it was saved")
-        )
+        results.append(Result.without_metrics(label, "sgd", "interrupted", "interrupted before it was saved"))
         raise
     except Exception as e:  # one broken run must not cost the others
-        results.append(Result(label, "sgd", None, {}, 0, 0.0, "failed", f"{type(e).__name__}: {e}"))
+        results.append(Result.without_metrics(label, "sgd", "failed", f"{type(e).__name__}: {e}"))
         (report / f"error-{_slug(label)}.txt").write_text(traceback.format_exc())
         return "failed"
     status = {"diverged": "failed", "interrupted": "interrupted"}.get(fitted.stop_reason, "ok")

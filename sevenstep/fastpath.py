@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from fastai.torch_core import TensorCategory, TensorImage, TensorImageBW, to_det
 from fastcore.basics import chunked
 from fasttransform import Transform
 
+from . import atomic
 from .errors import UsageError
 
 
@@ -98,10 +97,7 @@ def decoded(files: list[Path]) -> torch.Tensor:
     header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
     header["sha256"] = hashlib.sha256(payload).hexdigest()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as out:
-        out.write(json.dumps(header).encode() + b"\n" + payload)
-    os.replace(tmp, cached)  # atomic: a reader never sees half a cache
+    atomic.write_bytes(cached, json.dumps(header).encode() + b"\n" + payload)  # never half a cache
     return images
 
 

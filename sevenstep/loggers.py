@@ -36,10 +36,11 @@ def versions() -> dict[str, str]:
 
 def recipe_config(recipe) -> dict[str, Any]:
     """The recipe as flat dotted keys (steps.step.lr, data.source, ...), plus the split seed and versions."""
+    from .distributed import world_size
     from .recipe import flatten
     from .sources import SPLIT_SEED
 
-    processes = int(os.environ.get("WORLD_SIZE", 1))  # data-parallel processes (sevenstep/distributed.py)
+    processes = world_size()  # data-parallel processes
     extra = {
         "data.split_seed": SPLIT_SEED,
         "data.processes": processes,
@@ -101,9 +102,8 @@ class WandbSession:
         settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.mode == "online":
-            run_id = kwargs.pop("id", None) or secrets.token_hex(
-                4
-            )  # our own id, to find what a failure leaves
+            # our own id when none is given, to find the folder a failed attempt leaves
+            run_id = kwargs.pop("id", None) or secrets.token_hex(4)
             try:
                 timeout = wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings)
                 return wandb.init(mode="online", id=run_id, settings=timeout, **kwargs)
@@ -148,22 +148,23 @@ class WandbLogger(SparseCallback):
     def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
         self.session, self.config, self.pending = session, config or {}, []
         self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
-        self.resume_id, self.resumed, self.offset, self.last_step = None, None, 0, 0
+        self.resumed, self.offset, self.last_step = None, 0, 0  # resumed: the checkpoint's state, once
 
     def before_fit(self):
         learn = self.learn
         if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
             self.offset = self.last_step
-        if self.wb is None:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
+        else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
             config = recipe_config(learn.recipe) | self.config
-            self.wb = self.session.start(
-                learn.recipe.name, learn.job_type, config, learn.group, self.resume_id
-            )
-        if self.wb is not None:
-            self.wb.define_metric("batch")
-            self.wb.define_metric("*", step_metric="batch")
-        if self.wb is not None and self.resumed:
+            resume = self.resumed and self.resumed["id"]
+            self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group, resume)
+            if self.wb is None:
+                return
+        self.wb.define_metric("batch")
+        self.wb.define_metric("*", step_metric="batch")
+        if self.resumed:
             self._log_lost_epochs()
+            self.resumed = None
 
     def batch(self) -> int:
         """The W&B step: training batches since the run began (fastai counts them from 0 at every fit)."""
@@ -175,7 +176,7 @@ class WandbLogger(SparseCallback):
         return {"id": self.wb.id, "log": str(Path(self.wb.dir).parent)}
 
     def restore_state(self, state):
-        self.resume_id, self.resumed = state["id"], state
+        self.resumed = state
 
     def _log_lost_epochs(self):
         """A killed process loses the rows W&B had not written yet: the epochs the checkpoint has and the
@@ -264,10 +265,7 @@ class WandbLogger(SparseCallback):
 
     def after_error(self, error: BaseException):
         if self.wb is not None:
-            self.wb.summary["stop_reason"] = (
-                "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
-            )
-            self.wb.finish(exit_code=1)
+            _finish_stopped(self.wb, error)
 
     def after_baseline(self, result, config: dict[str, Any], group: str | None):
         """A comparison's baseline as a W&B run of its own (job_type baseline), beside its SGD runs."""
@@ -278,8 +276,14 @@ class WandbLogger(SparseCallback):
         wb = self.session.start(f"baseline-{result.distance}", "baseline", config | versions(), group)
         if wb is None:
             return
-        wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
-        wb.log({"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))})
+        try:
+            wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
+            wb.log(
+                {"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))}
+            )
+        except BaseException as e:  # Ctrl-C while it logs: a finished run that says so
+            _finish_stopped(wb, e)
+            raise
         wb.finish()
 
 
@@ -294,6 +298,11 @@ class CsvLogger(SparseCallback):
                 writer = csv.DictWriter(f, fieldnames=list(run.epochs[0]))
                 writer.writeheader()
                 writer.writerows(run.epochs)
+
+
+def _finish_stopped(wb, error: BaseException) -> None:
+    wb.summary["stop_reason"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+    wb.finish(exit_code=1)
 
 
 def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:

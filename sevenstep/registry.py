@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ def _declared() -> dict[str, dict[str, Option]]:
                 )
                 for a, d in zip(args, defaults)
             }
-            doc = (ast.get_docstring(node) or "").splitlines()[0]
+            doc = (ast.get_docstring(node) or "").split("\n")[0]
             found[step][node.name] = Option(step, node.name, params, doc, f"sevenstep.steps.{path.stem}")
     return found
 
@@ -89,8 +90,8 @@ def option(step: str):
             if f.default is schema.REQUIRED:
                 raise TypeError(f"step option {factory.__name__}: parameter {name!r} needs a default")
         declared = REGISTRY[step].get(factory.__name__)
-        if declared is None:
-            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        if declared is None:  # an option outside sevenstep/steps/, not read from source
+            doc = (inspect.getdoc(factory) or "").split("\n")[0]
             declared = REGISTRY[step][factory.__name__] = Option(step, factory.__name__, params, doc)
         declared.factory = factory
         return factory

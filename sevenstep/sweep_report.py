@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sweep as sweeps
+from . import sweep_study
 
 
 def trial_rows(study, sweep) -> list[dict[str, Any]]:
@@ -18,7 +19,7 @@ def trial_rows(study, sweep) -> list[dict[str, Any]]:
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted"):
+        if sweep_study.interrupted(t):
             continue
         state = {"COMPLETE": "complete", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
         rows.append(

@@ -127,16 +127,19 @@ def requeue(study, storage, trial) -> int:
     return 1
 
 
+def interrupted(trial) -> bool:
+    """A trial stopped before it ended, whose point was queued again (`requeue`)."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get("interrupted"))
+
+
 def counted(study) -> int:
     """Trials that count toward `trials`: finished ones (not interrupted) and running ones."""
     from optuna.trial import TrialState
 
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if t.state != TrialState.WAITING
-        and not (t.state == TrialState.FAIL and t.user_attrs.get("interrupted"))
-    )
+    trials = study.get_trials(deepcopy=False)
+    return sum(1 for t in trials if t.state != TrialState.WAITING and not interrupted(t))
 
 
 def next_trial(study, storage, sweep):

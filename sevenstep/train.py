@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
-from . import data, signals
+from . import atomic, data, signals
 from .callbacks import DivergenceGuard, RunLog, instantiate, notify
 from .metrics import accuracy, per_class_accuracy, predicted_class
 from .recipe import Recipe
@@ -196,7 +194,7 @@ def start_folder(runs_dir: Path, recipe: Recipe) -> Path:
     from .checkpoint import UNFINISHED
 
     folder = new_folder(runs_dir, recipe.name)
-    _write(folder / "recipe.toml", tomli_w.dumps(recipe.to_dict()).encode())
+    atomic.write_bytes(folder / "recipe.toml", tomli_w.dumps(recipe.to_dict()).encode())
     (folder / UNFINISHED).write_text(
         "this run has not finished; continue it with: sevenstep resume <this folder>\n"
     )
@@ -212,28 +210,17 @@ def save(result: Run, run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     result.run_dir = str(run_dir)
-    _write(
+    atomic.write_bytes(
         run_dir / "recipe.toml", tomli_w.dumps(result.recipe).encode()
     )  # a resumed run's may have more epochs
     if result.learn is not None and not result.diverged:
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)
-        _write(run_dir / "model.pth", buf.getvalue())
-    _write(run_dir / "result.json", json.dumps(result.to_json(), indent=2).encode())
+        atomic.write_bytes(run_dir / "model.pth", buf.getvalue())
+    atomic.write_bytes(run_dir / "result.json", json.dumps(result.to_json(), indent=2).encode())
     if result.stop_reason != "interrupted":
         (run_dir / UNFINISHED).unlink(missing_ok=True)
     return run_dir
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_folder(parent: Path, stem: str) -> Path:

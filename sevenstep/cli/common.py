@@ -92,11 +92,7 @@ def training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json:
     """What `run` and `compare` share: folders checked before anything trains, quiet libraries, SIGTERM as
     Ctrl-C, training output on stderr under --json. Yields the loggers for each run and the stream for the
     results (stdout, even under --json); says at the end where W&B wrote."""
-    output_folder(runs_dir, "--runs-dir")
-    quiet_libraries()
-
-    session = wandb_session(wandb, wandb_dir)
-    signals.sigterm_as_ctrl_c()
+    session = before_training(runs_dir, wandb, wandb_dir)
     stdout = sys.stdout
     try:
         with redirect_stdout(sys.stderr) if as_json else nullcontext():
@@ -104,6 +100,16 @@ def training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json:
     finally:
         for line in session.summary_lines():
             typer.echo(line, err=True)
+
+
+def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None):
+    """Every training command's setup: output folders checked and written to, quiet libraries, SIGTERM as
+    Ctrl-C. Returns the W&B session."""
+    output_folder(runs_dir, "--runs-dir")
+    quiet_libraries()
+    session = wandb_session(wandb, wandb_dir)
+    signals.sigterm_as_ctrl_c()
+    return session
 
 
 def wandb_session(mode: str | None, folder: Path | None):

@@ -12,18 +12,16 @@ from typing import Annotated
 
 import typer
 
-from .. import signals
 from ..errors import TrainingFailed, UsageError
 from .common import (
     JsonFlag,
     WandbDir,
     WandbMode,
     app,
+    before_training,
     friendly,
-    output_folder,
     quiet_libraries,
     training,
-    wandb_session,
 )
 
 
@@ -183,11 +181,7 @@ def sweep_cmd(
     from .. import sweep as sweeps
 
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
-    output_folder(runs_dir, "--runs-dir")
-    quiet_libraries()
-
-    session = wandb_session(wandb, wandb_dir)
-    signals.sigterm_as_ctrl_c()
+    session = before_training(runs_dir, wandb, wandb_dir)
     progress = functools.partial(typer.echo, err=True)
     summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
     from ..sweep_report import format_rows
