@@ -24,7 +24,12 @@ def sigterm_as_ctrl_c() -> None:
 @contextmanager
 def deferred():
     """Yield a list that collects the Ctrl-C/SIGTERM signals that arrive during the block, instead of them
-    interrupting it. (Only the main thread receives signals; elsewhere this holds nothing.)"""
+    interrupting it. (Only the main thread receives signals; elsewhere this holds nothing.) Inside another
+    deferred block, the outer block's list collects them, so that none is lost to the inner one."""
+    global _held
+    if _held is not None:
+        yield _held
+        return
     held: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield held
@@ -33,8 +38,13 @@ def deferred():
         s: signal.signal(s, lambda signum, frame: held.append(signum))
         for s in (signal.SIGINT, signal.SIGTERM)
     }
+    _held = held
     try:
         yield held
     finally:
+        _held = None
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+_held: list[int] | None = None  # what the deferred block in progress holds, if one is

@@ -14,6 +14,7 @@ import socket
 import time
 from pathlib import Path
 
+from . import signals
 from .errors import UsageError
 
 READY = "sevenstep.ready"  # a study attribute: the study's space, written once its grid is enqueued
@@ -118,12 +119,13 @@ def requeue(study, storage, trial) -> int:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    try:
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        study.tell(trial.number, state=TrialState.FAIL)
-    except (UpdateFinishedTrialError, ValueError, RuntimeError):
-        return 0
-    study.enqueue_trial(dict(trial.params))
+    with signals.deferred():  # marked interrupted but not queued again, its point would be lost
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError, RuntimeError):
+            return 0
+        study.enqueue_trial(dict(trial.params))
     return 1
 
 
@@ -143,7 +145,8 @@ def counted(study) -> int:
 
 
 def next_trial(study, storage, sweep):
-    """The next trial for this worker, or None when the sweep is done.
+    """The next trial for this worker, or None when the sweep is done; marked with this host and process, so
+    that `recover_stale` can put it back if this process dies.
 
     Optuna's ask() takes an enqueued trial the same way (set_trial_state_values to RUNNING succeeds for one
     process only, in every storage), but makes a new trial when none is waiting: a grid must not, so for a
@@ -152,12 +155,19 @@ def next_trial(study, storage, sweep):
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    trial = None
     if sweep.sampler != "grid":
-        return study.ask() if counted(study) < sweep.trials else None
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial = study.ask() if counted(study) < sweep.trials else None
+    for t in (
+        study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if sweep.sampler == "grid" else []
+    ):
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, t._trial_id)
+                trial = optuna.Trial(study, t._trial_id)
+                break
         except UpdateFinishedTrialError:
             continue
-    return None
+    if trial is not None:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+    return trial

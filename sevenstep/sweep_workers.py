@@ -12,15 +12,14 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 from fastai.callback.core import CancelFitException
 
+from . import signals, sweep_study
 from . import sweep as sweeps
-from . import sweep_study
 from .callbacks import PRUNER_ORDER, SparseCallback
 
 
@@ -87,8 +86,6 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
     from . import checkpoint, loggers, train
 
     params = {d.key: sweeps.encode(d.suggest(trial)) for d in sweep.space}
-    for key, value in (("host", socket.gethostname()), ("pid", os.getpid())):
-        trial.set_user_attr(key, value)
     name = f"{sweep.name}-trial-{trial.number:04d}"
     config = {"trial.number": trial.number} | {f"trial.{k}": sweeps.decode(v) for k, v in params.items()}
     if sweep.processes > 1:
@@ -185,13 +182,22 @@ def work(
         print(f"{tag}{line}", file=sys.stderr, flush=True)
 
     try:
-        while (trial := sweep_study.next_trial(study, storage, sweep)) is not None:
+        while True:
+            # a trial is claimed and marked as this process's in one piece, or a stopped worker could leave
+            # a claimed point that no one would run again
+            with signals.deferred() as held:
+                trial = sweep_study.next_trial(study, storage, sweep)
+            if held:
+                if trial is not None:
+                    sweep_study.requeue(study, storage, trial)
+                return True
+            if trial is None:
+                return False
             if (
                 run_trial(sweep, study, storage, trial, session, Path(sweep_dir) / "trials", log)
                 == "interrupted"
             ):
                 return True
-        return False
     finally:
         for note in session.notes:
             log(note)

@@ -346,3 +346,12 @@ def test_the_registry_read_from_source_matches_the_imported_options():
         assert options, step
         for name, opt in options.items():
             assert opt.factory is not None and opt.params == schema.fields_of(opt.factory), (step, name)
+
+
+def test_a_signal_in_a_nested_deferred_block_reaches_the_outer_one():
+    with signals.deferred() as outer:
+        with signals.deferred() as inner:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert inner is outer
+    assert outer == [signal.SIGINT]
