@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench notebooks clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# executes nbs/*.ipynb in place, keeping their outputs (plots included) for readers on a code host
+notebooks: $(STAMP)
+	$(BIN)/python nbs/execute.py
 
 clean:
 	rm -rf $(VENV) runs wandb .pytest_cache

@@ -10,6 +10,7 @@ the orders of sevenstep's callbacks, with fastai's own beside them, are defined 
      20    the step step                 before_step: moves the weights, after clipping
      50    fastai's Recorder             after_epoch: the epoch's losses and metrics
      51    RunLog                        after_epoch: reads the Recorder's row into the run's log
+    51    InterpretationPictures        after_run: top losses and confusion matrix, before loggers send them
      52    loggers (W&B, CSV)            after_epoch: read RunLog's row
      53    a sweep's TrialReporter       after_epoch: reports the metric to Optuna, may end the fit as pruned
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
@@ -33,6 +34,7 @@ from fastai.learner import Recorder
 GUARD_ORDER = -10
 STEP_ORDER = 20
 RUN_LOG_ORDER = Recorder.order + 1
+PICTURES_ORDER = RUN_LOG_ORDER
 LOGGER_ORDER = Recorder.order + 2
 PRUNER_ORDER = Recorder.order + 3
 STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
@@ -42,9 +44,15 @@ CHECKPOINT_ORDER = STOP_ORDER + 1
 class SparseCallback(Callback):
     """Answers only the events its class defines. fastai asks every callback about every event, ~20 a batch,
     and each unanswered ask costs attribute look-ups delegated to the Learner: about a tenth of a small CNN's
-    epoch for the ten callbacks sevenstep adds. Skipping them changes nothing else (a missing event is a no-op)."""
+    epoch for the ten callbacks sevenstep adds. Skipping them changes nothing else (a missing event is a no-op).
+
+    While fastai gathers predictions (get_preds, predict, ClassificationInterpretation, which send before_fit
+    and after_epoch too), sevenstep's callbacks sit out, as fastai's own trackers and W&B callback do: no
+    re-initialised weights, no reset run log, no checkpoint of a validation pass."""
 
     def __call__(self, event_name):
+        if hasattr(self.learn, "gather_preds"):  # fastai's GatherPredsCallback is attached
+            return None
         # fastai resets `run` on after_fit, so that one always goes through
         if event_name != "after_fit" and not hasattr(type(self), event_name):
             return None
@@ -82,6 +90,9 @@ class RunLog(SparseCallback):
 
     def before_epoch(self):
         self.start = time.perf_counter()
+        # fastai's Recorder (order 50) has just begun this epoch's row: the printed table counts epochs from
+        # 1, as result.json, W&B and the plots do
+        self.learn.recorder.log[0] = self.learn.epoch + 1
 
     def after_epoch(self):
         names = self.learn.recorder.metric_names[1:-1]  # between 'epoch' and 'time'

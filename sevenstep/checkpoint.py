@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback, CancelEpochException
+from fastai.callback.core import CancelEpochException
 from fastcore.foundation import L
 
 from . import atomic
@@ -113,7 +113,7 @@ class Checkpointer(SparseCallback):
         atomic.write_bytes(Path(run_dir) / FILE, buf.getvalue())  # a crash mid-write keeps the previous one
 
 
-class Resume(Callback):
+class Resume(SparseCallback):
     """Skips the epochs a checkpoint has done, with every other callback silent, then restores its state."""
 
     order = 1000  # after every other callback, at every event

@@ -4,14 +4,16 @@ with one table and a report folder (CSV, Markdown, and plots)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import recipe as recipes
-from . import schema
+from . import schema, sources
 from .errors import UsageError
 from .schema import REQUIRED, Field
 
@@ -74,10 +76,11 @@ def load(path: str | Path) -> Plan:
         file = path.parent / entry["recipe"]
         if not file.is_file():
             raise UsageError(f"{where}: recipe file {file} does not exist")
-        sets = recipes.flatten(entry["set"]) + [("data.source", d["source"]), ("seed", d["seed"])]
-        r = recipes.from_dict(
-            recipes.apply_sets(recipes.read_toml(file), sets, f"{where}: set"), where=str(file)
-        )
+        source = sources.relative_to(d["source"], path.parent)
+        sets = recipes.flatten(entry["set"]) + [("data.source", source), ("seed", d["seed"])]
+        r = recipes.from_dict(recipes.apply_sets(recipes.read(file), sets, f"{where}: set"), where=str(file))
+        if entry["label"]:  # the run's folder and W&B name say which run of the comparison it is
+            r = dataclasses.replace(r, name=_slug(entry["label"]) or r.name)
         runs.append((entry["label"] or r.name, r))
     labels = [label for label, _ in runs]
     if len(set(labels)) != len(labels):
@@ -237,4 +240,5 @@ def _write_tables(results: list[Result], report: Path) -> None:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    """A label as a file or run name: "cnn (best)" -> "cnn-best"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -16,6 +16,7 @@ def dataloaders(
     bs: int = 64,
     augment: bool = False,
     normalize: bool = True,
+    pad: int | None = None,
     *,
     seed: int = 42,
     device=None,
@@ -24,8 +25,10 @@ def dataloaders(
     """A Datasets of paths (-> PILImageBW, parent_label -> Categorize), item transforms, then batch
     transforms on the model's device.
 
-    `source` is a name (see `sevenstep data list`) or an already resolved `Source`. `augment` pads to 34 and
-    crops 28 at random, training batches only. `normalize=False` keeps pixels in [0, 1], as fastbook's
+    `source` is a name (see `sevenstep data list`) or an already resolved `Source`. `augment` zero-pads each
+    training image by `pad` pixels and crops it back at a random offset, so a digit moves by up to `pad`
+    pixels; `pad` defaults to a ninth of the image's side, as the seeds' 28 -> 34 -> 28 (3 pixels), which is
+    1 pixel on 8x8 images. `normalize=False` keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (sevenstep/fastpath.py); `fast=False` is
     fastbook's per-item path."""
@@ -38,16 +41,19 @@ def dataloaders(
         ToTensor,
         parent_label,
     )
-    from fastai.torch_core import TensorCategory, default_device, set_seed
+    from fastai.torch_core import TensorCategory, set_seed
     from fastai.vision.augment import CropPad, PadMode, RandomCrop
     from fastai.vision.core import PILImageBW
 
-    check_options(bs=bs)
+    from .device import default
+    from .fastpath import ImageDataLoaders
+
+    check_options(bs=bs, pad=pad, augment=augment)
     src = source if isinstance(source, Source) else resolve(source)
     items = image_files(src.path / src.train) + image_files(src.path / src.valid)
     splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     set_seed(seed)
-    device = device or default_device()
+    device = device or default()
     dsets = Datasets(items, tfms=[[PILImageBW.create], [parent_label, Categorize()]], splits=splits)
     after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
     # fastai drops a last partial training batch: a batch size above the training set would leave none
@@ -58,7 +64,7 @@ def dataloaders(
         images = decoded(items).to(device)
         labels = TensorCategory([dsets.vocab.o2i[parent_label(f)] for f in items]).to(device)
         per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
-        aug = [RandomPadCrop(3)] if augment else []
+        aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
         # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms
         dls = dsets.dataloaders(
             after_item=[ToTensor()],
@@ -70,8 +76,15 @@ def dataloaders(
     else:
         # RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation,
         # which undoes CropPad's padding there: augmentation touches training batches alone.
-        aug = [CropPad(34, pad_mode=PadMode.Zeros), RandomCrop(28)] if augment else []
+        aug = []
+        if augment:
+            from PIL import Image
+
+            with Image.open(items[0]) as im:
+                side = im.size[0]
+            aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
         dls = dsets.dataloaders(after_item=[ToTensor(), *aug], after_batch=after_batch, **kwargs)
+    dls = ImageDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
     dls.source = src
     return dls
 
@@ -79,7 +92,16 @@ def dataloaders(
 OPTIONS = fields_of(dataloaders, skip=("seed", "device", "fast"))  # a recipe's [data] table
 
 
-def check_options(bs: int = 64, **_) -> None:
+def check_options(bs: int = 64, pad: int | None = None, augment: bool = False, **_) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
     if bs < 1:
         raise UsageError(f"data.bs must be at least 1, got {bs}")
+    if pad is not None and pad < 0:
+        raise UsageError(f"data.pad must be 0 or more pixels, got {pad}")
+    if pad is not None and not augment:
+        raise UsageError(f"data.pad = {pad} pads augmented images only; set data.augment = true as well")
+
+
+def pad_for(side: int, pad: int | None) -> int:
+    """Augmentation's padding in pixels: as asked, or a ninth of the side (28 -> 3, 8 -> 1)."""
+    return pad if pad is not None else max(1, round(side / 9))

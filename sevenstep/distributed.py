@@ -56,7 +56,9 @@ class WholeValidation(Callback):
 
 def setup() -> None:
     """Before anything is built: each process's own GPU, when there are GPUs."""
-    if world_size() > 1 and torch.cuda.is_available():
+    from .device import ENV
+
+    if world_size() > 1 and torch.cuda.is_available() and os.environ.get(ENV, "cuda").startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 
 
@@ -68,9 +70,7 @@ def context(learn):
         return
     learn.add_cb(WholeValidation())
     try:
-        gpu = (
-            torch.cuda.is_available()
-        )  # SyncBatchNorm needs GPUs; on CPUs each process keeps its own statistics
+        gpu = learn.dls.device.type == "cuda"  # SyncBatchNorm needs GPUs; on CPUs each process keeps its own
         with learn.distrib_ctx(sync_bn=gpu, cpu=not gpu):
             yield
     finally:

@@ -14,9 +14,10 @@ import math
 import sys
 from pathlib import Path
 
+import fastai.vision.learner  # noqa: F401  # registers show_results and plot_top_losses for images
 import torch
 import torch.nn.functional as F
-from fastai.data.core import TfmdDL
+from fastai.data.core import DataLoaders, TfmdDL
 from fastai.torch_core import TensorCategory, TensorImage, TensorImageBW, to_detach
 from fastcore.basics import chunked
 from fasttransform import Transform
@@ -50,8 +51,34 @@ class RandomPadCrop(Transform):
         return out.as_subclass(type(x))
 
 
+class ImageDataLoaders(DataLoaders):
+    """fastai's DataLoaders, whose `test_dl` also takes a folder for the images in it (recursively, sorted):
+    `learn.dls.test_dl(["my_digits/"])`. A PIL image is converted to the training images' mode first, as
+    PILImageBW.create does for files (fastai wraps an open image as it is); files and tensors go as they are."""
+
+    mode = "L"
+
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, **kwargs):
+        from PIL import Image
+
+        from .sources import image_files
+
+        items = []
+        for item in test_items:
+            if isinstance(item, (str, Path)) and Path(item).is_dir():
+                items.extend(image_files(Path(item)))
+            else:
+                items.append(item.convert(self.mode) if isinstance(item, Image.Image) else item)
+        return super().test_dl(items, rm_type_tfms=rm_type_tfms, with_labels=with_labels, **kwargs)
+
+
 class DecodedDL(TfmdDL):
-    """A TfmdDL whose batches are slices of decoded uint8 images and label indices, already on the device."""
+    """A TfmdDL whose batches are slices of decoded uint8 images and label indices, already on the device.
+
+    The decoded tensors belong to the Datasets the DataLoader was made for. Given other items (fastai's
+    `test_dl`, which `predict` and `ClassificationInterpretation` use), it is a plain TfmdDL: each item
+    goes through the Datasets' own transforms (PILImageBW.create, Categorize), then the same batch
+    transforms, so new images are read exactly as the training images were."""
 
     def __init__(self, dataset=None, images=None, labels=None, gather=True, **kwargs):
         self.images, self.labels = images, labels
@@ -59,13 +86,17 @@ class DecodedDL(TfmdDL):
         super().__init__(dataset, **kwargs)
 
     def new(self, dataset=None, cls=None, **kwargs):
-        kwargs = {"images": self.images, "labels": self.labels, "gather": self.gather, **kwargs}
-        return super().new(dataset, cls, **kwargs)
+        same = dataset is None or dataset is self.dataset
+        decoded = {"images": self.images, "labels": self.labels} if same else {"images": None, "labels": None}
+        return super().new(dataset, cls, **{**decoded, "gather": self.gather, **kwargs})
 
     def to_detach(self, b, cpu=True, gather=True):
         return to_detach(b, cpu, gather and self.gather)
 
     def create_batches(self, samps):
+        if self.images is None:  # other items than the decoded ones: fastai's per-item path
+            yield from super().create_batches(samps)
+            return
         for chunk in chunked(samps, self.bs, drop_last=self.drop_last):
             i = torch.tensor(chunk, device=self.images.device)
             yield TensorImageBW(self.images[i]), TensorCategory(self.labels[i])

@@ -24,6 +24,7 @@ import torch
 
 from .callbacks import LOGGER_ORDER, SparseCallback
 from .errors import UsageError
+from .interpret import PICTURES
 
 PROJECT = "sevenstep"
 MODES = ("offline", "online", "disabled")
@@ -52,6 +53,13 @@ def recipe_config(recipe) -> dict[str, Any]:
 def _has_api_key() -> bool:
     netrc = Path.home() / ".netrc"
     return bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+
+
+def run_id_for(name: str) -> str:
+    """A W&B run id that starts with the run's name: offline runs are folders named
+    offline-run-<time>-<id>, which is what `wandb leet` lists, so the name is what a learner sees there."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:48]
+    return f"{safe}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -103,7 +111,7 @@ class WandbSession:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.mode == "online":
             # our own id when none is given, to find the folder a failed attempt leaves
-            run_id = kwargs.pop("id", None) or secrets.token_hex(4)
+            run_id = kwargs.pop("id", None) or run_id_for(name)
             try:
                 timeout = wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings)
                 return wandb.init(mode="online", id=run_id, settings=timeout, **kwargs)
@@ -112,8 +120,7 @@ class WandbSession:
                 for folder in (self.dir / "wandb").glob(f"run-*-{run_id}"):
                     shutil.rmtree(folder, ignore_errors=True)
                 self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
-        if resume:
-            kwargs["id"] = resume
+        kwargs["id"] = resume or run_id_for(name)
         run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
         self.offline_runs.append(Path(run.dir).parent)
         return run
@@ -136,9 +143,14 @@ class WandbSession:
         return lines
 
 
+BATCH_KEYS = ("train/loss", "train/lr")
+EPOCH_KEYS = ("train/epoch_loss", "valid/loss", "valid/accuracy", "epoch_seconds")
+
+
 class WandbLogger(SparseCallback):
-    """One W&B run per training run: config, per-batch training loss and lr, per-epoch validation metrics,
-    all on one `batch` axis, then the summary, predictions and confusion matrix once the run is evaluated.
+    """One W&B run per training run: config, per-batch training loss and lr (charted against `batch`),
+    per-epoch validation metrics (against `epoch`), then the summary and pictures once the run is evaluated:
+    predictions, top losses and confusion matrix (sevenstep/interpret.py), a linear model's weights.
 
     Batch rows are kept as tensors and sent once an epoch: no host-device sync per batch, and W&B's own
     process does not compete with training for the CPU batch after batch."""
@@ -160,8 +172,13 @@ class WandbLogger(SparseCallback):
             self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group, resume)
             if self.wb is None:
                 return
-        self.wb.define_metric("batch")
-        self.wb.define_metric("*", step_metric="batch")
+        # per-batch series against `batch`, per-epoch ones against `epoch`; the two axes are not charts
+        self.wb.define_metric("batch", hidden=True)
+        self.wb.define_metric("epoch", hidden=True)
+        for key in BATCH_KEYS:
+            self.wb.define_metric(key, step_metric="batch")
+        for key in EPOCH_KEYS:
+            self.wb.define_metric(key, step_metric="epoch")
         if self.resumed:
             self._log_lost_epochs()
             self.resumed = None
@@ -192,16 +209,14 @@ class WandbLogger(SparseCallback):
     def after_batch(self):
         if self.learn.training and self.wb is not None:
             learn = self.learn
-            self.pending.append(
-                (self.batch(), learn.epoch + 1, learn.loss.detach(), learn.opt.hypers[-1]["lr"])
-            )
+            self.pending.append((self.batch(), learn.loss.detach(), learn.opt.hypers[-1]["lr"]))
 
     def flush(self):
         """Send the batch rows not sent yet; also called when a run is interrupted mid-epoch."""
         if self.pending:
-            losses = torch.stack([loss for _, _, loss, _ in self.pending]).tolist()  # one sync for them all
-            for (batch, epoch, _, lr), loss in zip(self.pending, losses):
-                self._log({"batch": batch, "epoch": epoch, "train/loss": loss, "train/lr": lr}, step=batch)
+            losses = torch.stack([loss for _, loss, _ in self.pending]).tolist()  # one sync for them all
+            for (batch, _, lr), loss in zip(self.pending, losses):
+                self._log({"batch": batch, "train/loss": loss, "train/lr": lr}, step=batch)
             self.pending = []
 
     def after_epoch(self):
@@ -253,14 +268,15 @@ class WandbLogger(SparseCallback):
             media = {
                 "predictions": wandb.Image(
                     plots.to_image(plots.predictions_grid(images, classes, targets, vocab))
-                ),
-                "confusion_matrix": wandb.plot.confusion_matrix(
-                    y_true=targets.tolist(), preds=classes.tolist(), class_names=vocab
-                ),
+                )
             }
+            for picture in PICTURES:  # written by InterpretationPictures, when the run has it
+                if run.run_dir and (Path(run.run_dir) / picture).exists():
+                    media[picture.removesuffix(".png")] = wandb.Image(str(Path(run.run_dir) / picture))
             if learn.step2_predict.pixels_to_weights:
                 media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
-            self._log({"batch": self.batch(), **media}, step=self.batch())
+            # the last step logged, not self.batch(): fastai's get_preds (interpretation) resets train_iter
+            self._log(media, step=self.last_step)
         self.wb.finish(exit_code=1 if run.diverged else 0)
 
     def after_error(self, error: BaseException):

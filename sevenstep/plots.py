@@ -1,15 +1,13 @@
 """Figures people would rather look at than read. Each function returns a matplotlib figure; `save` writes
-it as a PNG and `to_image` hands it to W&B. matplotlib's Agg backend: files, never windows."""
+it as a PNG and `to_image` hands it to W&B. In a notebook the figures show inline; the backend is never
+chosen here (the CLI picks Agg, for files only, in sevenstep/cli/__init__.py)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def save(fig, out: Path) -> Path:
@@ -56,6 +54,20 @@ def predictions_grid(images, classes, targets, vocab, n: int = 32):
     return fig
 
 
+def top_losses(interp, k: int = 9):
+    """The validation images the model got most wrong, drawn by fastai's plot_top_losses."""
+    k = min(k, len(interp.losses))
+    interp.plot_top_losses(k, nrows=(k + 2) // 3, figsize=(7, 2.5 * ((k + 2) // 3)))
+    return plt.gcf()
+
+
+def confusion_matrix(interp):
+    """Counts of actual (rows) against predicted (columns) classes, drawn by fastai."""
+    n = len(interp.vocab)
+    interp.plot_confusion_matrix(figsize=(2 + 0.5 * n, 2 + 0.5 * n))
+    return plt.gcf()
+
+
 def ideal_digits(ideals, vocab):
     """The baseline's whole model: one mean image per class."""
     n = len(vocab)
@@ -68,18 +80,23 @@ def ideal_digits(ideals, vocab):
 
 
 def linear_weights(model, vocab):
-    """A linear model's weights drawn as images: red pixels push towards the class, blue away from it."""
+    """A linear model's weights drawn as images: red pixels push towards the class, blue away from it.
+    One colour scale for all classes (symmetric around zero, so white is a weight of 0)."""
     layer = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 2)
     w = layer.weight.detach().cpu()
     side = int(w.shape[1] ** 0.5)
     titles = [f"weights -> {vocab[-1]}"] if w.shape[0] == 1 else [f"weights -> {v}" for v in vocab]
-    fig, axes = plt.subplots(1, w.shape[0], figsize=(1.8 * w.shape[0] + 0.6, 2.0), squeeze=False)
-    for ax, row, title in zip(axes[0], w, titles):
-        lim = row.abs().max().item() or 1.0
-        im = ax.imshow(row.view(side, side).numpy(), cmap="seismic", vmin=-lim, vmax=lim)
-        ax.set_title(title, fontsize=9)
+    cols = min(len(titles), 5)
+    rows = (len(titles) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.4, 2.7 * rows), squeeze=False)
+    lim = w.abs().max().item() or 1.0
+    for ax in axes.flat:
         ax.axis("off")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    for ax, row, title in zip(axes.flat, w, titles):
+        im = ax.imshow(row.view(side, side).numpy(), cmap="seismic", vmin=-lim, vmax=lim)
+        ax.set_title(title, fontsize=11)
+    bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
+    bar.set_label("weight: red pushes towards the class,\nblue away from it, white does nothing", fontsize=9)
     return fig
 
 

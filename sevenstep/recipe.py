@@ -7,12 +7,13 @@ once; values (lr > 0, a known activation) are checked by each option's factory, 
 from __future__ import annotations
 
 import copy
+import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data, registry, schema
+from . import data, plugins, registry, schema, sources
 from .errors import UsageError
 from .schema import Field
 
@@ -31,6 +32,8 @@ TOP = {
     "seed": Field(int, 42),
     "data": Field(dict, {}),
     "steps": Field(dict, {}),
+    "plugins": Field(list[str], []),  # your own step options: .py files (from the recipe's folder) or modules
+    "plugin_sha256": Field(dict, {}),  # written with a saved run: what each plugin's source was
 }
 
 
@@ -41,11 +44,15 @@ class Recipe:
     data: dict[str, Any]  # the keyword arguments of data.dataloaders, every one filled in
     steps: dict[str, dict[str, Any]]  # step -> {"name": option, **params}, every parameter filled in
     description: str = ""
+    plugin_sha256: dict[str, str] = field(default_factory=dict)  # plugin -> the hash of the source it ran
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, in the file's own layout (None, meaning "not set", is left out)."""
         steps = {s: {k: v for k, v in c.items() if v is not None} for s, c in self.steps.items()}
-        d = {"name": self.name, "seed": self.seed, "data": dict(self.data), "steps": steps}
+        options = {k: v for k, v in self.data.items() if v is not None}
+        d = {"name": self.name, "seed": self.seed, "data": options, "steps": steps}
+        if self.plugin_sha256:
+            d = {"plugins": list(self.plugin_sha256), "plugin_sha256": dict(self.plugin_sha256), **d}
         return {"description": self.description, **d} if self.description else d
 
     def short(self) -> str:
@@ -62,6 +69,10 @@ class Recipe:
 def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
     """Check every key, type and value against the schemas and the registry; fill in defaults."""
     top = schema.check(d, TOP, where)
+    hashes = plugins.load(top["plugins"], where)
+    for plugin, saved in top["plugin_sha256"].items():
+        if plugin in hashes and hashes[plugin] != saved:
+            print(f"warning: plugin {plugin} has changed since this recipe was saved", file=sys.stderr)
     options = schema.check(top["data"], data.OPTIONS, where, prefix="data.")
     data.check_options(**options)
     steps, given = {}, top["steps"]
@@ -79,7 +90,7 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
             raise UsageError(f"{where}: steps.{step}.name: expected a string, got {name!r}")
         steps[step] = {"name": name, **registry.get(step, name).check(choice, where)}
     name = schema.folder_name(top["name"], "name", where)
-    recipe = Recipe(name, top["seed"], options, steps, top["description"])
+    recipe = Recipe(name, top["seed"], options, steps, top["description"], hashes)
     recipe.build_steps()  # value checks (lr > 0, known activation, ...) happen in the factories
     return recipe
 
@@ -150,6 +161,22 @@ def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def read(path: str | Path) -> dict[str, Any]:
+    """A recipe file as a dict, its `data.source = "folder:PATH"` and plugin files read from the file's folder;
+    its plugins are loaded, so that --set can name their options."""
+    d = read_toml(path)
+    folder = Path(path).parent
+    options = d.get("data")
+    if isinstance(options, dict) and isinstance(options.get("source"), str):
+        options["source"] = sources.relative_to(options["source"], folder)
+    if "plugins" in d:
+        given = schema.check({"plugins": d["plugins"]}, {"plugins": TOP["plugins"]}, str(path))["plugins"]
+        d["plugins"] = [plugins.relative_to(p, folder) for p in given]
+        plugins.load(d["plugins"], str(path))
+    return d
+
+
 def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
-    d = apply_sets(read_toml(path), parse_sets(sets or []))
+    """A recipe file with `--set KEY=VALUE` overrides (whose folder: paths are from the current folder)."""
+    d = apply_sets(read(path), parse_sets(sets or []))
     return from_dict(d, where=str(path))

@@ -34,6 +34,7 @@ class Option:
     doc: str = ""
     module: str = ""  # where its factory is defined, imported when it is first built
     factory: Callable[..., Any] | None = field(default=None, repr=False)
+    plugin: str = ""  # the user's file or module that defined it (sevenstep/plugins.py); "" for built-ins
 
     def check(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """The option's parameters, checked and with every default filled in."""
@@ -45,6 +46,13 @@ class Option:
         if self.factory is None:
             importlib.import_module(self.module)  # its @option fills in self.factory
         cb = self.factory(**values)
+        from .steps.base import StepCallback
+
+        if not (isinstance(cb, StepCallback) and cb.step == self.step):
+            raise UsageError(
+                f"{self.step} option {self.name!r} returned {type(cb).__name__}; a {self.step} option returns a "
+                f"{self.step} step (e.g. `return Loss(per_item, binary=True)`: see experiments/my_steps.py)"
+            )
         cb.option = self.name
         return cb
 
@@ -81,18 +89,42 @@ def _option_step(node) -> str | None:
 REGISTRY: dict[str, dict[str, Option]] = _declared()
 
 
+class OptionError(TypeError):
+    """An option that cannot be registered: a parameter without a type or default, a name already taken."""
+
+
+current_plugin: str | None = None  # set by sevenstep/plugins.py while a user's file is imported
+
+
 def option(step: str):
     """Register a factory as an option of `step`; its keyword parameters, typed and defaulted, are the schema."""
 
     def register(factory):
-        params = schema.fields_of(factory)
-        for name, f in params.items():
+        name = factory.__name__
+        if step not in REGISTRY:
+            raise OptionError(
+                f"@option({step!r}) on {name}: unknown step; the seven steps are {', '.join(STEPS)}"
+            )
+        try:
+            params = schema.fields_of(factory)
+        except NameError as e:
+            raise OptionError(f"{step} option {name!r}: a parameter's type is not defined ({e})") from None
+        for param, f in params.items():
+            example = f"e.g. `{param}: float = 1.0`"
+            if f.type is inspect.Parameter.empty:
+                raise OptionError(f"{step} option {name!r}: parameter {param!r} needs a type ({example})")
             if f.default is schema.REQUIRED:
-                raise TypeError(f"step option {factory.__name__}: parameter {name!r} needs a default")
-        declared = REGISTRY[step].get(factory.__name__)
-        if declared is None:  # an option outside sevenstep/steps/, not read from source
+                raise OptionError(f"{step} option {name!r}: parameter {param!r} needs a default ({example})")
+        declared = REGISTRY[step].get(name)
+        if current_plugin is not None:
+            if declared is not None and declared.plugin != current_plugin:
+                owner = f"defined by {declared.plugin}" if declared.plugin else "a built-in option"
+                raise OptionError(f"{step} option {name!r} is already {owner}; give yours another name")
             doc = (inspect.getdoc(factory) or "").split("\n")[0]
-            declared = REGISTRY[step][factory.__name__] = Option(step, factory.__name__, params, doc)
+            declared = REGISTRY[step][name] = Option(step, name, params, doc, plugin=current_plugin)
+        elif declared is None:  # an option outside sevenstep/steps/, not read from source
+            doc = (inspect.getdoc(factory) or "").split("\n")[0]
+            declared = REGISTRY[step][name] = Option(step, name, params, doc)
         declared.factory = factory
         return factory
 
@@ -104,5 +136,8 @@ def get(step: str, name: str) -> Option:
         raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(STEPS)}")
     options = REGISTRY[step]
     if name not in options:
-        raise UsageError(f"unknown {step} option {name!r}; valid options: {', '.join(options)}")
+        raise UsageError(
+            f"unknown {step} option {name!r}; valid options: {', '.join(options)} "
+            '(your own options come from a recipe\'s plugins = ["my_steps.py"])'
+        )
     return options[name]

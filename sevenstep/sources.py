@@ -207,6 +207,15 @@ def _find_layout(path: Path) -> tuple[str, str] | None:
     return None
 
 
+def relative_to(source: str, folder: Path) -> str:
+    """A `folder:PATH` written in a file means PATH from that file's folder, as a recipe file named in a
+    comparison does; other sources, and absolute paths, are left as they are."""
+    kind, sep, arg = source.partition(":")
+    if kind != "folder" or not sep or not arg or Path(arg).expanduser().is_absolute():
+        return source
+    return f"folder:{os.path.abspath(folder / arg)}"
+
+
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 

@@ -141,7 +141,7 @@ def load(path: str | Path) -> Sweep:
     sweep = Sweep(
         name,
         path,
-        recipes.read_toml(base_file),
+        recipes.read(base_file),
         d["metric"],
         d["sampler"],
         d["trials"],

@@ -126,11 +126,10 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
 
     # offline W&B: the resumed part is a second log of the same run; together, every epoch once
     logs = wandb_runs.list_runs(tmp_path / "wandb")
-    assert len(logs) == 2 and len({Path(r["path"]).name.rsplit("-", 1)[1] for r in logs}) == 1  # one run id
+    assert len(logs) == 2 and len({Path(r["path"]).name.split("-", 3)[3] for r in logs}) == 1  # one run id
     epochs = []
     for f in sorted((tmp_path / "wandb").rglob("*.wandb")):
-        records = subprocess.run([wandb_runs._wandb_cli(), "leet", "inspect", "--json", str(f)],
-                                 capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+        records = wandb_runs._inspect(f, "--json").splitlines()
         history = [json.loads(x)["history"]["item"] for x in records if '"history"' in x]
         epochs += [h["epoch"] for h in history if "valid/accuracy" in h]
     assert sorted(epochs) == list(range(1, 9))

@@ -1,4 +1,6 @@
-"""Every notebook in nbs/ runs top to bottom, offline; a cell that raises fails the test."""
+"""Every notebook in nbs/ runs top to bottom, offline, and shows its plots; a cell that raises fails the test.
+The notebooks are committed with their outputs (`make notebooks`), so a reader on a code host sees the lesson
+with its pictures."""
 
 from __future__ import annotations
 
@@ -11,8 +13,21 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted(Path("nbs").glob("*.ipynb"))
 
 
+def plot_cells(nb) -> list:
+    """The cells that draw: matplotlib, sevenstep's plots, or an image displayed."""
+    marks = ("plt.", "plots.", "display(Image")
+    return [c for c in nb.cells if c.cell_type == "code" and any(m in c.source for m in marks)]
+
+
+def has_png(cell) -> bool:
+    return any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs_and_shows_its_plots(path, tmp_path, monkeypatch):
+    # the CLI, invoked in this test process by other tests, sets MPLBACKEND=Agg for its own files; a kernel
+    # started from a fresh shell has no such variable
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     # a scratch copy of the repository's shape: the notebook's runs/ and wandb/ land in tmp_path
     (tmp_path / "experiments").symlink_to(Path("experiments").resolve())
     (tmp_path / "nbs").mkdir()
@@ -24,10 +39,14 @@ def test_notebook_runs(path, tmp_path):
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
     ]
     assert not errors
+    drawing = plot_cells(nb)
+    assert drawing, f"{path} has no plot"
+    assert [c.source.splitlines()[0] for c in drawing if not has_png(c)] == []
 
 
-def test_notebooks_are_committed_without_outputs():
+def test_notebooks_are_committed_with_their_pictures():
     assert len(NOTEBOOKS) == 3
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+        assert all(has_png(c) for c in plot_cells(nb)), f"{path}: run `make notebooks` to store its outputs"
+        assert path.stat().st_size < 1_500_000, f"{path} is {path.stat().st_size:,} bytes; keep outputs small"

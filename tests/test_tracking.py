@@ -21,13 +21,7 @@ LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
 
 
 def _records(wandb_file: Path) -> list[dict]:
-    out = subprocess.run(
-        [wandb_runs._wandb_cli(), "leet", "inspect", "--json", str(wandb_file)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [json.loads(line) for line in out.splitlines()]
+    return [json.loads(line) for line in wandb_runs._inspect(wandb_file, "--json").splitlines()]
 
 
 def _only_run(folder: Path) -> Path:
@@ -91,15 +85,32 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert [h["batch"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
     media = next(h for h in history if "predictions._type" in h)
     assert media["predictions._type"] == "image-file" and media["weights._type"] == "image-file"
-    assert "confusion_matrix_table._type" in media
+    assert media["top_losses._type"] == media["confusion_matrix._type"] == "image-file"
+    assert not any(k.startswith("confusion_matrix_") for h in history for k in h)  # no bookkeeping series
+
+    # charts: per-batch series against `batch`, per-epoch ones against `epoch`, neither axis a chart itself
+    metrics = {
+        r["metric"]["name"]: r["metric"]
+        for r in _records(_only_run(tmp_path / "wandb"))
+        if r["type"] == "metric"
+    }
+    assert metrics["batch"]["options"]["hidden"] and metrics["epoch"]["options"]["hidden"]
+    assert metrics["train/loss"]["step_metric"] == metrics["train/lr"]["step_metric"] == "batch"
+    assert {metrics[k]["step_metric"] for k in ("valid/accuracy", "valid/loss", "train/epoch_loss")} == {
+        "epoch"
+    }
+    assert set(metrics) <= set(history[-1]) | {"batch", "epoch", "epoch_seconds"}  # every logged key defined
+
+    # recognisable in `wandb leet`'s list, which shows the folder: offline-run-<time>-<name>-<hex>
+    assert "-fastbook-linear-3v7-" in _only_run(tmp_path / "wandb").parent.name
 
 
 def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     file = tmp_path / "cmp.toml"
     file.write_text(
         f'name = "grouped"\nsource = "folder:{tiny_folder}"\n'
-        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "a"\nset = {{ "steps.repeat.n" = 1, "data.bs" = 8 }}\n'
-        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "b"\nset = {{ "steps.repeat.n" = 2, "data.bs" = 8 }}\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "one"\nset = {{ "steps.repeat.n" = 1, "data.bs" = 8 }}\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "two"\nset = {{ "steps.repeat.n" = 2, "data.bs" = 8 }}\n'
     )
     result = CliRunner().invoke(
         app,
@@ -115,6 +126,21 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
 
     table = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb")])
     assert table.exit_code == 0 and report.name in table.output and "baseline (l1)" in table.output
+
+    # a comparison's runs are named by their labels, in W&B and in the run folders
+    assert sorted(r["name"] for r in listed if r["job_type"] == "sgd") == ["one", "two"]
+    assert sorted(p.name.split("-")[0] for p in report.iterdir() if p.is_dir()) == ["one", "two"]
+    # and `sevenstep runs` filters by group and by name
+    only_two = json.loads(
+        CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "TWO", "--json"]).stdout
+    )
+    assert [r["name"] for r in only_two] == ["two"]
+    grouped = CliRunner().invoke(
+        app, ["runs", str(tmp_path / "wandb"), "--group", report.name[:12], "--json"]
+    )
+    assert len(json.loads(grouped.stdout)) == 3
+    none = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--group", "no-such-group"])
+    assert none.exit_code == 0 and "no W&B runs with group containing 'no-such-group'" in none.output
 
 
 def test_disabled_writes_nothing(tmp_path):

@@ -7,6 +7,7 @@ experiments.py (run, resume, compare, sweep) and browse.py (data, steps, runs); 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,36 @@ from . import experiments, browse  # noqa: F401, E402  (they register their comm
 __all__ = ["app"]
 
 
+class PipeSafe:
+    """stdout (or stderr) that outlives its reader: with `sevenstep run ... | head`, `head` exits early and every later
+    write would raise BrokenPipeError in the middle of training. Once the pipe is closed, output goes to
+    /dev/null instead and the run goes on, to be saved as usual (the standard library has no such switch)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # the stream's unsent buffer now drains into /dev/null
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 @app.callback()
 def main(
     cache_dir: Annotated[
@@ -29,6 +60,10 @@ def main(
 ):
     if cache_dir:
         os.environ["SEVENSTEP_CACHE"] = str(cache_dir)
+    # the CLI writes figures to files and never opens a window; a notebook keeps its own (inline) backend
+    os.environ["MPLBACKEND"] = "Agg"
+    if not isinstance(sys.stdout, PipeSafe):
+        sys.stdout, sys.stderr = PipeSafe(sys.stdout), PipeSafe(sys.stderr)
     import warnings  # libraries' deprecation notices are not the user's business
 
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -82,8 +82,12 @@ def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this st
 def runs_cmd(
     folder: Annotated[
         Path | None,
-        typer.Argument(help="A wandb folder (the runs' parent) [default: $WANDB_DIR/wandb or ./wandb]"),
+        typer.Argument(help="A wandb folder (the runs' parent) \\[default: $WANDB_DIR/wandb or ./wandb]"),
     ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Only runs whose group contains this (e.g. a comparison's or sweep's)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs whose name contains this")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
     ] = False,
@@ -93,13 +97,18 @@ def runs_cmd(
     (A run's saved folder, with its result.json, is under runs/; its path is in the table.)"""
     from .. import wandb_runs
 
+    if folder is not None and str(folder).lower() in ("true", "false") and not folder.exists():
+        raise UsageError(
+            f"--json is a flag and takes no value: use `sevenstep runs --json`, not --json {folder}"
+        )
     folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
-    found = wandb_runs.list_runs(folder)
+    found = wandb_runs.list_runs(folder, group=group, name=name)
     if as_json:
         typer.echo(json.dumps(found))
         return
     if not found:
-        typer.echo(f"no W&B runs under {folder}")
+        which = " ".join(f"with {k} containing {v!r}" for k, v in (("group", group), ("name", name)) if v)
+        typer.echo(f"no W&B runs {which + ' ' if which else ''}under {folder}")
         return
     rows = wandb_runs.table(found)
     from ..compare import format_table

@@ -14,6 +14,12 @@ import typer
 from .. import signals
 from ..errors import TrainingFailed, UsageError
 
+# typer 0.29 labels every flag "<bool>" in --help, as if it took a value (`--json true`); a flag takes none
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: (
+    None if self.is_flag else _display_type(self, ctx)
+)
+
 app = typer.Typer(
     help="Run neural-network experiments the way the seven-step SGD recipe teaches them: "
     "init, predict, loss, gradient, step, repeat, stop.",
@@ -34,6 +40,14 @@ WandbMode = Annotated[
         "--wandb",
         help="W&B logging: offline (default, no account needed), online, or disabled [env: WANDB_MODE]",
         metavar="MODE",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="cpu, cuda, cuda:N or mps [env: SEVENSTEP_DEVICE; default: the GPU when there is one, else cpu]",
+        metavar="DEVICE",
     ),
 ]
 WandbDir = Annotated[
@@ -88,23 +102,31 @@ def quiet_libraries():
 
 
 @contextmanager
-def training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json: bool):
+def training(
+    runs_dir: Path, wandb: str | None, wandb_dir: Path | None, as_json: bool, device: str | None = None
+):
     """What `run` and `compare` share: folders checked before anything trains, quiet libraries, SIGTERM as
     Ctrl-C, training output on stderr under --json. Yields the loggers for each run and the stream for the
     results (stdout, even under --json); says at the end where W&B wrote."""
-    session = before_training(runs_dir, wandb, wandb_dir)
+    session = before_training(runs_dir, wandb, wandb_dir, device)
     stdout = sys.stdout
     try:
         with redirect_stdout(sys.stderr) if as_json else nullcontext():
+            from ..device import default, describe
+
+            typer.echo(f"device: {describe(default())}")
             yield callbacks(session), stdout
     finally:
         for line in session.summary_lines():
             typer.echo(line, err=True)
 
 
-def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None):
-    """Every training command's setup: output folders checked and written to, quiet libraries, SIGTERM as
-    Ctrl-C. Returns the W&B session."""
+def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, device: str | None = None):
+    """Every training command's setup: the device and output folders checked (the folders written to), quiet
+    libraries, SIGTERM as Ctrl-C. Returns the W&B session."""
+    from .. import device as devices
+
+    devices.choose(device)
     output_folder(runs_dir, "--runs-dir")
     quiet_libraries()
     session = wandb_session(wandb, wandb_dir)
@@ -123,6 +145,11 @@ def wandb_session(mode: str | None, folder: Path | None):
 
 def callbacks(session) -> list:
     """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
-    from .. import checkpoint, loggers
+    from .. import checkpoint, interpret, loggers
 
-    return [functools.partial(loggers.WandbLogger, session), loggers.CsvLogger, checkpoint.Checkpointer]
+    return [
+        functools.partial(loggers.WandbLogger, session),
+        loggers.CsvLogger,
+        checkpoint.Checkpointer,
+        interpret.InterpretationPictures,
+    ]

@@ -14,6 +14,7 @@ import typer
 
 from ..errors import TrainingFailed, UsageError
 from .common import (
+    DeviceOption,
     JsonFlag,
     WandbDir,
     WandbMode,
@@ -43,6 +44,7 @@ def run_cmd(
             min=1, help="Train data-parallel on this many processes (torchrun; GPUs: one each; CPU: gloo)"
         ),
     ] = 1,
+    device: DeviceOption = None,
     group: Annotated[str | None, typer.Option(hidden=True, help="The W&B group (a sweep's)")] = None,
     job_type: Annotated[str, typer.Option(hidden=True, help="The W&B job type")] = "sgd",
 ):
@@ -51,6 +53,9 @@ def run_cmd(
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from .. import device as devices
+
+        devices.choose(device, processes)  # the processes torchrun starts inherit it
         if recipe.steps["stop"]["name"] == "time_budget":
             from ..steps.stop import PARALLEL_TIME_BUDGET
 
@@ -68,9 +73,10 @@ def run_cmd(
             train.run(recipe)
         distributed.teardown()
         return
-    with training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+    with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         from .. import distributed, train
 
+        typer.echo(f"{recipe.name}: {recipe.short()}")
         if world > 1:
             bs = recipe.data["bs"]
             typer.echo(
@@ -105,6 +111,7 @@ def resume_cmd(
     as_json: JsonFlag = False,
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
+    device: DeviceOption = None,
 ):
     """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
 
@@ -113,7 +120,7 @@ def resume_cmd(
 
     recipe, state = checkpoint.prepare(run_dir, set_)
     typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
-    with training(run_dir.parent, wandb, wandb_dir, as_json) as (cbs, out):
+    with training(run_dir.parent, wandb, wandb_dir, as_json, device) as (cbs, out):
         from .. import train
 
         run = train.run(recipe, cbs, resume=(run_dir, state))
@@ -129,12 +136,13 @@ def compare_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where the report folder is written")] = Path("runs"),
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
+    device: DeviceOption = None,
 ):
     """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
     from .. import compare
 
     plan = compare.load(file)  # the whole file and every recipe in it are checked first
-    with training(runs_dir, wandb, wandb_dir, as_json) as (cbs, out):
+    with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         results, report = compare.run(plan, runs_dir, cbs)
         if as_json:
             typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
@@ -174,6 +182,7 @@ def sweep_cmd(
     ),
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
+    device: DeviceOption = None,
 ):
     """Run a recipe over a space of values with Optuna: every trial a full run, one table, the best recipe.
 
@@ -181,7 +190,7 @@ def sweep_cmd(
     from .. import sweep as sweeps
 
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
-    session = before_training(runs_dir, wandb, wandb_dir)
+    session = before_training(runs_dir, wandb, wandb_dir, device)
     progress = functools.partial(typer.echo, err=True)
     summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
     from ..sweep_report import format_rows

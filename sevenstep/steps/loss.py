@@ -13,13 +13,16 @@ from .base import StepCallback
 
 
 class Loss(StepCallback):
-    """Supplies the Learner's `loss_func` as `func(pred, targ)`, and `n_out(n_classes)`, the number of outputs
-    the model needs: a `binary` loss wants one (a score for the second class) and only two classes."""
+    """Supplies the Learner's `loss_func` and `n_out(n_classes)`, the number of outputs the model needs: a
+    `binary` loss wants one (a score for the second class) and only two classes.
+
+    `per_item(pred, targ)` returns one loss per image; it becomes a `LossFunc`, which fastai's inference and
+    interpretation tools (get_preds, predict, ClassificationInterpretation) know how to use."""
 
     step = "loss"
 
-    def __init__(self, func, binary: bool = False):
-        self.func, self.binary = func, binary
+    def __init__(self, per_item, binary: bool = False):
+        self.func, self.binary = LossFunc(per_item, binary), binary
 
     def n_out(self, n_classes: int) -> int:
         return 1 if self.binary else n_classes
@@ -34,17 +37,42 @@ class Loss(StepCallback):
             )
 
 
+class LossFunc:
+    """A loss as fastai's own loss classes are: the mean of per-item losses, `reduction = "none"` for one
+    loss per image (top losses), `activation` (outputs -> class probabilities) and `decodes` (-> class
+    indices). One output means a score for the second class, so its probabilities are [1 - p, p]."""
+
+    def __init__(self, per_item, binary: bool = False, reduction: str = "mean"):
+        self.per_item, self.binary, self.reduction = per_item, binary, reduction
+
+    def __call__(self, pred, targ):
+        losses = self.per_item(pred, targ)
+        return losses.mean() if self.reduction == "mean" else losses
+
+    def activation(self, pred):
+        if self.binary:
+            p = pred[..., :1].sigmoid()
+            return torch.cat([1 - p, p], -1)
+        return pred.softmax(-1)
+
+    def decodes(self, probs):
+        return probs.argmax(-1)
+
+    def __repr__(self):
+        return f"LossFunc({getattr(self.per_item, '__name__', self.per_item)})"
+
+
 def _mnist_loss(pred, targ):
     p = pred.squeeze(-1).sigmoid()
-    return torch.where(targ == 1, 1 - p, p).mean()
+    return torch.where(targ == 1, 1 - p, p)
 
 
 def _mse(pred, targ):
-    return F.mse_loss(pred, F.one_hot(targ, pred.shape[-1]).to(pred.dtype))
+    return F.mse_loss(pred, F.one_hot(targ, pred.shape[-1]).to(pred.dtype), reduction="none").mean(-1)
 
 
 def _bce(pred, targ):
-    return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.to(pred.dtype))
+    return F.binary_cross_entropy_with_logits(pred.squeeze(-1), targ.to(pred.dtype), reduction="none")
 
 
 @option("loss")
@@ -58,7 +86,7 @@ def cross_entropy(label_smoothing: float = 0.0) -> Loss:
     """Softmax + negative log likelihood, for any number of classes; label_smoothing softens the targets."""
     if not 0 <= label_smoothing < 1:
         raise UsageError(f"steps.loss.label_smoothing must be in [0, 1), got {label_smoothing}")
-    return Loss(partial(F.cross_entropy, label_smoothing=label_smoothing))
+    return Loss(partial(F.cross_entropy, label_smoothing=label_smoothing, reduction="none"))
 
 
 @option("loss")

@@ -1,0 +1,85 @@
+"""Your own step options, from your own files: `plugins = ["my_steps.py"]` in a recipe.
+
+A plugin is a Python file (a path relative to the recipe) or an importable module that defines options with
+the decorator the built-ins use, `@option("loss")` on a factory whose typed, defaulted parameters are its
+schema (experiments/my_steps.py is the example). Loading one registers its options beside the built-ins, so
+recipes, `--set`, comparisons, sweeps (their workers are forked from the process that loaded it, or, with
+`processes`, read the trial's recipe) and `sevenstep steps --plugin FILE` all see them.
+
+Everything that can go wrong in a user's file is reported as a UsageError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import UsageError
+
+_loaded: dict[str, str] = {}  # plugin (a resolved path or a module name) -> sha256 of its source
+
+
+def is_file(plugin: str) -> bool:
+    return plugin.endswith(".py") or "/" in plugin or "\\" in plugin
+
+
+def relative_to(plugin: str, folder: Path) -> str:
+    """A file named in a recipe is read from the recipe's folder; a module name stays as it is."""
+    return str((folder / plugin).resolve()) if is_file(plugin) and not Path(plugin).is_absolute() else plugin
+
+
+def load(plugins: list[str], where: str = "recipe") -> dict[str, str]:
+    """Import each plugin once per process; returns {plugin: sha256 of its source} for the run's records."""
+    return {plugin: _load(plugin, where) for plugin in plugins}
+
+
+def _load(plugin: str, where: str) -> str:
+    if plugin in _loaded:
+        return _loaded[plugin]
+    if is_file(plugin):
+        path = Path(plugin)
+        if not path.is_file():
+            raise UsageError(
+                f"{where}: plugin file {path} does not exist (a path relative to the recipe's folder)"
+            )
+        source = path.read_bytes()
+        name = f"sevenstep_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look modules up by name
+        _import(lambda: spec.loader.exec_module(module), str(path), plugin)
+    else:
+        spec = importlib.util.find_spec(plugin) if plugin.isidentifier() or "." in plugin else None
+        if spec is None or spec.origin is None:
+            raise UsageError(
+                f"{where}: plugin {plugin!r} is neither a .py file nor a module Python can import"
+            )
+        source = Path(spec.origin).read_bytes()
+        _import(lambda: importlib.import_module(plugin), spec.origin, plugin)
+    _loaded[plugin] = hashlib.sha256(source).hexdigest()
+    return _loaded[plugin]
+
+
+def _import(run, filename: str, plugin: str) -> None:
+    """Run the plugin's code; its mistakes become one line naming the file and line."""
+    from . import registry
+
+    registry.current_plugin = plugin
+    try:
+        run()
+    except SyntaxError as e:
+        raise UsageError(
+            f"{e.filename or filename}, line {e.lineno}: syntax error in plugin: {e.msg}"
+        ) from None
+    except registry.OptionError as e:
+        raise UsageError(f"{filename}: {e}") from None
+    except Exception as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == Path(filename)]
+        line = f", line {frames[-1].lineno}" if frames else ""
+        raise UsageError(f"{filename}{line}: plugin failed to load: {type(e).__name__}: {e}") from None
+    finally:
+        registry.current_plugin = None
