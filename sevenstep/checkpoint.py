@@ -175,7 +175,7 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.toml").is_file():
         raise UsageError(f"{run_dir} is not a run folder (no recipe.toml); run folders are under runs/")
-    saved = recipes.read_toml(run_dir / "recipe.toml")
+    saved = recipes.read(run_dir / "recipe.toml")  # its plugins loaded too
     wanted = recipes.apply_sets(saved, recipes.parse_sets(sets or []))
     before, after = dict(recipes.flatten(saved)), dict(recipes.flatten(wanted))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

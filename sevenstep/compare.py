@@ -165,7 +165,8 @@ def _sgd(label: str, r: recipes.Recipe, report: Path, cbs, results: list[Result]
         )
     )
     if fitted.learn.step2_predict.pixels_to_weights and not fitted.diverged:
-        fig = plots.linear_weights(fitted.learn.model, fitted.learn.dls.vocab)
+        dls = fitted.learn.dls
+        fig = plots.linear_weights(fitted.learn.model, dls.vocab, tuple(dls.valid.images.shape[1:]))
         plots.save(fig, report / f"weights-{_slug(label)}.png")
     return status
 

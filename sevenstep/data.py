@@ -17,6 +17,8 @@ def dataloaders(
     augment: bool = False,
     normalize: bool = True,
     pad: int | None = None,
+    size: int | None = None,
+    channels: int = 1,
     *,
     seed: int = 42,
     device=None,
@@ -28,7 +30,9 @@ def dataloaders(
     `source` is a name (see `sevenstep data list`) or an already resolved `Source`. `augment` zero-pads each
     training image by `pad` pixels and crops it back at a random offset, so a digit moves by up to `pad`
     pixels; `pad` defaults to a ninth of the image's side, as the seeds' 28 -> 34 -> 28 (3 pixels), which is
-    1 pixel on 8x8 images. `normalize=False` keeps pixels in [0, 1], as fastbook's
+    1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
+    Resize(method="squish")), so a folder of mixed sizes trains; `channels = 3` keeps colour (PILImage instead
+    of PILImageBW). `normalize=False` keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (sevenstep/fastpath.py); `fast=False` is
     fastbook's per-item path."""
@@ -42,32 +46,35 @@ def dataloaders(
         parent_label,
     )
     from fastai.torch_core import TensorCategory, set_seed
-    from fastai.vision.augment import CropPad, PadMode, RandomCrop
-    from fastai.vision.core import PILImageBW
+    from fastai.vision.augment import CropPad, PadMode, RandomCrop, Resize
+    from fastai.vision.core import PILImage, PILImageBW
 
     from .device import default
     from .fastpath import ImageDataLoaders
 
-    check_options(bs=bs, pad=pad, augment=augment)
+    check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels)
     src = source if isinstance(source, Source) else resolve(source)
     items = image_files(src.path / src.train) + image_files(src.path / src.valid)
     splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     set_seed(seed)
     device = device or default()
-    dsets = Datasets(items, tfms=[[PILImageBW.create], [parent_label, Categorize()]], splits=splits)
+    image = PILImageBW if channels == 1 else PILImage
+    dsets = Datasets(items, tfms=[[image.create], [parent_label, Categorize()]], splits=splits)
+    # new images (test_dl, predict) are resized as the training ones were; on the fast path, only they
+    resize = [Resize(size, method="squish")] if size else []
     after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
     # fastai drops a last partial training batch: a batch size above the training set would leave none
     kwargs = dict(bs=min(bs, len(dsets.train)), device=device, num_workers=0)
     if fast:
         from .fastpath import DecodedDL, RandomPadCrop, decoded
 
-        images = decoded(items).to(device)
+        images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
         labels = TensorCategory([dsets.vocab.o2i[parent_label(f)] for f in items]).to(device)
         per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
         aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
         # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms
         dls = dsets.dataloaders(
-            after_item=[ToTensor()],
+            after_item=[*resize, ToTensor()],
             after_batch=aug + after_batch,
             dl_type=DecodedDL,
             dl_kwargs=per_split,
@@ -81,10 +88,11 @@ def dataloaders(
             from PIL import Image
 
             with Image.open(items[0]) as im:
-                side = im.size[0]
+                side = size or im.size[0]
             aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
-        dls = dsets.dataloaders(after_item=[ToTensor(), *aug], after_batch=after_batch, **kwargs)
+        dls = dsets.dataloaders(after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, **kwargs)
     dls = ImageDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
+    dls.mode = "L" if channels == 1 else "RGB"
     dls.source = src
     return dls
 
@@ -92,12 +100,23 @@ def dataloaders(
 OPTIONS = fields_of(dataloaders, skip=("seed", "device", "fast"))  # a recipe's [data] table
 
 
-def check_options(bs: int = 64, pad: int | None = None, augment: bool = False, **_) -> None:
+def check_options(
+    bs: int = 64,
+    pad: int | None = None,
+    augment: bool = False,
+    size: int | None = None,
+    channels: int = 1,
+    **_,
+) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
     if bs < 1:
         raise UsageError(f"data.bs must be at least 1, got {bs}")
     if pad is not None and pad < 0:
         raise UsageError(f"data.pad must be 0 or more pixels, got {pad}")
+    if size is not None and not 1 <= size <= 4096:
+        raise UsageError(f"data.size must be between 1 and 4096 pixels, got {size}")
+    if channels not in (1, 3):
+        raise UsageError(f"data.channels must be 1 (greyscale) or 3 (colour), got {channels}")
     if pad is not None and not augment:
         raise UsageError(f"data.pad = {pad} pads augmented images only; set data.augment = true as well")
 

@@ -97,19 +97,22 @@ class DecodedDL(TfmdDL):
         if self.images is None:  # other items than the decoded ones: fastai's per-item path
             yield from super().create_batches(samps)
             return
+        image = TensorImageBW if self.images.shape[1] == 1 else TensorImage  # greyscale or colour
         for chunk in chunked(samps, self.bs, drop_last=self.drop_last):
             i = torch.tensor(chunk, device=self.images.device)
-            yield TensorImageBW(self.images[i]), TensorCategory(self.labels[i])
+            yield image(self.images[i]), TensorCategory(self.labels[i])
 
 
-def decoded(files: list[Path]) -> torch.Tensor:
-    """All images as one uint8 tensor (N, 1, H, W), decoded once and cached; a changed file means a new cache.
+def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torch.Tensor:
+    """All images as one uint8 tensor (N, C, H, W), decoded once and cached; a changed file means a new cache.
+    `mode` is PIL's ("L": greyscale, as PILImageBW.create converts; "RGB": PILImage's); `size` resizes each
+    image to size x size as fastai's Resize(size, method="squish") does (bilinear).
 
     The cache is raw bytes after a one-line JSON header (shape, checksum, the files' key): nothing is
     unpickled, and a file that is truncated, altered or of the wrong shape is noticed and rebuilt."""
     from .sources import cache_dir
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"{mode}\0{size}\n".encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -123,7 +126,7 @@ def decoded(files: list[Path]) -> torch.Tensor:
             f"the decoded-image cache {cached} is unusable ({problem}); decoding the images again",
             file=sys.stderr,
         )
-    images = _decode(files)
+    images = _decode(files, mode, size)
     payload = images.numpy().tobytes()
     header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
     header["sha256"] = hashlib.sha256(payload).hexdigest()
@@ -154,14 +157,16 @@ def _read_cache(path: Path, key: str, n: int) -> tuple[torch.Tensor | None, str]
     return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(shape), ""
 
 
-def _decode(files: list[Path]) -> torch.Tensor:
+def _decode(files: list[Path], mode: str, size: int | None) -> torch.Tensor:
     from PIL import Image
 
     arrays, first = [], None
     for f in files:
         try:
             with Image.open(f) as im:
-                im = im.convert("L")  # as PILImageBW.create does
+                im = im.convert(mode)  # as PILImageBW.create (or PILImage.create) does
+                if size:
+                    im = im.resize((size, size), Image.BILINEAR)
         except (OSError, ValueError, SyntaxError) as e:  # a truncated or corrupt file: name it
             raise UsageError(f"{f}: cannot read this image ({e}); fix or remove it") from None
         if first is None:
@@ -169,9 +174,9 @@ def _decode(files: list[Path]) -> torch.Tensor:
         elif im.size != first[0]:
             raise UsageError(
                 f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]} but {f} is "
-                f"{im.size[0]}x{im.size[1]}; resize them to one size first"
+                f"{im.size[0]}x{im.size[1]}; set data.size = N to resize every image to N x N (or resize "
+                "them yourself)"
             )
-        arrays.append(
-            torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0])
-        )
-    return torch.stack(arrays)[:, None]
+        pixels = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        arrays.append(pixels.view(im.size[1], im.size[0], -1).permute(2, 0, 1))  # (C, H, W), as ToTensor
+    return torch.stack(arrays)

@@ -274,7 +274,10 @@ class WandbLogger(SparseCallback):
                 if run.run_dir and (Path(run.run_dir) / picture).exists():
                     media[picture.removesuffix(".png")] = wandb.Image(str(Path(run.run_dir) / picture))
             if learn.step2_predict.pixels_to_weights:
-                media["weights"] = wandb.Image(plots.to_image(plots.linear_weights(learn.model, vocab)))
+                shape = tuple(images.shape[1:])
+                media["weights"] = wandb.Image(
+                    plots.to_image(plots.linear_weights(learn.model, vocab, shape))
+                )
             # the last step logged, not self.batch(): fastai's get_preds (interpretation) resets train_iter
             self._log(media, step=self.last_step)
         self.wb.finish(exit_code=1 if run.diverged else 0)

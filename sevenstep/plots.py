@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 
 
 def save(fig, out: Path) -> Path:
@@ -29,6 +30,17 @@ def to_image(fig):
     return Image.open(buf)
 
 
+def _imshow(ax, img) -> None:
+    """A (C, H, W) image, uint8 or in [0, 1]: greyscale as dark ink on white, colour as it is."""
+    img = img.detach().cpu()
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="Greys")
+    else:
+        ax.imshow(
+            (img.float() / (255 if img.dtype == torch.uint8 else 1)).clamp(0, 1).permute(1, 2, 0).numpy()
+        )
+
+
 def sample_grid(dls, n: int = 24):
     """Validation digits (never augmented) with their labels, drawn by fastai's own show_batch."""
     dls.valid.new(shuffle=True).show_batch(max_n=n, nrows=3, ncols=n // 3, figsize=(n // 3, 3.6), show=True)
@@ -45,7 +57,7 @@ def predictions_grid(images, classes, targets, vocab, n: int = 32):
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order):
-        ax.imshow(images[i][0].cpu().numpy(), cmap="Greys")
+        _imshow(ax, images[i])
         right = classes[i] == targets[i]
         ax.set_title(
             f"{vocab[classes[i]]}/{vocab[targets[i]]}", color="black" if right else "red", fontsize=9
@@ -73,18 +85,22 @@ def ideal_digits(ideals, vocab):
     n = len(vocab)
     fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
     for ax, img, label in zip(axes[0], ideals, vocab):
-        ax.imshow(img[0].numpy(), cmap="Greys")
+        _imshow(ax, img)
         ax.set_title(f"ideal {label}")
         ax.axis("off")
     return fig
 
 
-def linear_weights(model, vocab):
+def linear_weights(model, vocab, shape=None):
     """A linear model's weights drawn as images: red pixels push towards the class, blue away from it.
-    One colour scale for all classes (symmetric around zero, so white is a weight of 0)."""
+    One colour scale for all classes (symmetric around zero, so white is a weight of 0). `shape` is the
+    images' (C, H, W); a colour model's weights are summed over the channels."""
     layer = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 2)
     w = layer.weight.detach().cpu()
-    side = int(w.shape[1] ** 0.5)
+    if shape is None:
+        side = int(w.shape[1] ** 0.5)
+        shape = (1, side, side)
+    w = w.view(-1, *shape).sum(1)
     titles = [f"weights -> {vocab[-1]}"] if w.shape[0] == 1 else [f"weights -> {v}" for v in vocab]
     cols = min(len(titles), 5)
     rows = (len(titles) + cols - 1) // cols
@@ -93,7 +109,7 @@ def linear_weights(model, vocab):
     for ax in axes.flat:
         ax.axis("off")
     for ax, row, title in zip(axes.flat, w, titles):
-        im = ax.imshow(row.view(side, side).numpy(), cmap="seismic", vmin=-lim, vmax=lim)
+        im = ax.imshow(row.numpy(), cmap="seismic", vmin=-lim, vmax=lim)
         ax.set_title(title, fontsize=11)
     bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
     bar.set_label("weight: red pushes towards the class,\nblue away from it, white does nothing", fontsize=9)
@@ -115,7 +131,10 @@ def learning_curves(results, baseline_accuracy: float | None):
             baseline_accuracy, color="black", linestyle=":", label=f"baseline {baseline_accuracy:.3f}"
         )
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
-    loss_ax.set(xlabel="epoch", ylabel="validation loss (each run's own loss)", title="loss", yscale="log")
+    loss_ax.set(xlabel="epoch", ylabel="validation loss (each run's own loss)", title="loss")
+    losses = [e["valid_loss"] for r in results if r.kind == "sgd" for e in r.epochs]
+    if losses and min(losses) > 0:  # a hinge loss can reach 0, which a log scale cannot show
+        loss_ax.set_yscale("log")
     if acc_ax.get_legend_handles_labels()[0]:
         acc_ax.legend(fontsize=8)
     acc_ax.grid(alpha=0.3)

@@ -43,9 +43,7 @@ def _load(plugin: str, where: str) -> str:
     if is_file(plugin):
         path = Path(plugin)
         if not path.is_file():
-            raise UsageError(
-                f"{where}: plugin file {path} does not exist (a path relative to the recipe's folder)"
-            )
+            raise UsageError(f"{where}: plugin file {path} does not exist")
         source = path.read_bytes()
         name = f"sevenstep_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
         spec = importlib.util.spec_from_file_location(name, path)

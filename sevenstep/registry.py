@@ -116,7 +116,8 @@ def option(step: str):
             if f.default is schema.REQUIRED:
                 raise OptionError(f"{step} option {name!r}: parameter {param!r} needs a default ({example})")
         declared = REGISTRY[step].get(name)
-        if current_plugin is not None:
+        # a plugin's own options, not the built-ins its imports (sevenstep.steps.loss, ...) register meanwhile
+        if current_plugin is not None and not factory.__module__.startswith("sevenstep."):
             if declared is not None and declared.plugin != current_plugin:
                 owner = f"defined by {declared.plugin}" if declared.plugin else "a built-in option"
                 raise OptionError(f"{step} option {name!r} is already {owner}; give yours another name")

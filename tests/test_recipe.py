@@ -94,7 +94,10 @@ def test_file_errors_name_the_file_and_line(tmp_path):
     "args, expected",
     [
         (["experiments/nope.toml"], "no such file"),
-        ([LINEAR, "--set", "steps.loss.name=hinge"], "valid options: mnist_loss, cross_entropy, mse, bce"),
+        (
+            [LINEAR, "--set", "steps.loss.name=hingeloss"],
+            "valid options: mnist_loss, cross_entropy, mse, bce",
+        ),
         ([LINEAR, "--set", "steps.step.momentum=0.9"], "has no parameter 'momentum'"),
         ([LINEAR, "--set", "data.source=mnist5k"], "two-class loss"),
         (

@@ -1,7 +1,7 @@
 """The `sevenstep` command: a thin shell over the Python API (train.run, compare.run, sweep.run, ...).
 
 Heavy libraries (fastai, torch) are imported inside commands, so --help is instant. The commands live in
-experiments.py (run, resume, compare, sweep) and browse.py (data, steps, runs); common.py has what they share.
+experiments.py (run, resume, compare, sweep), tools.py (predict, lr-find) and browse.py (data, steps, runs); common.py has what they share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typer
 from .common import app
 
 # isort: off
-from . import experiments, browse  # noqa: F401, E402  (they register their commands, in --help's order)
+from . import experiments, tools, browse  # noqa: F401, E402  (they register their commands, in --help's order)
 # isort: on
 
 __all__ = ["app"]
@@ -55,7 +55,7 @@ class PipeSafe:
 @app.callback()
 def main(
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where embedded data is written [env: SEVENSTEP_CACHE]")
+        Path | None, typer.Option(help="Where embedded data is written \\[env: SEVENSTEP_CACHE]")
     ] = None,
 ):
     if cache_dir:

@@ -58,16 +58,27 @@ def data_show(
 
 @app.command("steps")
 @friendly
-def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this step")] = None):
+def steps_cmd(
+    step: Annotated[str | None, typer.Argument(help="Show only this step")] = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A .py file or module with your own options (@option), listed beside the built-ins"
+        ),
+    ] = None,
+):
     """Every option of the seven steps, with its parameters and defaults."""
-    from .. import registry
+    from .. import plugins, registry
 
     chosen = [step] if step else registry.STEPS
     if step and step not in registry.STEPS:
         raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(registry.STEPS)}")
+    plugins.load([plugins.relative_to(p, Path.cwd()) for p in plugin or []], "--plugin")
     for s in chosen:
         typer.secho(f"{registry.STEPS.index(s) + 1}. {s}", bold=True)
         for name, opt in registry.REGISTRY[s].items():
+            if opt.plugin:
+                name = f"{name} *"
             params = ", ".join(
                 f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)"
                 for k, v in opt.params.items()
@@ -75,6 +86,8 @@ def steps_cmd(step: Annotated[str | None, typer.Argument(help="Show only this st
             typer.echo(f"   {name:<18} {opt.doc}")
             if params:
                 typer.echo(f"   {'':<18} params: {params}")
+    if plugin:
+        typer.echo("\n* from " + ", ".join(plugin))
 
 
 @app.command("runs")

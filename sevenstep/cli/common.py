@@ -31,6 +31,13 @@ data_app = typer.Typer(help="List the data sources and look at one.", no_args_is
 app.add_typer(data_app, name="data")
 
 
+RecipeFile = Annotated[
+    Path, typer.Argument(help="A recipe file (TOML), e.g. experiments/fastbook_linear.toml")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
+]
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout (progress goes to stderr)")
 ]
@@ -38,7 +45,7 @@ WandbMode = Annotated[
     str | None,
     typer.Option(
         "--wandb",
-        help="W&B logging: offline (default, no account needed), online, or disabled [env: WANDB_MODE]",
+        help="W&B logging: offline (default, no account needed), online, or disabled \\[env: WANDB_MODE]",
         metavar="MODE",
     ),
 ]
@@ -46,13 +53,13 @@ DeviceOption = Annotated[
     str | None,
     typer.Option(
         "--device",
-        help="cpu, cuda, cuda:N or mps [env: SEVENSTEP_DEVICE; default: the GPU when there is one, else cpu]",
+        help="cpu, cuda, cuda:N or mps \\[env: SEVENSTEP_DEVICE; default: the GPU when there is one, else cpu]",
         metavar="DEVICE",
     ),
 ]
 WandbDir = Annotated[
     Path | None,
-    typer.Option(help="Folder whose wandb/ subfolder holds the runs [env: WANDB_DIR; default: .]"),
+    typer.Option(help="Folder whose wandb/ subfolder holds the runs \\[env: WANDB_DIR; default: .]"),
 ]
 
 

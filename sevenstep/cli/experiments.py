@@ -16,6 +16,8 @@ from ..errors import TrainingFailed, UsageError
 from .common import (
     DeviceOption,
     JsonFlag,
+    RecipeFile,
+    SetOption,
     WandbDir,
     WandbMode,
     app,
@@ -29,11 +31,8 @@ from .common import (
 @app.command("run")
 @friendly
 def run_cmd(
-    file: Annotated[Path, typer.Argument(help="A recipe file (TOML), e.g. experiments/fastbook_linear.toml")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a key, as KEY=VALUE with a TOML value: steps.step.lr=0.1"),
-    ] = None,
+    file: RecipeFile,
+    set_: SetOption = None,
     as_json: JsonFlag = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the run's folder is saved")] = Path("runs"),
     wandb: WandbMode = None,
@@ -172,7 +171,7 @@ def sweep_cmd(
         str | None,
         typer.Option(
             help="Where the study lives: an Optuna URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal "
-            "file; machines that share it share the sweep [default: a journal file in the sweep's folder]",
+            "file; machines that share it share the sweep \\[default: a journal file in the sweep's folder]",
             metavar="URL",
         ),
     ] = None,

@@ -1,0 +1,82 @@
+"""The tools a learner reaches for next: predict with a saved run, find a learning rate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext, redirect_stdout
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (
+    DeviceOption,
+    JsonFlag,
+    RecipeFile,
+    SetOption,
+    app,
+    before_training,
+    friendly,
+    output_folder,
+    quiet_libraries,
+)
+
+
+@app.command("lr-find")
+@friendly
+def lr_find_cmd(
+    file: RecipeFile,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="The plot's PNG file \\[default: lr-find-<name>.png]")
+    ] = None,
+    as_json: JsonFlag = False,
+    device: DeviceOption = None,
+):
+    """fastai's learning-rate finder on the recipe's Learner: loss against learning rate, and a suggestion.
+
+    The plot marks fastai's suggestions; the suggested value is printed with the --set that uses it."""
+    from ..recipe import load
+
+    recipe = load(file, set_)
+    out = output_folder(out.parent, "--out") / out.name if out else Path(f"lr-find-{recipe.name}.png")
+    before_training(Path("."), "disabled", None, device)
+    from .. import lr_find
+
+    with redirect_stdout(sys.stderr) if as_json else nullcontext():
+        found = lr_find.run(recipe, out)
+    if as_json:
+        typer.echo(json.dumps({"suggestions": found, "plot": str(out)}))
+        return
+    for name, lr in found.items():
+        typer.echo(f"{name:<8} {lr:.3g}" + ("   (fastai's default suggestion)" if name == "valley" else ""))
+    typer.echo(f"plot: {out}")
+    typer.secho(f"try it: sevenstep run {file} --set steps.step.lr={found['valley']:.3g}", bold=True)
+
+
+@app.command("predict")
+@friendly
+def predict_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A saved run's folder, under runs/")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of images")],
+    as_json: JsonFlag = False,
+    device: DeviceOption = None,
+):
+    """Each image's predicted class and probability, through the run's own preprocessing."""
+    from .. import device as devices
+    from .. import inference
+
+    devices.choose(device)
+    quiet_libraries()
+    with redirect_stdout(sys.stderr):
+        found = inference.predict(run_dir, images)
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    from ..compare import format_table
+
+    rows = [["image", "class", "probability"]] + [
+        [p["file"], p["class"], f"{p['probability']:.3f}"] for p in found
+    ]
+    typer.echo(format_table(rows))

@@ -1,0 +1,148 @@
+"""Your own step options from your own files: a plugin loss trains from a recipe, through the CLI and in a
+comparison; every mistake in a plugin is one clear line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sevenstep import compare, plugins, recipe, registry
+from sevenstep.cli import app
+from sevenstep.errors import UsageError
+
+EXPERIMENTS = Path("experiments").resolve()
+
+
+@pytest.fixture(autouse=True)
+def registry_as_shipped():
+    """Each test's plugins are forgotten after it: other tests see the built-in options only."""
+    saved = {step: dict(options) for step, options in registry.REGISTRY.items()}
+    loaded = dict(plugins._loaded)
+    yield
+    for step, options in saved.items():
+        registry.REGISTRY[step].clear()
+        registry.REGISTRY[step].update(options)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)
+
+
+def _plugin(folder: Path, body: str, name: str = "mine.py") -> Path:
+    path = folder / name
+    header = "import torch\nfrom sevenstep.registry import option\nfrom sevenstep.steps.loss import Loss\n\n"
+    path.write_text(header + textwrap.dedent(body))
+    return path
+
+
+def test_shipped_hinge_loss_equals_its_formula_and_trains_through_the_cli(tmp_path):
+    r = recipe.load(EXPERIMENTS / "hinge_3v7.toml", ["steps.loss.margin=0.5"])
+    assert r.steps["loss"] == {"name": "hinge", "margin": 0.5} and r.steps["init"]["name"] == "lecun"
+    loss = registry.get("loss", "hinge").build({"margin": 0.5})
+    pred, targ = torch.tensor([[2.0], [0.2], [-1.0], [0.1]]), torch.tensor([1, 1, 0, 0])
+    torch.testing.assert_close(loss.func.per_item(pred, targ), torch.tensor([0.0, 0.3, 0.0, 0.6]))
+
+    out = CliRunner().invoke(app, ["run", str(EXPERIMENTS / "hinge_3v7.toml"), "--json", "--runs-dir", str(tmp_path / "runs"), "--wandb-dir", str(tmp_path)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    run = json.loads(out.stdout)
+    assert run["accuracy"] > 0.9  # well above the 50% of chance on 3s and 7s
+    plugin = str(EXPERIMENTS / "my_steps.py")
+    digest = __import__("hashlib").sha256(Path(plugin).read_bytes()).hexdigest()
+    assert run["recipe"]["plugins"] == [plugin] and run["recipe"]["plugin_sha256"] == {plugin: digest}
+    saved = recipe.read_toml(Path(run["run_dir"]) / "recipe.toml")
+    assert saved["plugin_sha256"] == {plugin: digest}  # the run can be traced to the code it ran
+    listed = json.loads(CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--json"]).stdout)
+    assert (
+        listed[0]["config"]["plugins"] == [plugin]
+        and listed[0]["config"][f"plugin_sha256.{plugin}"] == digest
+    )
+
+
+def test_a_plugin_option_in_a_comparison(tmp_path, tiny_folder):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    _plugin(
+        folder,
+        '''
+        @option("loss")
+        def squared_hinge(margin: float = 1.0) -> Loss:
+            """Hinge, squared."""
+            return Loss(lambda p, t: (margin - (t * 2 - 1) * p.squeeze(-1)).clamp(min=0) ** 2, binary=True)
+    ''',
+    )
+    (folder / "r.toml").write_text('plugins = ["mine.py"]\n[steps.loss]\nname = "squared_hinge"\n[steps.repeat]\nname = "epochs"\nn = 2\n[data]\nbs = 8\n')  # fmt: skip
+    (folder / "cmp.toml").write_text(
+        f'source = "folder:{tiny_folder}"\n[[runs]]\nrecipe = "r.toml"\nlabel = "sq"\n'
+    )
+    results, _ = compare.run(compare.load(folder / "cmp.toml"), tmp_path / "runs", log=lambda *a: None)
+    sgd = [r for r in results if r.kind == "sgd"]
+    assert [r.status for r in sgd] == ["ok"] and sgd[0].accuracy is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("def broken(:\n", r"mine\.py, line 5: syntax error"),
+        ("import no_such_module_here\n", r"mine\.py, line 5: plugin failed to load: ModuleNotFoundError"),
+        (
+            '@option("loss")\ndef untyped(margin=1.0) -> Loss:\n    return Loss(None)\n',
+            "'margin' needs a type",
+        ),
+        (
+            '@option("loss")\ndef nodefault(margin: float) -> Loss:\n    return Loss(None)\n',
+            "'margin' needs a default",
+        ),
+        (
+            '@option("loss")\ndef mse() -> Loss:\n    return Loss(None)\n',
+            "'mse' is already a built-in option",
+        ),
+        ('@option("jump")\ndef far() -> Loss:\n    return Loss(None)\n', "unknown step"),
+    ],
+    ids=["syntax", "import", "untyped", "no-default", "clash", "unknown-step"],
+)
+def test_plugin_mistakes_are_one_clear_line(tmp_path, body, expected):
+    path = _plugin(tmp_path, body)
+    with pytest.raises(UsageError, match=expected):
+        plugins.load([str(path)], "r.toml")
+    (tmp_path / "r.toml").write_text('plugins = ["mine.py"]\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "r.toml"), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "mine.py" in result.output and not (tmp_path / "runs").exists()
+
+
+def test_missing_plugin_and_wrong_return_type(tmp_path):
+    (tmp_path / "r.toml").write_text('plugins = ["nowhere.py"]\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "r.toml")])
+    assert result.exit_code == 2 and f"plugin file {tmp_path / 'nowhere.py'} does not exist" in result.output
+    result = CliRunner().invoke(app, ["steps", "--plugin", "no_such_module_either"])
+    assert result.exit_code == 2 and "neither a .py file nor a module" in result.output
+    _plugin(tmp_path, '@option("loss")\ndef not_a_loss(k: int = 1) -> Loss:\n    return 42\n', "odd.py")
+    (tmp_path / "odd.toml").write_text('plugins = ["odd.py"]\n[steps.loss]\nname = "not_a_loss"\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "odd.toml")])
+    assert result.exit_code == 2 and "returned int; a loss option returns a loss step" in result.output
+
+
+def test_steps_lists_plugin_options_beside_the_built_ins():
+    result = CliRunner().invoke(app, ["steps", "--plugin", str(EXPERIMENTS / "my_steps.py")])
+    assert result.exit_code == 0
+    assert "hinge *" in result.output and "lecun *" in result.output and "mnist_loss" in result.output
+    assert "params: margin=1.0" in result.output and "* from" in result.output
+
+
+def test_an_importable_module_is_a_plugin_too(tmp_path, monkeypatch):
+    (tmp_path / "class_steps.py").write_text(
+        "from torch import nn\nfrom sevenstep.registry import option\nfrom sevenstep.steps.init import Init\n\n"
+        '@option("init")\ndef ones(scale: float = 0.01) -> Init:\n    """Every weight `scale`."""\n'
+        "    return Init(lambda m: [nn.init.constant_(p, scale) for p in m.parameters(recurse=False)])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "r.toml").write_text('plugins = ["class_steps"]\n[steps.init]\nname = "ones"\nscale = 0.5\n')
+    r = recipe.load(tmp_path / "r.toml")
+    assert r.to_dict()["plugins"] == ["class_steps"] and r.steps["init"] == {"name": "ones", "scale": 0.5}
+    layer = torch.nn.Linear(3, 2)
+    init = r.build_steps()["init"]
+    init.fill(layer)
+    assert torch.all(layer.weight == 0.5)
