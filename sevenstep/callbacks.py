@@ -51,7 +51,7 @@ class SparseCallback(Callback):
     re-initialised weights, no reset run log, no checkpoint of a validation pass."""
 
     def __call__(self, event_name):
-        if hasattr(self.learn, "gather_preds"):  # fastai's GatherPredsCallback is attached
+        if "gather_preds" in self.learn.__dict__:  # fastai's GatherPredsCallback is attached (add_cb sets it)
             return None
         # fastai resets `run` on after_fit, so that one always goes through
         if event_name != "after_fit" and not hasattr(type(self), event_name):

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.torch_core import TensorCategory, TensorImage, TensorImageBW, to_detach
-from fastcore.basics import chunked
 from fasttransform import Transform
 
 from . import atomic
@@ -81,7 +80,8 @@ class DecodedDL(TfmdDL):
     transforms, so new images are read exactly as the training images were."""
 
     def __init__(self, dataset=None, images=None, labels=None, gather=True, **kwargs):
-        self.images, self.labels = images, labels
+        # plain tensors: indexing fastai's typed tensors goes through Python (__torch_function__)
+        self.images, self.labels = (t if t is None else t.as_subclass(torch.Tensor) for t in (images, labels))
         self.gather = gather  # False: every process of a data-parallel run has the whole set (distributed.py)
         super().__init__(dataset, **kwargs)
 
@@ -93,14 +93,29 @@ class DecodedDL(TfmdDL):
     def to_detach(self, b, cpu=True, gather=True):
         return to_detach(b, cpu, gather and self.gather)
 
+    def __iter__(self):
+        """fastai's DataLoader.__iter__ (same shuffling, with this DataLoader's own random generator, same
+        before_iter/after_iter and batch transforms) without the torch DataLoader machinery that fastai wraps
+        around each batch: here a batch is one index into a tensor already on the device."""
+        if self.images is None:
+            yield from super().__iter__()
+            return
+        self.randomize()
+        self.before_iter()
+        for b in self.create_batches(self.get_idxs()):
+            yield self.after_batch(b)
+        self.after_iter()
+
     def create_batches(self, samps):
         if self.images is None:  # other items than the decoded ones: fastai's per-item path
             yield from super().create_batches(samps)
             return
         image = TensorImageBW if self.images.shape[1] == 1 else TensorImage  # greyscale or colour
-        for chunk in chunked(samps, self.bs, drop_last=self.drop_last):
-            i = torch.tensor(chunk, device=self.images.device)
-            yield image(self.images[i]), TensorCategory(self.labels[i])
+        order = torch.as_tensor(list(samps), device=self.images.device)  # one copy an epoch, not one a batch
+        end = len(order) - len(order) % self.bs if self.drop_last else len(order)
+        for start in range(0, end, self.bs):
+            i = order[start : start + self.bs]
+            yield self.images[i].as_subclass(image), self.labels[i].as_subclass(TensorCategory)
 
 
 def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torch.Tensor:

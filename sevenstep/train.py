@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
 from . import atomic, data, signals
 from .callbacks import DivergenceGuard, RunLog, instantiate, notify
+from .learner import Learner
 from .metrics import accuracy, per_class_accuracy, predicted_class
 from .recipe import Recipe
 
@@ -53,12 +53,13 @@ class Run:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("learn", "predictions")}
 
 
-def build_learner(recipe: Recipe, cbs=(), device=None) -> Learner:
+def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Learner:
     """Data, model, loss and optimizer from the recipe; every incompatibility is found here, before training.
 
-    `cbs` are added beside the steps and the loop's own callbacks (instances, or classes/factories)."""
+    `cbs` are added beside the steps and the loop's own callbacks (instances, or classes/factories).
+    `fast=False`: fastbook's per-item data path instead of the decoded one (sevenstep/fastpath.py)."""
     set_seed(recipe.seed, reproducible=True)
-    dls = data.dataloaders(**recipe.data, seed=recipe.seed, device=device)
+    dls = data.dataloaders(**recipe.data, seed=recipe.seed, device=device, fast=fast)
     steps = recipe.build_steps()
     shape, n_out = tuple(dls.valid.one_batch()[0].shape[1:]), steps["loss"].n_out(len(dls.vocab))
     steps["predict"].check_size(shape, n_out)

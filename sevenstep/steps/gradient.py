@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from fastai.callback.core import CancelBackwardException
 from torch import nn
+from torch.func import functional_call, vmap
 
 from ..errors import UsageError
 from ..registry import option
@@ -33,7 +34,11 @@ class Autograd(Gradient):
 
 
 class FiniteDifference(Gradient):
-    """Fills every `.grad` with central differences (L(w+eps) - L(w-eps)) / 2eps, then cancels fastai's backward."""
+    """Fills every `.grad` with central differences (L(w+eps) - L(w-eps)) / 2eps, then cancels fastai's backward.
+
+    The nudged copies of a weight tensor are evaluated a chunk at a time: `torch.func.vmap` over
+    `functional_call` runs the model once for a whole chunk of nudged weights (each nudging one weight),
+    instead of two Python-level forward passes per weight. The result is the same central difference."""
 
     def __init__(self, eps: float, max_params: int):
         self.eps, self.max_params = eps, max_params
@@ -46,29 +51,42 @@ class FiniteDifference(Gradient):
                 f"has {n:,} weights (limit steps.gradient.max_params = {self.max_params:,}); use gradient "
                 "'autograd', a smaller model (predict 'linear'), or raise max_params if you mean it"
             )
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise UsageError(
+                "gradient 'finite_difference' cannot probe a model with batch norm: every probe would change "
+                "its running statistics; use gradient 'autograd', or predict 'linear' or 'mlp'"
+            )
 
     @torch.no_grad()
     def before_backward(self):
         learn = self.learn
+        model, x, y = learn.model, learn.xb, learn.yb
+        params = dict(model.named_parameters())
 
-        def loss():
-            return learn.loss_func(learn.model(*learn.xb), *learn.yb)
+        def loss_with(name, value):  # the loss with one parameter tensor replaced
+            return learn.loss_func(functional_call(model, {**params, name: value}, x), *y)
 
-        for p in learn.model.parameters():
+        for name, p in params.items():
             if not p.requires_grad:
                 continue
-            grad = torch.zeros_like(p)  # its own tensor, not a view: fastai's zero_grad detaches it in place
-            flat, grad_flat = p.view(-1), grad.view(-1)
-            for i in range(flat.numel()):
-                original = flat[i].clone()
-                flat[i] = original + self.eps
-                up = loss()
-                flat[i] = original - self.eps
-                down = loss()
-                flat[i] = original
-                grad_flat[i] = (up - down) / (2 * self.eps)
-            p.grad = grad
+            flat, n = p.detach().reshape(-1), p.numel()
+            grad = torch.empty_like(flat)
+            chunk = max(1, min(n, CHUNK_ELEMENTS // n))  # nudged copies per vectorised pass
+            batched = vmap(lambda v, name=name, shape=p.shape: loss_with(name, v.view(shape)))
+            for start in range(0, n, chunk):
+                rows = torch.arange(start, min(start + chunk, n), device=flat.device)
+                nudged = flat.expand(len(rows), n).clone()
+                original = flat[rows]
+                nudged[torch.arange(len(rows)), rows] = original + self.eps
+                up = batched(nudged)
+                nudged[torch.arange(len(rows)), rows] = original - self.eps
+                down = batched(nudged)
+                grad[rows] = (up - down) / (2 * self.eps)
+            p.grad = grad.view_as(p).clone()  # not a view: fastai's zero_grad detaches it in place
         raise CancelBackwardException()
+
+
+CHUNK_ELEMENTS = 1 << 24  # nudged weights held at once (64 MiB of float32)
 
 
 @option("gradient")

@@ -31,9 +31,12 @@ class HandSGD(Step):
     def before_step(self):
         with torch.no_grad():
             for params, hyper in zip(self.learn.opt.param_lists, self.learn.opt.hypers):
-                for p in params:
-                    if p.grad is not None:
-                        p -= hyper["lr"] * (p.grad + hyper["wd"] * p)
+                ps = [p for p in params if p.grad is not None]
+                grads = [p.grad for p in ps]
+                if hyper["wd"]:
+                    grads = torch._foreach_add(grads, torch._foreach_mul(ps, hyper["wd"]))  # p.grad + wd * p
+                # p -= lr * grad for every parameter at once: one call, not one per parameter
+                torch._foreach_sub_(ps, torch._foreach_mul(grads, hyper["lr"]))
         raise CancelStepException()
 
 

@@ -1,0 +1,88 @@
+"""The small models learners train, against a hand-written PyTorch loop over the same decoded tensors: same
+model, initial weights, optimizer (plain SGD, p -= lr * grad), batch size and epochs, validating every epoch.
+Each pair is measured interleaved (sevenstep, hand, sevenstep, hand, ...) and compared by medians."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from sevenstep import recipe, train
+
+
+@dataclass
+class Case:
+    name: str
+    file: str
+    sets: list[str]
+
+
+CASES = [
+    Case("fastbook linear, mnist5k-3v7, 20 epochs, bs 256", "experiments/fastbook_linear.toml", []),
+    Case(
+        "mlp 784-30-10, mnist5k, 5 epochs, bs 64, plain SGD",
+        "experiments/fastbook_simple_net.toml",
+        ["data.source=mnist5k", "data.bs=64", "steps.loss.name=cross_entropy", "steps.repeat.n=5"],
+    ),
+]
+
+
+def hand_loop(learn, epochs: int):
+    """The floor: what the recipe does, written out in PyTorch with nothing around it."""
+    dls, loss_func = learn.dls, learn.loss_func
+    x, y = dls.train.images.as_subclass(torch.Tensor), dls.train.labels.as_subclass(torch.Tensor)
+    vx, vy = dls.valid.images.as_subclass(torch.Tensor), dls.valid.labels.as_subclass(torch.Tensor)
+    norm = [t for t in dls.after_batch.fs if type(t).__name__ == "Normalize"]
+    mean, std = (norm[0].mean, norm[0].std) if norm else (0.0, 1.0)
+    model = copy.deepcopy(learn.model)
+    params, lr, bs = list(model.parameters()), learn.lr, dls.train.bs
+
+    def prep(images):
+        return ((images.float() / 255) - mean) / std
+
+    def run():
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(len(x))
+            for i in range(0, len(x) - bs + 1, bs):
+                idx = perm[i : i + bs]
+                loss = loss_func(model(prep(x[idx])), y[idx])
+                loss.backward()
+                with torch.no_grad():
+                    for p in params:
+                        p -= lr * p.grad
+                        p.grad = None
+            model.eval()
+            with torch.no_grad():
+                total = correct = 0.0
+                for i in range(0, len(vx), bs):
+                    out = model(prep(vx[i : i + bs]))
+                    total += loss_func(out, vy[i : i + bs]).item() * len(out)
+                    correct += (loss_func.decodes(loss_func.activation(out)) == vy[i : i + bs]).sum().item()
+        return total, correct
+
+    return run
+
+
+def measure(case: Case, repeats: int) -> tuple[float, float]:
+    """Median seconds of sevenstep's `train.fit` and of the hand loop, measured interleaved."""
+    r = recipe.load(case.file, case.sets)
+    epochs = r.steps["repeat"]["n"]
+    learn = train.build_learner(r)
+    with learn.no_bar(), learn.no_logging():
+        train.fit(learn)  # warm-up (and the init step's one-off initialisation)
+        hand = hand_loop(learn, epochs)
+        hand()
+        ours, floor = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            train.fit(learn)
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            hand()
+            floor.append(time.perf_counter() - start)
+    return statistics.median(ours), statistics.median(floor)
