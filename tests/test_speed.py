@@ -4,7 +4,6 @@ per-item path on a stock Learner. (Speed itself is measured by `make bench`, not
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from fastai.callback.core import Callback
