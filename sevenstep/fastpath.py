@@ -102,7 +102,11 @@ class DecodedDL(TfmdDL):
             return
         self.randomize()
         self.before_iter()
-        for b in self.create_batches(self.get_idxs()):
+        idxs = self.get_idxs()
+        # torch's DataLoader iterator draws its workers' base seed from torch's global generator on every
+        # pass; this draws it too, so that later random numbers (init, augmentation) are those of fastai's path
+        torch.empty((), dtype=torch.int64).random_()
+        for b in self.create_batches(idxs):
             yield self.after_batch(b)
         self.after_iter()
 

@@ -124,3 +124,17 @@ def test_fast_path_trains_as_fastais_per_item_path_on_a_stock_learner(file, sets
     for a, b in zip(fast.run_log.epochs, slow.run_log.epochs, strict=True):
         for k in ("train_loss", "valid_loss", "accuracy"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (a["epoch"], k)
+
+
+def test_a_pass_over_the_fast_path_draws_from_torchs_generator_as_fastais_does():
+    """torch's DataLoader takes one number from the global generator a pass; the fast path does the same, so a
+    recipe's later random numbers (init, augmentation) are those of fastai's own path."""
+    from fastai.data.load import DataLoader
+
+    dl = train.build_learner(recipe.load(LINEAR)).dls.valid
+    torch.manual_seed(1)
+    list(DataLoader.__iter__(dl))  # fastai's own iteration, through torch's DataLoader
+    after_stock = torch.rand(3)
+    torch.manual_seed(1)
+    list(dl)
+    assert torch.equal(torch.rand(3), after_stock)
