@@ -68,21 +68,26 @@ def hand_loop(learn, epochs: int):
     return run
 
 
-def measure(case: Case, repeats: int) -> tuple[float, float]:
+def interleaved(fns: dict[str, callable], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run in turns (A, B, A, B, ...) so that the machine's drift cancels."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def measure(case: Case, repeats: int, source: str | None = None) -> tuple[float, float]:
     """Median seconds of sevenstep's `train.fit` and of the hand loop, measured interleaved."""
-    r = recipe.load(case.file, case.sets)
-    epochs = r.steps["repeat"]["n"]
+    r = recipe.load(case.file, case.sets + ([f"data.source={source}"] if source else []))
     learn = train.build_learner(r)
-    with learn.no_bar(), learn.no_logging():
-        train.fit(learn)  # warm-up (and the init step's one-off initialisation)
-        hand = hand_loop(learn, epochs)
-        hand()
-        ours, floor = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            train.fit(learn)
-            ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            hand()
-            floor.append(time.perf_counter() - start)
-    return statistics.median(ours), statistics.median(floor)
+    with learn.no_bar(), learn.no_logging():  # no progress bars, no epoch tables in the benchmark's output
+        train.fit(learn)  # the init step's one-off initialisation, before the copy the hand loop trains
+        t = interleaved(
+            {"sevenstep": lambda: train.fit(learn), "hand": hand_loop(learn, r.steps["repeat"]["n"])}, repeats
+        )
+    return t["sevenstep"], t["hand"]
