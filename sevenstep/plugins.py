@@ -33,24 +33,29 @@ def relative_to(plugin: str, folder: Path) -> str:
 
 
 def load(plugins: list[str], where: str = "recipe") -> dict[str, str]:
-    """Import each plugin once per process; returns {plugin: sha256 of its source} for the run's records."""
+    """Import each plugin (a file again when its source changed); returns {plugin: sha256 of its source} for
+    the run's records."""
     return {plugin: _load(plugin, where) for plugin in plugins}
 
 
 def _load(plugin: str, where: str) -> str:
-    if plugin in _loaded:
-        return _loaded[plugin]
     if is_file(plugin):
         path = Path(plugin)
         if not path.is_file():
             raise UsageError(f"{where}: plugin file {path} does not exist")
         source = path.read_bytes()
+        digest = hashlib.sha256(source).hexdigest()
+        if _loaded.get(plugin) == digest:
+            return digest
+        _forget(plugin)  # an edited file (a notebook's next run): its options are registered afresh
         name = f"sevenstep_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses and pickling look modules up by name
         _import(lambda: spec.loader.exec_module(module), str(path), plugin)
     else:
+        if plugin in _loaded:  # a module is imported once per process, as Python's import does
+            return _loaded[plugin]
         spec = importlib.util.find_spec(plugin) if plugin.isidentifier() or "." in plugin else None
         if spec is None or spec.origin is None:
             raise UsageError(
@@ -60,6 +65,14 @@ def _load(plugin: str, where: str) -> str:
         _import(lambda: importlib.import_module(plugin), spec.origin, plugin)
     _loaded[plugin] = hashlib.sha256(source).hexdigest()
     return _loaded[plugin]
+
+
+def _forget(plugin: str) -> None:
+    from . import registry
+
+    for options in registry.REGISTRY.values():
+        for name in [n for n, opt in options.items() if opt.plugin == plugin]:
+            del options[name]
 
 
 def _import(run, filename: str, plugin: str) -> None:

@@ -146,3 +146,15 @@ def test_an_importable_module_is_a_plugin_too(tmp_path, monkeypatch):
     init = r.build_steps()["init"]
     init.fill(layer)
     assert torch.all(layer.weight == 0.5)
+
+
+def test_an_edited_plugin_file_is_loaded_again(tmp_path):
+    """A notebook edits its steps file and runs again: the new code is what trains."""
+    body = '@option("loss")\ndef edited(k: float = {k}) -> Loss:\n    """v{k}"""\n    return Loss(lambda p, t: (p.squeeze(-1) - t) ** 2, binary=True)\n'
+    path = _plugin(tmp_path, body.format(k=1.0))
+    first = plugins.load([str(path)])[str(path)]
+    assert registry.get("loss", "edited").params["k"].default == 1.0
+    assert plugins.load([str(path)])[str(path)] == first  # unchanged: not imported twice
+    _plugin(tmp_path, body.format(k=2.0))
+    assert plugins.load([str(path)])[str(path)] != first
+    assert registry.get("loss", "edited").params["k"].default == 2.0
