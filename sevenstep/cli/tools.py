@@ -52,7 +52,8 @@ def lr_find_cmd(
     for name, lr in found.items():
         typer.echo(f"{name:<8} {lr:.3g}" + ("   (fastai's default suggestion)" if name == "valley" else ""))
     typer.echo(f"plot: {out}")
-    typer.secho(f"try it: sevenstep run {file} --set steps.step.lr={found['valley']:.3g}", bold=True)
+    kept = "".join(f" --set {s}" for s in set_ or [] if not s.startswith("steps.step.lr="))
+    typer.secho(f"try it: sevenstep run {file}{kept} --set steps.step.lr={found['valley']:.3g}", bold=True)
 
 
 @app.command("predict")
