@@ -36,6 +36,7 @@ def dataloaders(
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (sevenstep/fastpath.py); `fast=False` is
     fastbook's per-item path."""
+    import torch
     from fastai.data.all import (
         Categorize,
         Datasets,
@@ -45,7 +46,7 @@ def dataloaders(
         ToTensor,
         parent_label,
     )
-    from fastai.torch_core import TensorCategory, set_seed
+    from fastai.torch_core import set_seed
     from fastai.vision.augment import CropPad, PadMode, RandomCrop, Resize
     from fastai.vision.core import PILImage, PILImageBW
 
@@ -69,7 +70,7 @@ def dataloaders(
         from .fastpath import DecodedDL, RandomPadCrop, decoded
 
         images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
-        labels = TensorCategory([dsets.vocab.o2i[parent_label(f)] for f in items]).to(device)
+        labels = torch.tensor([dsets.vocab.o2i[parent_label(f)] for f in items], device=device)
         per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
         aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
         # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms

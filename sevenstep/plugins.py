@@ -43,8 +43,7 @@ def _load(plugin: str, where: str) -> str:
         path = Path(plugin)
         if not path.is_file():
             raise UsageError(f"{where}: plugin file {path} does not exist")
-        source = path.read_bytes()
-        digest = hashlib.sha256(source).hexdigest()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if _loaded.get(plugin) == digest:
             return digest
         _forget(plugin)  # an edited file (a notebook's next run): its options are registered afresh
@@ -61,10 +60,10 @@ def _load(plugin: str, where: str) -> str:
             raise UsageError(
                 f"{where}: plugin {plugin!r} is neither a .py file nor a module Python can import"
             )
-        source = Path(spec.origin).read_bytes()
+        digest = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
         _import(lambda: importlib.import_module(plugin), spec.origin, plugin)
-    _loaded[plugin] = hashlib.sha256(source).hexdigest()
-    return _loaded[plugin]
+    _loaded[plugin] = digest
+    return digest
 
 
 def _forget(plugin: str) -> None:

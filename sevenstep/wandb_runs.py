@@ -26,28 +26,36 @@ def _leet_inspect() -> list[str]:
     return [str(core), "leet", "inspect", "--no-observability"]
 
 
+def _command(file: Path, *args: str) -> list[str]:
+    return [*_leet_inspect(), *args, "--run-file", str(file), str(file.parent.parent)]
+
+
 def _inspect(file: Path, *args: str) -> str:
     try:
-        done = subprocess.run(
-            [*_leet_inspect(), *args, "--run-file", str(file), str(file.parent.parent)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = subprocess.run(_command(file, *args), capture_output=True, text=True, timeout=60)
     except OSError:
         return ""
     return done.stdout if done.returncode == 0 else ""
 
 
 def _run_record(file: Path) -> dict[str, Any]:
-    """The run record (group, job type) sits near the start of the log."""
-    for line in _inspect(file, "--json").splitlines():
-        if '"type":"run"' in line:
-            try:
-                return json.loads(line).get("run") or {}
-            except (json.JSONDecodeError, AttributeError):
-                return {}
-    return {}
+    """The run record (group, job type) sits near the start of the log: stop reading once it is found."""
+    try:
+        proc = subprocess.Popen(
+            _command(file, "--json"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+    except OSError:
+        return {}
+    with proc:
+        try:
+            for line in proc.stdout:
+                if '"type":"run"' in line:
+                    return json.loads(line).get("run") or {}
+            return {}
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+        finally:
+            proc.kill()
 
 
 def read(file: Path) -> dict[str, Any]:

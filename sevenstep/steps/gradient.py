@@ -70,7 +70,8 @@ class FiniteDifference(Gradient):
             if not p.requires_grad:
                 continue
             flat, n = p.detach().reshape(-1), p.numel()
-            grad = torch.empty_like(flat)
+            grad = torch.empty_like(p)  # its own tensor, not a view: fastai's zero_grad detaches it in place
+            flat_grad = grad.view(-1)
             chunk = max(1, min(n, CHUNK_ELEMENTS // n))  # nudged copies per vectorised pass
             batched = vmap(lambda v, name=name, shape=p.shape: loss_with(name, v.view(shape)))
             for start in range(0, n, chunk):
@@ -81,8 +82,8 @@ class FiniteDifference(Gradient):
                 up = batched(nudged)
                 nudged[torch.arange(len(rows)), rows] = original - self.eps
                 down = batched(nudged)
-                grad[rows] = (up - down) / (2 * self.eps)
-            p.grad = grad.view_as(p).clone()  # not a view: fastai's zero_grad detaches it in place
+                flat_grad[rows] = (up - down) / (2 * self.eps)
+            p.grad = grad
         raise CancelBackwardException()
 
 
