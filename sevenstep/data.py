@@ -51,7 +51,7 @@ def dataloaders(
     from fastai.vision.core import PILImage, PILImageBW
 
     from .device import default
-    from .fastpath import ImageDataLoaders
+    from .fastpath import ImageDataLoaders, ShuffledDL
 
     check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels)
     src = source if isinstance(source, Source) else resolve(source)
@@ -91,7 +91,9 @@ def dataloaders(
             with Image.open(items[0]) as im:
                 side = size or im.size[0]
             aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
-        dls = dsets.dataloaders(after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, **kwargs)
+        dls = dsets.dataloaders(
+            after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, dl_type=ShuffledDL, **kwargs
+        )
     dls = ImageDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
     dls.mode = "L" if channels == 1 else "RGB"
     dls.source = src

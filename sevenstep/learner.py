@@ -11,12 +11,58 @@ goes to every callback, since fastai's Callback resets its `run` switch there.
 
 from __future__ import annotations
 
-from fastai.callback.core import event
+from fastai.callback.core import CancelBackwardException, CancelStepException, event
 from fastai.learner import Learner as FastaiLearner
-from torch import Tensor
+from fastai.learner import Recorder as FastaiRecorder
+from fastai.optimizer import Optimizer
+from fastcore.basics import defaults
+from fastcore.foundation import L
+from torch import _foreach_zero_
+
+
+class Recorder(FastaiRecorder):
+    """fastai's Recorder (same metrics accumulated, same lr and smoothed loss recorded on each batch), whose
+    after_batch no longer rebuilds the list of metrics on every batch (it is made once a pass, in
+    before_train/before_validate) nor computes the smoothed loss twice. It keeps fastai's name, `learn.recorder`."""
+
+    def before_train(self):
+        super().before_train()
+        self._pass_mets = (True, list(self._train_mets))
+
+    def before_validate(self):
+        super().before_validate()
+        self._pass_mets = (False, list(self._valid_mets))
+
+    def after_train(self):
+        super().after_train()
+        self._pass_mets = None
+
+    def after_validate(self):
+        super().after_validate()
+        self._pass_mets = None
+
+    def after_batch(self):
+        learn = self.learn
+        if len(learn.yb) == 0:
+            return
+        training, mets = self.__dict__.get("_pass_mets") or (None, None)
+        if training is not learn.training:  # outside a pass fastai announced: fastai's own lists
+            mets = self._train_mets if learn.training else self._valid_mets
+        for met in mets:
+            met.accumulate(learn)
+        if not learn.training:
+            return
+        self.lrs.append(learn.opt.hypers[-1]["lr"])
+        learn.smooth_loss = self.smooth_loss.value
+        self.losses.append(learn.smooth_loss)
 
 
 class Learner(FastaiLearner):
+    def __init__(self, *args, cbs=None, default_cbs: bool = True, **kwargs):
+        # fastai's default callbacks, in their order, with sevenstep's Recorder in place of fastai's
+        own = [Recorder if cb is FastaiRecorder else cb for cb in defaults.callbacks] if default_cbs else []
+        super().__init__(*args, cbs=L(own) + L(cbs), default_cbs=False, **kwargs)
+
     def __call__(self, event_name):
         if isinstance(event_name, str):
             self._call_one(event_name)
@@ -38,10 +84,31 @@ class Learner(FastaiLearner):
         for cb in listeners:
             cb(event_name)
 
-    def _set_device(self, b):
-        """fastai's, skipped when the batch is already where the model is (the fast path makes it there)."""
+    def _do_grad_opt(self):
+        """fastai's; a fastai Optimizer's gradients are zeroed in one call (its zero_grad builds a list of tuples
+        of every parameter, its state and hyper-parameters on each batch, to zero them one at a time)."""
+        if type(self.opt).zero_grad is not Optimizer.zero_grad:
+            return super()._do_grad_opt()
+        self._with_events(self._backward, "backward", CancelBackwardException)
+        self._with_events(self._step, "step", CancelStepException)
+        grads = [p.grad for group in self.opt.param_lists for p in group if p.grad is not None]
+        for g in grads:
+            if g.requires_grad:  # a gradient with a graph (create_graph=True): fastai detaches it too
+                g.detach_()
+        _foreach_zero_(grads)
+
+    def all_batches(self):
+        # the fast path's DataLoader makes its batches on its device: when that is where the model is (read once
+        # a pass, a walk over the model's modules), fastai's _set_device has nothing to move on any batch
         device = next(self.model.parameters()).device
-        if all(isinstance(t, Tensor) and t.device == device for t in b):
+        self._batches_in_place = getattr(self.dl, "decoded_device", None) == device
+        try:
+            super().all_batches()
+        finally:
+            self._batches_in_place = False
+
+    def _set_device(self, b):
+        if self.__dict__.get("_batches_in_place"):
             return b
         return super()._set_device(b)
 

@@ -23,14 +23,18 @@ class Gradient(StepCallback):
 
 
 class Autograd(Gradient):
-    """Backpropagation needs nothing added; this only clips the gradient's norm when asked to."""
+    """Backpropagation needs nothing added: fastai's backward pass fills every `.grad`."""
 
-    def __init__(self, clip: float | None = None):
+
+class ClippedAutograd(Autograd):
+    """Backpropagation, then the gradient's norm capped at `clip` before the step (a class of its own, so
+    that without clipping nothing is called on every batch)."""
+
+    def __init__(self, clip: float):
         self.clip = clip
 
     def before_step(self):
-        if self.clip:
-            nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.clip)
+        nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.clip)
 
 
 class FiniteDifference(Gradient):
@@ -94,7 +98,7 @@ CHUNK_ELEMENTS = 1 << 24  # nudged weights held at once (64 MiB of float32)
 def autograd(clip: float | None = None) -> Gradient:
     """Backpropagation (loss.backward()); `clip` caps the gradient's norm."""
     positive("steps.gradient.clip", clip)
-    return Autograd(clip)
+    return ClippedAutograd(clip) if clip else Autograd()
 
 
 @option("gradient")
