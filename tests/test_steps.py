@@ -23,28 +23,79 @@ from sevenstep.steps.stop import Patience, Target, TimeBudget
 EXPERIMENTS = "experiments"
 
 
-def _small_linear_problem(n_out, dtype=torch.float64):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(12, n_out)).to(dtype)
-    x, y = torch.randn(32, 12, dtype=dtype), torch.randint(0, 2, (32,))
-    return model, x, y
+class TwoInputs(nn.Module):
+    """Not a Sequential: finite differences re-run the whole model for each nudge."""
+
+    def __init__(self, n_out):
+        super().__init__()
+        self.a, self.b = nn.Linear(12, 5), nn.Linear(5, n_out)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
 
 
-@pytest.mark.parametrize("loss_name", ["mnist_loss", "bce", "mse"])
-def test_finite_difference_matches_autograd(loss_name):
+MODELS = {
+    # nn.Linear layers: their nudged outputs are written directly
+    "one layer": lambda n_out: nn.Sequential(nn.Linear(12, n_out)),
+    "two layers": lambda n_out: nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, n_out)),
+    # any other layer, or a model that is not a Sequential: functional_call on nudged copies
+    "conv layer": lambda n_out: nn.Sequential(
+        nn.Unflatten(1, (3, 2, 2)), nn.Conv2d(3, 4, 2), nn.Sigmoid(), nn.Flatten(), nn.Linear(4, n_out)
+    ),
+    "not a sequential": TwoInputs,
+}
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("loss_name", [n for n, o in registry.REGISTRY["loss"].items() if not o.plugin])
+def test_finite_difference_matches_autograd(loss_name, model_name):
     loss = registry.get("loss", loss_name).build({})
-    model, x, y = _small_linear_problem(loss.n_out(2))
-    loss_func = loss.func
-    loss_func(model(x), y).backward()
+    torch.manual_seed(0)
+    model = MODELS[model_name](loss.n_out(2)).double()
+    x, y = torch.randn(32, 12, dtype=torch.float64), torch.randint(0, 2, (32,))
+    loss.func(model(x), y).backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     cb = FiniteDifference(eps=1e-4, max_params=1000)
-    cb.learn = SimpleNamespace(model=model, loss_func=loss_func, xb=(x,), yb=(y,))
+    cb.learn = SimpleNamespace(model=model, loss_func=loss.func, xb=(x,), yb=(y,))
     with pytest.raises(CancelBackwardException):
         cb.before_backward()
-    for got, want in zip((p.grad for p in model.parameters()), expected):
+    for got, want in zip((p.grad for p in model.parameters()), expected, strict=True):
         assert want.abs().max() > 1e-3  # a gradient worth comparing
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_finite_difference_works_in_chunks(monkeypatch):
+    """A layer's nudges are evaluated a chunk at a time: small chunks give the same gradient as one."""
+    from sevenstep.steps import gradient
+
+    torch.manual_seed(0)
+    model = MODELS["conv layer"](2).double()
+    x, y = torch.randn(8, 12, dtype=torch.float64), torch.randint(0, 2, (8,))
+    grads = []
+    for elements in (1 << 20, 40):
+        monkeypatch.setattr(gradient, "CHUNK_ELEMENTS", elements)
+        cb = FiniteDifference(eps=1e-4, max_params=1000)
+        cb.learn = SimpleNamespace(model=model, loss_func=loss_step.mse().func, xb=(x,), yb=(y,))
+        with pytest.raises(CancelBackwardException):
+            cb.before_backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_autograd_clip_caps_the_gradients_norm_and_costs_nothing_without_it():
+    torch.manual_seed(0)
+    model = nn.Linear(10, 3)
+    (model(torch.randn(16, 10)) * 100).pow(2).sum().backward()
+    norm = lambda: torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))  # noqa: E731
+    assert norm() > 1.0
+    clipped = registry.get("gradient", "autograd").build({"clip": 0.5})
+    clipped.learn = SimpleNamespace(model=model)
+    clipped.before_step()
+    assert norm() == pytest.approx(0.5, rel=1e-5)
+    plain = registry.get("gradient", "autograd").build({})
+    assert not hasattr(plain, "before_step")  # no call on every batch when nothing is clipped
 
 
 def test_finite_difference_refuses_big_models():
