@@ -24,9 +24,9 @@ state that a resumed run needs defines `checkpoint_state()` and `restore_state(s
 
 from __future__ import annotations
 
+import math
 import time
 
-import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Recorder
@@ -58,6 +58,12 @@ class SparseCallback(Callback):
             return None
         return super().__call__(event_name)
 
+    @property
+    def training(self) -> bool:
+        """The Learner's, read directly: fastai's Callback.__call__ reads it on every batch event, and a callback's
+        own attribute look-up would go through fastai's delegation to the Learner (several times slower)."""
+        return self.learn.training
+
 
 class DivergenceGuard(SparseCallback):
     """Always on: a NaN or infinite training loss ends the run and says where it happened."""
@@ -65,7 +71,7 @@ class DivergenceGuard(SparseCallback):
     order = GUARD_ORDER
 
     def after_loss(self):
-        if self.learn.training and not torch.isfinite(self.learn.loss):
+        if self.learn.training and not math.isfinite(self.learn.loss.item()):
             self.learn.stop_reason = "diverged"
             self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
             raise CancelFitException()

@@ -8,6 +8,7 @@ so `RandomPadCrop` is written here: CropPad(34, zeros) + RandomCrop(28) for a wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -130,9 +131,11 @@ class DecodedDL(ShuffledDL):
         # torch's DataLoader iterator draws its workers' base seed from torch's global generator on every
         # pass; this draws it too, so that later random numbers (init, augmentation) are those of fastai's path
         torch.empty((), dtype=torch.int64).random_()
-        after_batch = self._plain_after_batch() or self.after_batch
-        for b in self.create_batches(idxs):
-            yield after_batch(b)
+        plain = self._plain_after_batch()
+        if plain is not None:
+            yield from map(plain, self._slices(idxs))
+        else:
+            yield from map(self.after_batch, self.create_batches(idxs))
         self.after_iter()
 
     def _plain_after_batch(self):
@@ -154,10 +157,10 @@ class DecodedDL(ShuffledDL):
         for t in tfms:
             if t.split_idx is not None and t.split_idx != split_idx:
                 continue  # as fastai's Transform does: e.g. augmentation on the training split only
-            plan.append((t, *(_encodes_for(t, typ) for typ in types)))
+            plan.append((t, *(_encodes_for(type(t), typ) for typ in types)))
 
-        def after_batch(b):
-            x, y = b[0].as_subclass(torch.Tensor), b[1].as_subclass(torch.Tensor)
+        def after_batch(b):  # b: plain tensors, from _slices
+            x, y = b
             for t, on_x, on_y in plan:
                 x = x if on_x is None else on_x(t, x)
                 y = y if on_y is None else on_y(t, y)
@@ -170,27 +173,30 @@ class DecodedDL(ShuffledDL):
             yield from super().create_batches(samps)
             return
         image = TensorImageBW if self.images.shape[1] == 1 else TensorImage  # greyscale or colour
+        for images, labels in self._slices(samps):
+            yield images.as_subclass(image), labels.as_subclass(TensorCategory)
+
+    def _slices(self, samps):
+        """Batches of `samps` (indices: a tensor, or fastai's list) as plain uint8 images and label indices."""
         samps = samps if isinstance(samps, torch.Tensor) else list(samps)  # ours, or fastai's (DistributedDL)
         order = torch.as_tensor(samps, device=self.images.device)  # one copy an epoch, not one a batch
         end = len(order) - len(order) % self.bs if self.drop_last else len(order)
         for start in range(0, end, self.bs):
             i = order[start : start + self.bs]
             # index_select, not images[i]: the same rows, a tenth of the time on the CPU
-            images, labels = self.images.index_select(0, i), self.labels.index_select(0, i)
-            yield images.as_subclass(image), labels.as_subclass(TensorCategory)
+            yield self.images.index_select(0, i), self.labels.index_select(0, i)
 
 
-PLAIN_TFMS = (
-    RandomPadCrop,
-    IntToFloatTensor,
-    Normalize,
-)  # their encodes: tensor arithmetic, no typed-tensor methods
+# the batch transforms whose encodes are tensor arithmetic alone (no typed-tensor methods): see _plain_after_batch
+PLAIN_TFMS = (RandomPadCrop, IntToFloatTensor, Normalize)
 
 
-def _encodes_for(tfm: Transform, typ: type):
-    """The function `tfm.encodes` dispatches to for an input of type `typ`, or None (fastai leaves it as it is)."""
+@functools.cache  # plum caches what it finds, not what it does not find (a label, for most transforms)
+def _encodes_for(tfm: type[Transform], typ: type):
+    """The function a `tfm` transform's `encodes` dispatches to for an input of type `typ`, or None (fastai
+    leaves such an input as it is)."""
     try:
-        method, _ = tfm.encodes._f._resolve_method_with_cache(types=(type(tfm), typ))  # as Transform does
+        method, _ = tfm.encodes._resolve_method_with_cache(types=(tfm, typ))  # as Transform does
     except NotFoundLookupError:
         return None
     return method

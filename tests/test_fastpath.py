@@ -8,6 +8,8 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastai.torch_core import TensorImage
+from fasttransform import Transform
 from PIL import Image
 
 from conftest import make_folder
@@ -108,3 +110,66 @@ def test_images_of_different_sizes_are_refused(tmp_path):
 
     with pytest.raises(UsageError, match="differ in size"):
         data.dataloaders(f"folder:{folder}", bs=4)
+
+
+def _pipeline_and_plain(dl, seed=0):
+    """One pass's first batch through fastai's Pipeline (after_batch on the typed batch) and through the fast
+    path's plain-tensor version of it, from the same random state."""
+    from sevenstep.fastpath import DecodedDL
+
+    plain = dl._plain_after_batch()
+    assert plain is not None
+    order = torch.arange(min(dl.bs, dl.n))
+    (typed,) = list(DecodedDL.create_batches(dl, order))
+    (raw,) = list(dl._slices(order))
+    torch.manual_seed(seed)
+    want = dl.after_batch(typed)
+    torch.manual_seed(seed)
+    got = plain(raw)
+    return want, got
+
+
+def test_plain_batch_transforms_give_fastais_pipeline_result():
+    """The fast path runs each batch transform's own encodes on plain tensors; same values and types as fastai's
+    Pipeline gives, augmentation (same random crops from the same seed) and normalisation included."""
+    dls = data.dataloaders("mnist5k-3v7", bs=64, augment=True)
+    for dl in (dls.train, dls.valid):  # the training split is augmented, validation is not
+        want, got = _pipeline_and_plain(dl)
+        for w, g in zip(want, got, strict=True):
+            assert type(g) is type(w)
+            assert torch.equal(g.as_subclass(torch.Tensor), w.as_subclass(torch.Tensor))
+    # and the augmentation did something on the training split
+    plain = data.dataloaders("mnist5k-3v7", bs=64, augment=False)
+    assert not torch.equal(_pipeline_and_plain(dls.train)[1][0], _pipeline_and_plain(plain.train)[1][0])
+
+
+class Invert(Transform):
+    """A user's own batch transform."""
+
+    order = 100
+
+    def encodes(self, x: TensorImage):
+        return -x
+
+
+def test_a_batch_transform_the_fast_path_does_not_know_goes_through_fastais_pipeline():
+    dls = data.dataloaders("mnist5k-3v7", bs=64)
+    before = dls.valid.one_batch()[0].as_subclass(torch.Tensor)
+    dls.valid.after_batch.add(Invert())
+    assert dls.valid._plain_after_batch() is None
+    after = dls.valid.one_batch()[0].as_subclass(torch.Tensor)
+    assert torch.equal(after, -before)
+
+
+def test_the_fast_paths_order_is_get_idxs_order():
+    """fastai's get_idxs (which DistributedDL calls) and the fast path's own iteration give one order."""
+    import random
+
+    dl = data.dataloaders("mnist5k-3v7", bs=50).train
+    dl.rng = random.Random(7)
+    dl.randomize()  # as __iter__ does first
+    expected = dl.get_idxs()
+    assert sorted(expected) == list(range(dl.n)) and expected != sorted(expected)
+    dl.rng = random.Random(7)
+    got = torch.cat([yb.as_subclass(torch.Tensor) for _, yb in dl])
+    assert torch.equal(got, dl.labels[torch.tensor(expected[: len(got)])])

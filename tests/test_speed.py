@@ -138,3 +138,35 @@ def test_a_pass_over_the_fast_path_draws_from_torchs_generator_as_fastais_does()
     torch.manual_seed(1)
     list(dl)
     assert torch.equal(torch.rand(3), after_stock)
+
+
+@pytest.mark.parametrize(
+    "sets", [[], ["steps.repeat.name=one_cycle", "steps.step.name=adam"]], ids=["sgd", "one_cycle"]
+)
+def test_sevensteps_recorder_records_what_fastais_does(sets, tiny_folder):
+    """sevenstep's Recorder (a cheaper after_batch) against fastai's own, on the same run: same smoothed
+    losses, learning rates, per-epoch values and iteration counts."""
+    from fastai.learner import Recorder as FastaiRecorder
+
+    from sevenstep.learner import Recorder
+
+    sets = [f"data.source=folder:{tiny_folder}", "data.bs=4", "steps.repeat.n=3", *sets]
+    recorders = []
+    for stock in (False, True):
+        learn = train.build_learner(recipe.load(LINEAR, sets))
+        assert type(learn.recorder) is Recorder
+        if stock:
+            ours = learn.recorder
+            learn.cbs[learn.cbs.index(ours)] = theirs = FastaiRecorder()
+            theirs.learn = learn
+            learn.recorder = theirs
+        with learn.no_bar():
+            train.fit(learn)
+        recorders.append(learn.recorder)
+    ours, theirs = recorders
+    assert type(theirs) is FastaiRecorder
+    assert len(ours.losses) > 10 and ours.iters == theirs.iters and ours.lrs == theirs.lrs
+    assert [float(v) for v in ours.losses] == [float(v) for v in theirs.losses]
+    assert [[float(v) for v in row] for row in ours.values] == [
+        [float(v) for v in row] for row in theirs.values
+    ]

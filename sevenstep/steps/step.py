@@ -34,9 +34,9 @@ class HandSGD(Step):
                 ps = [p for p in params if p.grad is not None]
                 grads = [p.grad for p in ps]
                 if hyper["wd"]:
-                    grads = torch._foreach_add(grads, torch._foreach_mul(ps, hyper["wd"]))  # p.grad + wd * p
+                    grads = torch._foreach_add(grads, ps, alpha=hyper["wd"])  # p.grad + wd * p
                 # p -= lr * grad for every parameter at once: one call, not one per parameter
-                torch._foreach_sub_(ps, torch._foreach_mul(grads, hyper["lr"]))
+                torch._foreach_add_(ps, grads, alpha=-hyper["lr"])
         raise CancelStepException()
 
 
