@@ -95,6 +95,11 @@ def dataloaders(
             after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, dl_type=ShuffledDL, **kwargs
         )
     dls = ImageDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
+    for t in after_batch:
+        if isinstance(t, Normalize) and t.mean is not None:
+            # its statistics, taken from a typed batch, keep the batch's type: every batch's (x - mean) / std
+            # would then go through fastai's typed-tensor dispatch (__torch_function__), twice a batch
+            t.mean, t.std = t.mean.as_subclass(torch.Tensor), t.std.as_subclass(torch.Tensor)
     dls.mode = "L" if channels == 1 else "RGB"
     dls.source = src
     return dls

@@ -17,7 +17,6 @@ from fastai.learner import Recorder as FastaiRecorder
 from fastai.optimizer import Optimizer
 from fastcore.basics import defaults
 from fastcore.foundation import L
-from torch import _foreach_zero_
 
 
 class Recorder(FastaiRecorder):
@@ -85,17 +84,17 @@ class Learner(FastaiLearner):
             cb(event_name)
 
     def _do_grad_opt(self):
-        """fastai's; a fastai Optimizer's gradients are zeroed in one call (its zero_grad builds a list of tuples
-        of every parameter, its state and hyper-parameters on each batch, to zero them one at a time)."""
+        """fastai's, but a fastai Optimizer's gradients are then dropped (None) instead of zeroed in place, as
+        PyTorch's zero_grad does by default (and so fastai's OptimWrapper around a PyTorch optimizer): no pass over
+        the gradients, and the next backward writes them instead of adding them to zeros (~4% of a small CNN's
+        epoch). A parameter the next loss does not use then has no gradient, and the step leaves it alone."""
         if type(self.opt).zero_grad is not Optimizer.zero_grad:
             return super()._do_grad_opt()
         self._with_events(self._backward, "backward", CancelBackwardException)
         self._with_events(self._step, "step", CancelStepException)
-        grads = [p.grad for group in self.opt.param_lists for p in group if p.grad is not None]
-        for g in grads:
-            if g.requires_grad:  # a gradient with a graph (create_graph=True): fastai detaches it too
-                g.detach_()
-        _foreach_zero_(grads)
+        for group in self.opt.param_lists:
+            for p in group:
+                p.grad = None
 
     def all_batches(self):
         # the fast path's DataLoader makes its batches on its device: when that is where the model is (read once

@@ -272,3 +272,33 @@ def test_every_option_builds_a_model_that_trains_one_batch(tiny_folder):
             value = loss.func(out, yb)
             value.backward()
             assert torch.isfinite(value), (pname, lname)
+
+
+def test_adam_is_fastais_adam_step_by_step():
+    """sevenstep's foreach Adam against fastai's own: the same weights and state after steps with changing
+    hyper-parameters (as one_cycle changes lr and mom), a parameter exempt from weight decay (fastai's Learner
+    exempts batch norm and biases) and one without a gradient on some steps."""
+    from fastai.optimizer import Adam
+
+    from sevenstep.steps.step import ForeachAdam
+
+    torch.manual_seed(0)
+    ours = [nn.Parameter(torch.randn(shape)) for shape in ((4, 3), (3,), (5,))]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    opts = [ForeachAdam(ours, lr=0.01), Adam(theirs, lr=0.01)]
+    for opt, ps in zip(opts, (ours, theirs)):
+        opt.state[ps[1]]["do_wd"] = False
+    for step in range(6):
+        grads = [torch.randn_like(p) for p in ours]
+        for opt, ps in zip(opts, (ours, theirs)):
+            opt.set_hypers(lr=0.01 * (step + 1), mom=0.95 - 0.01 * step)
+            for p, g in zip(ps, grads):
+                p.grad = None if (p is ps[2] and step % 2) else g.clone()
+            opt.step()
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    for a, b in zip(ours, theirs):
+        sa, sb = opts[0].state[a], opts[1].state[b]
+        assert sa.keys() == sb.keys() and sa["step"] == sb["step"]
+        torch.testing.assert_close(sa["sqr_avg"], sb["sqr_avg"], rtol=0, atol=1e-7)
+    assert opts[0].state[ours[2]]["step"] == 3  # it had a gradient on three steps of six

@@ -6,7 +6,16 @@ from functools import partial
 
 import torch
 from fastai.callback.core import CancelStepException
-from fastai.optimizer import SGD, Adam
+from fastai.optimizer import (
+    SGD,
+    Optimizer,
+    adam_step,
+    average_grad,
+    average_sqr_grad,
+    debias,
+    step_stat,
+    weight_decay,
+)
 
 from ..callbacks import STEP_ORDER
 from ..registry import option
@@ -40,6 +49,49 @@ class HandSGD(Step):
         raise CancelStepException()
 
 
+class ForeachAdam(Optimizer):
+    """fastai's Adam, decoupled weight decay (AdamW): the same step functions, state (grad_avg, sqr_avg, step
+    per parameter, so checkpoints are interchangeable), hyper-parameters and per-parameter `do_wd`, computed for
+    all parameters at once with torch's foreach operations.
+
+    fastai's Optimizer calls its five step functions one parameter at a time: on the small CNN's 14 tensors,
+    ~0.3 ms a batch, a tenth of its epoch. torch's own AdamW is as quick but knows nothing of `do_wd` (fastai's
+    Learner exempts batch norm and biases from weight decay) nor of fastai's state."""
+
+    def __init__(self, params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):
+        cbs = [weight_decay, partial(average_grad, dampening=True), average_sqr_grad, step_stat, adam_step]
+        super().__init__(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise NotImplementedError("fastai optimizers do not support closure")
+        for params, hyper in zip(self.param_lists, self.hypers):
+            ps = [p for p in params if p.grad is not None]
+            if not ps:
+                continue
+            lr, mom, sqr_mom = hyper["lr"], hyper["mom"], hyper["sqr_mom"]
+            states = [self.state[p] for p in ps]
+            for p, state in zip(ps, states):
+                if "grad_avg" not in state:  # as average_grad and average_sqr_grad start them
+                    state.update(grad_avg=torch.zeros_like(p.grad), sqr_avg=torch.zeros_like(p.grad), step=0)
+                state["step"] += 1  # step_stat
+            decayed = [p for p, state in zip(ps, states) if state.get("do_wd", True)]
+            if hyper["wd"] != 0 and decayed:  # weight_decay
+                torch._foreach_mul_(decayed, 1 - lr * hyper["wd"])
+            grads = [p.grad for p in ps]
+            grad_avgs, sqr_avgs = [st["grad_avg"] for st in states], [st["sqr_avg"] for st in states]
+            torch._foreach_mul_(grad_avgs, mom)  # average_grad
+            torch._foreach_add_(grad_avgs, grads, alpha=1 - mom)
+            torch._foreach_mul_(sqr_avgs, sqr_mom)  # average_sqr_grad
+            torch._foreach_addcmul_(sqr_avgs, grads, grads, value=1 - sqr_mom)
+            steps = [st["step"] for st in states]  # adam_step
+            denoms = torch._foreach_div(sqr_avgs, [debias(sqr_mom, 1 - sqr_mom, n) for n in steps])
+            torch._foreach_sqrt_(denoms)
+            torch._foreach_add_(denoms, hyper["eps"])
+            torch._foreach_addcdiv_(ps, grad_avgs, denoms, [-lr / debias(mom, 1 - mom, n) for n in steps])
+
+
 def _check(lr, wd):
     positive("steps.step.lr", lr)
     positive("steps.step.wd", wd, allow_zero=True)
@@ -63,4 +115,4 @@ def momentum(lr: float = 0.1, mom: float = 0.9, wd: float = 0.0) -> Step:
 def adam(lr: float = 0.001, wd: float = 0.01) -> Step:
     """fastai's Adam (decoupled weight decay): a step size per weight from gradient statistics."""
     _check(lr, wd)
-    return Step(partial(Adam, wd=wd), lr)
+    return Step(partial(ForeachAdam, wd=wd), lr)
