@@ -339,7 +339,7 @@ def main() -> None:
     procs = bench_processes()
     print(
         f"6. one epoch of the 10-class CNN: {procs[1]:.2f} s on 1 process, {procs[2]:.2f} s on 2 (data-parallel, "
-        f"gloo): {procs[1] / procs[2]:.2f}x faster"
+        f"gloo): 2 processes run at {procs[1] / procs[2]:.2f}x the speed of 1"
     )
     print(
         f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"

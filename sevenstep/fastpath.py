@@ -4,6 +4,7 @@ fastbook's per-item pipeline decodes a PNG and runs three transforms per image, 
 two cores, slower than the small models it feeds. Here the `Datasets` stays exactly fastbook's one (same
 items, labels, splits and vocab); only how a batch is made changes. fastai has no batch-level pad-and-crop,
 so `RandomPadCrop` is written here: CropPad(34, zeros) + RandomCrop(28) for a whole batch in one indexing op.
+Both paths shuffle with torch (`permutation`), so they train on the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class DecodedDL(ShuffledDL):
             return
         self.randomize()
         self.before_iter()
-        # get_idxs's order (fastai's contract: a list), as one tensor
+        # the order get_idxs gives (a list there, fastai's contract), as one tensor here
         idxs = permutation(self.rng, self.n) if self.shuffle else torch.arange(self.n)
         # torch's DataLoader iterator draws its workers' base seed from torch's global generator on every
         # pass; this draws it too, so that later random numbers (init, augmentation) are those of fastai's path

@@ -7,6 +7,11 @@ callbacks whose class (or instance) defines it, in fastai's order, and calls onl
 again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs). Every callback receives the
 same events in the same order as on a stock Learner (tests/test_speed.py records both); `after_fit` still
 goes to every callback, since fastai's Callback resets its `run` switch there.
+
+The rest of a batch's bookkeeping, made cheaper the same way (each part tested against fastai's own): the
+Recorder (below), the model's device read once a pass instead of on every batch, and gradients dropped after
+the step as PyTorch does. Together with the fast data path (fastpath.py), a small model's epoch costs
+1.3-1.7x a hand-written PyTorch loop's instead of 4-6x (`make bench`).
 """
 
 from __future__ import annotations
@@ -99,8 +104,10 @@ class Learner(FastaiLearner):
     def all_batches(self):
         # the fast path's DataLoader makes its batches on its device: when that is where the model is (read once
         # a pass, a walk over the model's modules), fastai's _set_device has nothing to move on any batch
-        device = next(self.model.parameters()).device
-        self._batches_in_place = getattr(self.dl, "decoded_device", None) == device
+        param = next(self.model.parameters(), None)
+        self._batches_in_place = (
+            param is not None and getattr(self.dl, "decoded_device", None) == param.device
+        )
         try:
             super().all_batches()
         finally:
