@@ -105,13 +105,25 @@ def test_a_callback_added_or_removed_mid_way_is_seen(tiny_folder):
     ],
     ids=["linear", "simple_net", "cnn", "finite_difference"],
 )
-def test_fast_path_trains_as_fastais_per_item_path_on_a_stock_learner(file, sets):
+@pytest.mark.parametrize("order", ["torch", "fastai"])
+def test_fast_path_trains_as_fastais_per_item_path_on_a_stock_learner(file, sets, order, monkeypatch):
     """Same seed: the same batches in the same order, so the same per-epoch metrics (augmentation draws its
-    crops differently on the two paths, so it is off here)."""
+    crops differently on the two paths, so it is off here). Both paths shuffle with torch; with fastai's own
+    shuffle put back (Python's random.sample, on a stock TfmdDL), the fast path still matches it."""
+    from fastai.data.core import TfmdDL
+
+    from sevenstep import fastpath
+
+    if order == "fastai":
+        monkeypatch.setattr(fastpath, "permutation", lambda rng, n: torch.tensor(rng.sample(range(n), n)))
     r = recipe.load(file, sets)
     fast = train.build_learner(r)
     slow = train.build_learner(r, fast=False)
     slow.__class__ = StockLearner
+    if order == "fastai":
+        for dl in slow.dls.loaders:
+            assert type(dl) is fastpath.ShuffledDL
+            dl.__class__ = TfmdDL  # fastai's own shuffle_fn
     norm = [t for t in slow.dls.after_batch.fs if type(t).__name__ == "Normalize"]
     if norm:  # both take their statistics from one training batch: use the same ones
         (fast_norm,) = [t for t in fast.dls.after_batch.fs if type(t).__name__ == "Normalize"]
