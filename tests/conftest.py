@@ -4,6 +4,7 @@ folders made on the spot."""
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,10 @@ import pytest
 from PIL import Image
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+# Ctrl-C as at a terminal, for this process and the sevenstep processes tests start: a shell that starts a job in
+# the background (`cmd &` in a script) starts it with SIGINT ignored, and every Ctrl-C test would then hang
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
