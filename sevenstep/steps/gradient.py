@@ -118,7 +118,7 @@ def _nudged_layer(layer, params, name, args, rows, delta):
     p = params[name]
     flat = p.detach().reshape(-1)
     copies = flat.expand(len(rows), len(flat)).clone()
-    copies[torch.arange(len(rows)), rows] += delta
+    copies[torch.arange(len(rows), device=rows.device), rows] += delta
     return vmap(lambda w: functional_call(layer, {**params, name: w.view(p.shape)}, args))(copies)
 
 
