@@ -117,15 +117,15 @@ def option(step: str):
                 raise OptionError(f"{step} option {name!r}: parameter {param!r} needs a default ({example})")
         declared = REGISTRY[step].get(name)
         # a plugin's own options, not the built-ins its imports (sevenstep.steps.loss, ...) register meanwhile
-        if current_plugin is not None and not factory.__module__.startswith("sevenstep."):
-            if declared is not None and declared.plugin != current_plugin:
-                owner = f"defined by {declared.plugin}" if declared.plugin else "a built-in option"
-                raise OptionError(f"{step} option {name!r} is already {owner}; give yours another name")
+        plugin = current_plugin if not factory.__module__.startswith("sevenstep.") else None
+        if plugin and declared is not None and declared.plugin != plugin:
+            owner = f"defined by {declared.plugin}" if declared.plugin else "a built-in option"
+            raise OptionError(f"{step} option {name!r} is already {owner}; give yours another name")
+        if (
+            plugin or declared is None
+        ):  # a plugin's, or an option outside sevenstep/steps/ (not read from source)
             doc = (inspect.getdoc(factory) or "").split("\n")[0]
-            declared = REGISTRY[step][name] = Option(step, name, params, doc, plugin=current_plugin)
-        elif declared is None:  # an option outside sevenstep/steps/, not read from source
-            doc = (inspect.getdoc(factory) or "").split("\n")[0]
-            declared = REGISTRY[step][name] = Option(step, name, params, doc)
+            declared = REGISTRY[step][name] = Option(step, name, params, doc, plugin=plugin or "")
         declared.factory = factory
         return factory
 
