@@ -71,8 +71,9 @@ def bench_epoch() -> dict[str, tuple[float, float]]:
     from fastai.torch_core import TensorImageBW
 
     from benchmarks.small_models import interleaved
-    from sevenstep import data, recipe, train
-    from sevenstep.fastpath import RandomPadCrop
+    from sevenstep import data, recipe
+    from sevenstep.data.decoded import RandomPadCrop
+    from sevenstep.loop import train
 
     sets = [
         "data.source=mnist5k",
@@ -122,7 +123,7 @@ def bench_epoch() -> dict[str, tuple[float, float]]:
 
 
 def bench_small_models() -> list[tuple[str, float, float, float]]:
-    """The seeds' own tiny models, where the loop's overhead is most of the time: (case, sevenstep s, hand s,
+    """fastbook's chapter 4's own tiny models, where the loop's overhead is most of the time: (case, sevenstep s, hand s,
     target ratio)."""
     from benchmarks.small_models import CASES, measure
 
@@ -134,7 +135,8 @@ def bench_finite_difference() -> dict[str, float]:
     """Seconds per epoch of the shipped numerical-gradient recipe: its vectorised finite differences, the
     per-weight loop it replaced, and autograd, interleaved; and one simple-net batch (23,581 weights)."""
     from benchmarks.small_models import PerWeightFiniteDifference, interleaved
-    from sevenstep import recipe, train
+    from sevenstep import recipe
+    from sevenstep.loop import train
 
     learners = {}
     for name, gradient in (("vectorised", "finite_difference"), ("per weight", "finite_difference"),
@@ -174,7 +176,8 @@ def bench_60k(repeats: int = 3) -> dict[str, float]:
     from PIL import Image
 
     from benchmarks.small_models import CASES, measure
-    from sevenstep import data, sources
+    from sevenstep import data
+    from sevenstep.data import sources
 
     src = sources.resolve("mnist5k")
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,7 +313,9 @@ def main() -> None:
     for name, (v, floor) in bench_epoch().items():
         print(f"   {name:<55} {v:>6.3f} s vs {floor:.3f} s   {v / floor:5.2f}x the hand loop")
 
-    print("\n2b. the seeds' small models: sevenstep's train.fit against a hand-written loop, same everything")
+    print(
+        "\n2b. fastbook's chapter 4 small models: sevenstep's train.fit against a hand-written loop, same everything"
+    )
     for name, ours, hand, target in bench_small_models():
         print(
             f"   {name:<55} {ours:.3f} s vs {hand:.3f} s   {ours / hand:5.2f}x   (target at most {target}x)"

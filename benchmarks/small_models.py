@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from fastai.callback.core import CancelBackwardException
 
-from sevenstep import recipe, train
+from sevenstep import recipe
+from sevenstep.loop import train
 from sevenstep.steps.gradient import FiniteDifference
 
 

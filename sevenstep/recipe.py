@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data, plugins, registry, schema, sources
+from . import data, plugins, registry, schema
+from .data import sources
 from .errors import UsageError
 from .schema import Field
 
@@ -59,11 +60,14 @@ class Recipe:
         return " ".join(f"{s}={self.steps[s]['name']}" for s in registry.STEPS)
 
     def build_steps(self) -> dict[str, Any]:
-        """One fastai Callback per step, from the registry."""
-        return {
-            s: registry.get(s, c["name"]).build({k: v for k, v in c.items() if k != "name"})
-            for s, c in self.steps.items()
-        }
+        """One fastai Callback per step, from the registry; each checked to be that step's kind."""
+        from .steps.base import checked
+
+        built = {}
+        for step, choice in self.steps.items():
+            params = {k: v for k, v in choice.items() if k != "name"}
+            built[step] = checked(registry.get(step, choice["name"]).build(params), step, choice["name"])
+        return built
 
 
 def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:

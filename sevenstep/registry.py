@@ -42,19 +42,11 @@ class Option:
         return schema.check(values, self.params, where, prefix=f"steps.{self.step}.", owner=owner)
 
     def build(self, values: dict[str, Any]):
-        """The step's Callback; value checks (lr > 0, a known activation) happen in the factory."""
+        """What the factory returns: the step's Callback (recipe.build_steps checks that it is one); value
+        checks (lr > 0, a known activation) happen in the factory."""
         if self.factory is None:
             importlib.import_module(self.module)  # its @option fills in self.factory
-        cb = self.factory(**values)
-        from .steps.base import StepCallback
-
-        if not (isinstance(cb, StepCallback) and cb.step == self.step):
-            raise UsageError(
-                f"{self.step} option {self.name!r} returned {type(cb).__name__}; a {self.step} option returns a "
-                f"{self.step} step (e.g. `return Loss(per_item, binary=True)`: see experiments/my_steps.py)"
-            )
-        cb.option = self.name
-        return cb
+        return self.factory(**values)
 
 
 def _declared() -> dict[str, dict[str, Option]]:

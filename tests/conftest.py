@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import pytest
 from PIL import Image
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())  # fastbook's linear recipe, the quickest
 
 # Ctrl-C as at a terminal, for this process and the sevenstep processes tests start: a shell that starts a job in
 # the background (`cmd &` in a script) starts it with SIGINT ignored, and every Ctrl-C test would then hang
@@ -64,3 +69,19 @@ def make_folder(
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "tiny")
+
+
+def start_cli(*args: str, env=None, **kw) -> subprocess.Popen:
+    """`sevenstep ARGS` in a process of its own, as a terminal would start it (for signals and kills)."""
+    cmd = [sys.executable, "-m", "sevenstep", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def wait_for(predicate, timeout=120.0, what="it"):
+    """Poll (files, not sleeps of a guessed length) until `predicate()` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")

@@ -9,9 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sevenstep import recipe, registry, train
+from sevenstep import recipe, registry
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
+from sevenstep.loop import run_folder
 
 LINEAR = "experiments/fastbook_linear.toml"
 RECIPES = sorted(p for p in Path("experiments").glob("*.toml") if "steps" in recipe.read_toml(p))
@@ -149,7 +150,7 @@ def test_cli_run_json_and_the_saved_run(tmp_path):
     )  # the resolved recipe re-runs as is
     state = torch.load(run_dir / "model.pth", weights_only=True)
     assert set(state) == {"1.weight", "1.bias"}
-    learn = train.load_learner(run_dir)
+    learn = run_folder.load_learner(run_dir)
     with learn.no_bar():
         preds, targs = learn.get_preds(dl=learn.dls.valid)
     assert preds.shape == (len(targs), 2)  # probabilities of 3 and of 7, from the loss's activation

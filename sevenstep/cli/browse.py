@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .. import signals
 from ..errors import UsageError
+from ..utils import signals, tables
 from .common import (
     app,
     data_app,
@@ -23,7 +23,7 @@ from .common import (
 @friendly
 def data_list():
     """The data sources you can name in a recipe's data.source."""
-    from .. import sources
+    from ..data import sources
 
     kinds = sources.SOURCES.values()
     width = max(len(k.usage) for k in kinds)
@@ -39,7 +39,9 @@ def data_show(
     out: Annotated[Path | None, typer.Option(help="PNG file for the grid of sample digits")] = None,
 ):
     """Counts per split and class, and a PNG grid of sample digits with their labels."""
-    from .. import data, plots, sources
+    from .. import data
+    from ..data import sources
+    from ..tracking import plots
 
     signals.sigterm_as_ctrl_c()  # a prepare cut short by `kill` cleans up after itself
     src = sources.resolve(source)
@@ -108,14 +110,14 @@ def runs_cmd(
     """The W&B runs logged on this machine, newest first: the seven choices, accuracy, why each stopped.
 
     (A run's saved folder, with its result.json, is under runs/; its path is in the table.)"""
-    from .. import wandb_runs
+    from ..tracking import local_runs
 
     if folder is not None and str(folder).lower() in ("true", "false") and not folder.exists():
         raise UsageError(
             f"--json is a flag and takes no value: use `sevenstep runs --json`, not --json {folder}"
         )
     folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
-    found = wandb_runs.list_runs(folder, group=group, name=name)
+    found = local_runs.list_runs(folder, group=group, name=name)
     if as_json:
         typer.echo(json.dumps(found))
         return
@@ -123,8 +125,6 @@ def runs_cmd(
         which = " ".join(f"with {k} containing {v!r}" for k, v in (("group", group), ("name", name)) if v)
         typer.echo(f"no W&B runs {which + ' ' if which else ''}under {folder}")
         return
-    rows = wandb_runs.table(found)
-    from ..compare import format_table
-
-    typer.echo(format_table(rows))
+    rows = local_runs.table(found)
+    typer.echo(tables.text(rows))
     typer.echo(f"\nbrowse them with: wandb leet {folder}")

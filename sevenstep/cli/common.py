@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from .. import signals
 from ..errors import TrainingFailed, UsageError
+from ..utils import signals
 
 # typer 0.29 labels every flag "<bool>" in --help, as if it took a value (`--json true`); a flag takes none
 _display_type = typer.core.TyperOption.display_type_rich
@@ -119,7 +119,7 @@ def training(
     stdout = sys.stdout
     try:
         with redirect_stdout(sys.stderr) if as_json else nullcontext():
-            from ..device import default, describe
+            from ..data.device import default, describe
 
             typer.echo(f"device: {describe(default())}")
             yield callbacks(session), stdout
@@ -131,7 +131,7 @@ def training(
 def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, device: str | None = None):
     """Every training command's setup: the device and output folders checked (the folders written to), quiet
     libraries, SIGTERM as Ctrl-C. Returns the W&B session."""
-    from .. import device as devices
+    from ..data import device as devices
 
     devices.choose(device)
     output_folder(runs_dir, "--runs-dir")
@@ -142,9 +142,9 @@ def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, d
 
 
 def wandb_session(mode: str | None, folder: Path | None):
-    from .. import loggers
+    from ..tracking import wandb_logger
 
-    session = loggers.WandbSession.from_options(mode, folder)
+    session = wandb_logger.WandbSession.from_options(mode, folder)
     if session.mode != "disabled":  # disabled writes nothing, not even the folder
         output_folder(session.dir, "--wandb-dir")
     return session
@@ -152,11 +152,7 @@ def wandb_session(mode: str | None, folder: Path | None):
 
 def callbacks(session) -> list:
     """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
-    from .. import checkpoint, interpret, loggers
+    from ..loop.checkpoint import Checkpointer
+    from ..tracking import CsvLogger, InterpretationPictures, WandbLogger
 
-    return [
-        functools.partial(loggers.WandbLogger, session),
-        loggers.CsvLogger,
-        checkpoint.Checkpointer,
-        interpret.InterpretationPictures,
-    ]
+    return [functools.partial(WandbLogger, session), CsvLogger, Checkpointer, InterpretationPictures]

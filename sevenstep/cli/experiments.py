@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from ..errors import TrainingFailed, UsageError
+from ..utils import tables
 from .common import (
     DeviceOption,
     JsonFlag,
@@ -52,7 +53,7 @@ def run_cmd(
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if processes > 1 and "WORLD_SIZE" not in os.environ:
-        from .. import device as devices
+        from ..data import device as devices
 
         devices.choose(device, processes)  # the processes torchrun starts inherit it
         if recipe.steps["stop"]["name"] == "time_budget":
@@ -66,14 +67,14 @@ def run_cmd(
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if rank:  # the other processes of a data-parallel run: they train, rank 0 writes and logs
         quiet_libraries()
-        from .. import distributed, train
+        from ..loop import distributed, train
 
         with redirect_stdout(io.StringIO()):
             train.run(recipe)
         distributed.teardown()
         return
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
-        from .. import distributed, train
+        from ..loop import distributed, train
 
         typer.echo(f"{recipe.name}: {recipe.short()}")
         if world > 1:
@@ -91,7 +92,7 @@ def _launch(args: list[str], processes: int) -> int:
     """`sevenstep ARGS` again, on `processes` processes started by torchrun; its exit code."""
     import subprocess
 
-    from ..distributed import launch_command
+    from ..loop.distributed import launch_command
 
     try:
         return subprocess.run(launch_command(args, processes)).returncode
@@ -115,12 +116,12 @@ def resume_cmd(
     """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
 
     On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
-    from .. import checkpoint
+    from ..loop import checkpoint
 
     recipe, state = checkpoint.prepare(run_dir, set_)
     typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
     with training(run_dir.parent, wandb, wandb_dir, as_json, device) as (cbs, out):
-        from .. import train
+        from ..loop import train
 
         run = train.run(recipe, cbs, resume=(run_dir, state))
         _report(run, out, as_json)
@@ -147,7 +148,7 @@ def compare_cmd(
             typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
         else:
             typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n", file=out)
-            typer.echo(compare.format_table(compare.table(results)), file=out)
+            typer.echo(tables.text(compare.table(results)), file=out)
             typer.echo(f"\nreport: {report}", file=out)
     failed = [r.method for r in results if r.status == "failed"]
     if any(r.status == "interrupted" for r in results):
@@ -192,15 +193,13 @@ def sweep_cmd(
     session = before_training(runs_dir, wandb, wandb_dir, device)
     progress = functools.partial(typer.echo, err=True)
     summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
-    from ..sweep_report import format_rows
+    from ..sweep.report import format_rows
 
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         if summary["trials"]:
-            from ..compare import format_table
-
-            typer.echo("\n" + format_table(format_rows(summary["trials"])))
+            typer.echo("\n" + tables.text(format_rows(summary["trials"])))
         best = summary["best"]
         if best:
             typer.echo(f"\nbest: trial {best['trial']}, {sweep.metric} {best[sweep.metric]:.4f}")

@@ -42,7 +42,7 @@ def lr_find_cmd(
     recipe = load(file, set_)
     out = output_folder(out.parent, "--out") / out.name if out else Path(f"lr-find-{recipe.name}.png")
     before_training(Path("."), "disabled", None, device)
-    from .. import lr_find
+    from ..tools import lr_find
 
     with redirect_stdout(sys.stderr) if as_json else nullcontext():
         found = lr_find.run(recipe, out)
@@ -65,19 +65,19 @@ def predict_cmd(
     device: DeviceOption = None,
 ):
     """Each image's predicted class and probability, through the run's own preprocessing."""
-    from .. import device as devices
-    from .. import inference
+    from ..data import device as devices
+    from ..tools import predict
 
     devices.choose(device)
     quiet_libraries()
     with redirect_stdout(sys.stderr):
-        found = inference.predict(run_dir, images)
+        found = predict.predict(run_dir, images)
     if as_json:
         typer.echo(json.dumps(found))
         return
-    from ..compare import format_table
+    from ..utils import tables
 
     rows = [["image", "class", "probability"]] + [
         [p["file"], p["class"], f"{p['probability']:.3f}"] for p in found
     ]
-    typer.echo(format_table(rows))
+    typer.echo(tables.text(rows))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..callbacks import SparseCallback
 from ..errors import UsageError
+from ..loop.callbacks import SparseCallback
 from ..registry import STEPS
 
 
@@ -20,6 +20,18 @@ class StepCallback(SparseCallback):
 
     def check(self, model, dls) -> None:
         """Refuse, before training, a choice that cannot work with this model or data."""
+
+
+def checked(cb, step: str, option: str):
+    """What `option`'s factory returned, if it is a `step` step (named after the option); a plugin's mistake
+    gets one clear line."""
+    if not (isinstance(cb, StepCallback) and cb.step == step):
+        raise UsageError(
+            f"{step} option {option!r} returned {type(cb).__name__}; a {step} option returns a {step} step "
+            "(e.g. `return Loss(per_item, binary=True)`: see experiments/my_steps.py)"
+        )
+    cb.option = option
+    return cb
 
 
 def positive(key: str, value, allow_zero: bool = False):

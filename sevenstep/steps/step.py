@@ -17,7 +17,7 @@ from fastai.optimizer import (
     weight_decay,
 )
 
-from ..callbacks import STEP_ORDER
+from ..loop.callbacks import STEP_ORDER
 from ..registry import option
 from .base import StepCallback, positive
 

@@ -1,6 +1,6 @@
 """Step 7, stop: decide when training ends. Each rule records why in `learn.stop_reason`.
 
-(The divergence guard is not a choice: it is always on, in sevenstep/callbacks.py.)
+(The divergence guard is not a choice: it is always on, in sevenstep/loop/callbacks.py.)
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback
 
-from ..callbacks import STOP_ORDER
 from ..errors import UsageError
+from ..loop.callbacks import STOP_ORDER
 from ..registry import option
 from .base import StepCallback, positive
 

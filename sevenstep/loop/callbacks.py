@@ -1,0 +1,122 @@
+"""The training loop's own callbacks, beside the seven steps: they are on every Learner whatever the recipe.
+
+Loggers (sevenstep/tracking/), the checkpointer (checkpoint.py) and a sweep's trial reporter
+(sevenstep/sweep/workers.py) are callbacks of the same kind, handed to `train.run(recipe, cbs=[...])`.
+fastai calls the callbacks of each event in ascending `order`; the orders of sevenstep's callbacks, with
+fastai's own beside them, are defined here and only here:
+
+    order  callback                      acts on
+    -10    DivergenceGuard               after_loss: a NaN/inf loss ends the fit (with fastai's TrainEvalCallback)
+      0    the gradient step             before_backward / before_step (clipping)
+     20    the step step                 before_step: moves the weights, after clipping
+     50    fastai's Recorder             after_epoch: the epoch's losses and metrics
+     51    RunLog                        after_epoch: reads the Recorder's row into the run's log
+     51    InterpretationPictures        after_run: top losses and confusion matrix, before loggers send them
+     52    loggers (W&B, CSV)            after_epoch: read RunLog's row
+     53    a sweep's TrialReporter       after_epoch: reports the metric to Optuna, may end the fit as pruned
+     63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
+     64    Checkpointer                  after_epoch: the run's whole state, the stop rule's included
+
+Beyond fastai's events, sevenstep calls three of its own on callbacks that define them, with `notify`:
+`after_run(run)` once a run is evaluated and saved (whatever its stop reason), `after_error(error)` when
+it raised instead, and `after_baseline(result, config, group)` for a comparison's baseline. A callback with
+state that a resumed run needs defines `checkpoint_state()` and `restore_state(state)` (checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.learner import Recorder
+
+GUARD_ORDER = -10
+STEP_ORDER = 20
+RUN_LOG_ORDER = Recorder.order + 1
+PICTURES_ORDER = RUN_LOG_ORDER
+LOGGER_ORDER = Recorder.order + 2
+PRUNER_ORDER = Recorder.order + 3
+STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
+CHECKPOINT_ORDER = STOP_ORDER + 1
+
+
+class SparseCallback(Callback):
+    """Answers only the events its class defines. A stock fastai Learner asks every callback about every
+    event, ~20 a batch, and each unanswered ask costs attribute look-ups delegated to the Learner; sevenstep's
+    Learner (learner.py) no longer asks, and on a stock one (a user's) this skips them the same way.
+
+    While fastai gathers predictions (get_preds, predict, ClassificationInterpretation, which send before_fit
+    and after_epoch too), sevenstep's callbacks sit out, as fastai's own trackers and W&B callback do: no
+    re-initialised weights, no reset run log, no checkpoint of a validation pass."""
+
+    def __call__(self, event_name):
+        if "gather_preds" in self.learn.__dict__:  # fastai's GatherPredsCallback is attached (add_cb sets it)
+            return None
+        # fastai resets `run` on after_fit, so that one always goes through
+        if event_name != "after_fit" and not hasattr(type(self), event_name):
+            return None
+        return super().__call__(event_name)
+
+    @property
+    def training(self) -> bool:
+        """The Learner's, read directly: fastai's Callback.__call__ reads it on every batch event, and a callback's
+        own attribute look-up would go through fastai's delegation to the Learner (several times slower)."""
+        return self.learn.training
+
+
+class DivergenceGuard(SparseCallback):
+    """Always on: a NaN or infinite training loss ends the run and says where it happened."""
+
+    order = GUARD_ORDER
+
+    def after_loss(self):
+        if self.learn.training and not math.isfinite(self.learn.loss.item()):
+            self.learn.stop_reason = "diverged"
+            self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
+            raise CancelFitException()
+
+
+class RunLog(SparseCallback):
+    """Per-epoch metrics with their wall time, and the stop reason a stop rule may overwrite."""
+
+    order = RUN_LOG_ORDER
+
+    def __init__(self):
+        self.epochs, self.restored = [], []  # epochs: also for a run stopped before its first epoch began
+
+    def before_fit(self):
+        self.learn.stop_reason, self.epochs = "epochs_done", list(self.restored)
+
+    def checkpoint_state(self):
+        return {"epochs": self.epochs}
+
+    def restore_state(self, state):
+        self.restored = state["epochs"]
+
+    def before_epoch(self):
+        self.start = time.perf_counter()
+        # fastai's Recorder (order 50) has just begun this epoch's row: the printed table counts epochs from
+        # 1, as result.json, W&B and the plots do
+        self.learn.recorder.log[0] = self.learn.epoch + 1
+
+    def after_epoch(self):
+        names = self.learn.recorder.metric_names[1:-1]  # between 'epoch' and 'time'
+        values = [float(v) for v in self.learn.recorder.values[-1]]
+        seconds = round(time.perf_counter() - self.start, 3)
+        self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
+
+
+def instantiate(cbs) -> list[Callback]:
+    """Callbacks, or classes and factories (functools.partial) that make one: a comparison makes fresh ones
+    for each of its runs, since a callback belongs to one Learner."""
+    return [cb if isinstance(cb, Callback) else cb() for cb in cbs]
+
+
+def notify(cbs, event: str, *args) -> None:
+    """Call sevenstep's own event `event` on the callbacks that define it, in their fastai order."""
+    for cb in sorted(cbs, key=lambda c: c.order):
+        handler = getattr(cb, event, None)
+        if handler is not None:
+            handler(*args)

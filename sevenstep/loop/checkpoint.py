@@ -1,0 +1,207 @@
+"""Checkpoints and exact resume: a run killed after epoch k continues from epoch k as if never stopped.
+
+`Checkpointer` writes `checkpoint.pt` into the run folder (run_folder.py) at the end of every epoch, atomically: the weights,
+the optimizer's state, the epoch reached, every random number generator (torch, numpy, python, each data
+loader's), and the state of every callback that has one (`checkpoint_state()`: the run log, the patience
+rule, the time budget, the W&B run's id). Only tensors and plain values are saved, and loaded with
+`weights_only=True`.
+
+`prepare(run_dir)` and `train.run(..., resume=...)` rebuild the run from its recipe, load that state, and
+fit again over the same epochs: `Resume` silences every other callback for the epochs already done
+(fastai's own `start_epoch`/SkipToEpoch still sends each skipped epoch's after_epoch to every callback: the
+Recorder would log an empty row and the patience rule count it), then restores the generators before the
+first new epoch. The one-cycle schedule follows: fastai sets its position from the epoch number.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.callback.core import CancelEpochException
+from fastcore.foundation import L
+
+from ..errors import UsageError
+from ..utils import atomic
+from .callbacks import CHECKPOINT_ORDER, SparseCallback
+from .run_folder import CHECKPOINT, RECIPE, RESULT
+
+
+def _rng_state(learn) -> dict[str, Any]:
+    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+    version, state, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
+        "python": [version, list(state), gauss_next],
+        "loaders": [_py_rng(_unwrapped(dl).rng.getstate()) for dl in (learn.dls.train, learn.dls.valid)],
+    }
+
+
+def _py_rng(state) -> list:
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def _set_rng_state(learn, s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    version, internal, gauss_next = s["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    for dl, (version, internal, gauss_next) in zip((learn.dls.train, learn.dls.valid), s["loaders"]):
+        _unwrapped(dl).rng.setstate((version, tuple(internal), gauss_next))
+
+
+def _unwrapped(dl):
+    """A data-parallel run's DistributedDL keeps the DataLoader, and its generator, in `.dl`."""
+    return dl.__dict__.get("dl", dl)
+
+
+def _plain(obj):
+    """Containers as lists, tuples and dicts, numbers as Python's: all `weights_only` loading accepts
+    (fastai's optimizer keeps its hyper-parameters in a fastcore `L`, numpy may leave float64s)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, L)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+class Checkpointer(SparseCallback):
+    """The run's state at the end of every epoch, in `<run folder>/checkpoint.pt`; last, after the stop rule."""
+
+    order = CHECKPOINT_ORDER
+
+    def after_epoch(self):
+        learn = self.learn
+        run_dir = getattr(learn, "run_dir", None)
+        if run_dir is None:  # a run that is not saved has nothing to resume
+            return
+        state = {
+            "epoch": learn.epoch + 1,
+            "train_iter": learn.train_iter,
+            "model": getattr(learn.model, "module", learn.model).state_dict(),  # unwrapped from DDP
+            "opt": _plain(learn.opt.state_dict()),
+            "rng": _rng_state(learn),
+            # fastai's train_loss is a running average over every batch of the fit so far
+            "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
+            "callbacks": {
+                cb.name: cb.checkpoint_state() for cb in learn.cbs if hasattr(cb, "checkpoint_state")
+            },
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic.write_bytes(
+            Path(run_dir) / CHECKPOINT, buf.getvalue()
+        )  # a crash mid-write keeps the previous one
+
+
+class Resume(SparseCallback):
+    """Skips the epochs a checkpoint has done, with every other callback silent, then restores its state."""
+
+    order = 1000  # after every other callback, at every event
+
+    def __init__(self, state: dict[str, Any]):
+        self.state, self.start = state, state["epoch"]
+
+    def before_epoch(self):
+        if self.epoch < self.start:
+            for cb in self.learn.cbs:
+                if cb is not self:
+                    cb.run = False  # fastai's own switch: silent until we switch it back
+            raise CancelEpochException()
+
+    def after_epoch(self):
+        if self.epoch == self.start - 1:  # the last epoch done: the next is where the run continues
+            for cb in self.learn.cbs:
+                cb.run = True
+            self.learn.train_iter = self.state["train_iter"]
+            smooth = self.learn.recorder.smooth_loss
+            smooth.count, smooth.val = self.state["smooth_loss"]["count"], self.state["smooth_loss"]["val"]
+            _set_rng_state(self.learn, self.state["rng"])
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    file = Path(run_dir) / CHECKPOINT
+    if not file.is_file():
+        raise UsageError(
+            f"{run_dir} has no {CHECKPOINT}: it stopped before its first epoch ended, so there is nothing to resume"
+        )
+    try:
+        return torch.load(file, weights_only=True, map_location="cpu")
+    except Exception as e:
+        raise UsageError(f"{file} cannot be read ({type(e).__name__}); it cannot be resumed") from None
+
+
+def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
+    """Make a freshly built Learner continue the checkpointed run: weights, optimizer, callbacks' state."""
+    learn.model.load_state_dict(state["model"])
+    learn.create_opt()
+    learn.opt.load_state_dict({"state": state["opt"]["state"], "hypers": L(state["opt"]["hypers"])})
+    learn.step1_init.done = True  # the weights are the trained ones
+    for cb in learn.cbs:
+        if cb.name in state["callbacks"] and hasattr(cb, "restore_state"):
+            cb.restore_state(state["callbacks"][cb.name])
+    learn.add_cb(Resume(state))
+    learn.run_dir, learn.resumed_from = Path(run_dir), state["epoch"]
+
+
+def prepare(run_dir: str | Path, sets: list[str] | None = None):
+    """The recipe and checkpoint to continue `run_dir` with; refuses what cannot continue the same run.
+
+    `--set steps.repeat.n=N` may extend a run that repeats `epochs` (an unfinished one, or a finished one
+    that did all its epochs); any other change (another model, another data source) starts a new run."""
+    import json
+
+    from .. import recipe as recipes
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE).is_file():
+        raise UsageError(f"{run_dir} is not a run folder (no recipe.toml); run folders are under runs/")
+    saved = recipes.read(run_dir / RECIPE)  # its plugins loaded too
+    wanted = recipes.apply_sets(saved, recipes.parse_sets(sets or []))
+    before, after = dict(recipes.flatten(saved)), dict(recipes.flatten(wanted))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if bad := [k for k in changed if k != "steps.repeat.n"]:
+        raise UsageError(
+            f"{run_dir} cannot continue with {', '.join(bad)} changed: a resumed run is the same run. "
+            "Only --set steps.repeat.n=N (more epochs) is allowed; for anything else start a new run"
+        )
+    recipe = recipes.from_dict(wanted, where=str(run_dir / RECIPE))
+    state = load(run_dir)
+    done, n = state["epoch"], recipe.steps["repeat"]["n"]
+    result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
+    stopped = result.get("stop_reason")
+    if changed and recipe.steps["repeat"]["name"] != "epochs":
+        raise UsageError(
+            f"steps.repeat {recipe.steps['repeat']['name']!r} cannot be extended: its schedule is "
+            "laid out over its whole length. Only an `epochs` run can be given more epochs"
+        )
+    if stopped not in (None, "interrupted") and not (changed and stopped == "epochs_done"):
+        raise UsageError(
+            f"{run_dir} has finished ({stopped}, {len(result.get('epochs', []))} epoch(s)); nothing to resume. "
+            "To train an `epochs` run further: sevenstep resume RUN_DIR --set steps.repeat.n=N"
+        )
+    if n <= done:
+        raise UsageError(
+            f"{run_dir} has done {done} of steps.repeat.n = {n} epochs: nothing is left to run; "
+            f"give it more with --set steps.repeat.n={done + 5}"
+        )
+    return recipe, state

@@ -1,0 +1,89 @@
+"""A run's folder: what it holds, and how it is written and read.
+
+    recipe.toml      the resolved recipe (run it again as it is), written first
+    UNFINISHED       a marker, until the run ends: `sevenstep resume` continues the run
+    checkpoint.pt    the run's whole state after its last complete epoch (checkpoint.py)
+    result.json      the final metrics and why the run stopped (train.Run)
+    model.pth        the final weights, a state_dict (load it with torch.load(..., weights_only=True))
+    epochs.csv       one row per epoch (sevenstep/tracking/csv_logger.py)
+    top_losses.png, confusion_matrix.png   fastai's interpretation pictures (sevenstep/tracking/pictures.py)
+
+Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader sees the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..utils import atomic
+
+RECIPE = "recipe.toml"
+UNFINISHED = "UNFINISHED"
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+MODEL = "model.pth"
+EPOCHS = "epochs.csv"
+
+
+def start(runs_dir: Path, recipe) -> Path:
+    """The run's folder, claimed at the start: its recipe, and a marker that it has not finished."""
+    import tomli_w
+
+    folder = new_folder(runs_dir, recipe.name)
+    atomic.write_bytes(folder / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
+    (folder / UNFINISHED).write_text(
+        "this run has not finished; continue it with: sevenstep resume <this folder>\n"
+    )
+    return folder
+
+
+def save(result, run_dir: str | Path) -> Path:
+    """recipe.toml, model.pth, then result.json, each written whole (a temporary file renamed into place);
+    a run that ended (not one interrupted, which `sevenstep resume` continues) loses its UNFINISHED marker."""
+    import tomli_w
+
+    run_dir = Path(run_dir)
+    result.run_dir = str(run_dir)
+    atomic.write_bytes(
+        run_dir / RECIPE, tomli_w.dumps(result.recipe).encode()
+    )  # a resumed run's may have more epochs
+    if result.learn is not None and not result.diverged:
+        buf = io.BytesIO()
+        torch.save(result.learn.model.state_dict(), buf)
+        atomic.write_bytes(run_dir / MODEL, buf.getvalue())
+    atomic.write_bytes(run_dir / RESULT, json.dumps(result.to_json(), indent=2).encode())
+    if result.stop_reason != "interrupted":
+        (run_dir / UNFINISHED).unlink(missing_ok=True)
+    return run_dir
+
+
+def new_folder(parent: Path, stem: str) -> Path:
+    """A new, empty parent/<stem>-<time>, with -2, -3 ... when others exist: claimed with mkdir, which only
+    one process can win, so runs finishing in the same second never share a folder."""
+    stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 10_000):
+        path = parent / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent / stem}: too many runs with this name in one second")
+
+
+def load_learner(run_dir: str | Path):
+    """Rebuild a saved run's Learner from its recipe and load its weights (tensors only: weights_only=True)."""
+    from ..recipe import load
+    from .train import build_learner  # here, not at the top: train.py writes run folders with this module
+
+    run_dir = Path(run_dir)
+    learn = build_learner(load(run_dir / RECIPE))
+    learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
+    # these weights are the trained ones: a later fit or get_preds must not re-initialise them
+    learn.step1_init.done = True
+    return learn

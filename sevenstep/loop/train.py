@@ -1,0 +1,191 @@
+"""One path for every run: recipe -> Learner with its callbacks -> fit -> evaluate -> save -> after_run.
+
+The loop itself is fastai's `Learner.fit`; the seven steps are callbacks on it (sevenstep/steps/), beside the
+loop's own callbacks (callbacks.py) and whatever the caller hands in: loggers, the checkpointer, a sweep's
+trial reporter. The run is kept under runs/<name>-<time>/ (run_folder.py says what that folder holds).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fastai.torch_core import set_seed
+
+from .. import data
+from ..recipe import Recipe
+from ..utils import signals
+from . import run_folder
+from .callbacks import DivergenceGuard, RunLog, instantiate, notify
+from .learner import Learner
+from .metrics import accuracy, per_class_accuracy, predicted_class
+
+
+@dataclass
+class Run:
+    """What a run produced. `run_dir` is its saved folder; `learn` and `predictions` stay in memory."""
+
+    name: str
+    recipe: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    accuracy: float | None
+    per_class: dict[str, float]
+    n_params: int
+    fit_seconds: float
+    stop_reason: str  # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
+    message: str
+    run_dir: str = ""
+    resumed_from: int | None = None  # the epoch a resumed run continued from
+    n_valid: int = 0  # validation images the final metrics counted
+    processes: int = 1
+    learn: Any = field(default=None, repr=False)
+    predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
+
+    @property
+    def diverged(self) -> bool:
+        return self.stop_reason == "diverged"
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("learn", "predictions")}
+
+
+def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Learner:
+    """Data, model, loss and optimizer from the recipe; every incompatibility is found here, before training.
+
+    `cbs` are added beside the steps and the loop's own callbacks (instances, or classes/factories).
+    `fast=False`: fastbook's per-item data path instead of the decoded one (sevenstep/data/decoded.py)."""
+    set_seed(recipe.seed, reproducible=True)
+    dls = data.dataloaders(**recipe.data, seed=recipe.seed, device=device, fast=fast)
+    steps = recipe.build_steps()
+    shape, n_out = tuple(dls.valid.one_batch()[0].shape[1:]), steps["loss"].n_out(len(dls.vocab))
+    steps["predict"].check_size(shape, n_out)
+    model = steps["predict"].make(shape, n_out)
+    for cb in steps.values():
+        cb.check(model, dls)
+    learn = Learner(
+        dls,
+        model,
+        loss_func=steps["loss"].func,
+        opt_func=steps["step"].opt_func,
+        lr=steps["step"].lr,
+        metrics=[accuracy],
+        cbs=[*steps.values(), DivergenceGuard(), RunLog(), *instantiate(cbs)],
+    )
+    learn.recipe, learn.group, learn.job_type = recipe, None, "sgd"
+    return learn
+
+
+def run(
+    recipe: Recipe,
+    cbs=(),
+    runs_dir: str | Path | None = None,
+    group: str | None = None,
+    job_type: str = "sgd",
+    resume: tuple[Path, dict] | None = None,
+) -> Run:
+    """Train, evaluate and (with `runs_dir`) save one recipe. A divergence or Ctrl-C during training ends it
+    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs.
+
+    The run's folder exists from the start (recipe.toml, and a checkpoint after every epoch with the
+    Checkpointer), marked UNFINISHED until the run ends. `resume` is (a run folder, its checkpoint): the
+    run continues there (checkpoint.py)."""
+    from . import checkpoint, distributed
+
+    distributed.setup()
+    learn = build_learner(recipe, cbs)
+    learn.group, learn.job_type, learn.run_dir, learn.resumed_from = group, job_type, None, None
+    if resume is not None:
+        checkpoint.attach(learn, resume[1], resume[0])
+    elif runs_dir is not None:
+        learn.run_dir = run_folder.start(Path(runs_dir), recipe)
+    try:
+        fit_seconds = fit(learn)
+        # Evaluating, saving and finishing the loggers are not to be cut short: a Ctrl-C (a second one, say)
+        # waits until the run is saved, then stops the program if the run itself had not been stopped.
+        with signals.deferred() as held:
+            result = evaluate(recipe, learn, fit_seconds)
+            if learn.run_dir is not None:
+                run_folder.save(result, learn.run_dir)
+            notify(learn.cbs, "after_run", result)
+    except BaseException as e:
+        notify(learn.cbs, "after_error", e)
+        if (
+            learn.run_dir is not None
+            and resume is None
+            and not (learn.run_dir / run_folder.CHECKPOINT).exists()
+        ):
+            shutil.rmtree(learn.run_dir, ignore_errors=True)  # no epoch ended: nothing to keep or resume
+        raise
+    if held and result.stop_reason != "interrupted":
+        raise KeyboardInterrupt
+    return result
+
+
+def fit(learn: Learner) -> float:
+    """The training itself, through the repeat step (on several processes when launched so: see
+    distributed.py); Ctrl-C ends it as `interrupted`. Returns its seconds."""
+    from . import distributed
+
+    start = time.perf_counter()
+    try:
+        with distributed.context(learn):
+            learn.step6_repeat.loop(learn)
+    except KeyboardInterrupt:
+        learn.stop_reason = "interrupted"
+    return round(time.perf_counter() - start, 3)
+
+
+def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
+    """The final validation metrics (unless it diverged), as a Run."""
+    from . import distributed
+
+    acc, per_class, predictions = None, {}, None
+    if learn.stop_reason != "diverged":
+        # inner=True: no fit/epoch events, which would reset the run's log and stop reason
+        with learn.no_bar():
+            preds, targs = learn.get_preds(dl=learn.dls.valid, inner=True)
+        classes = predicted_class(preds)
+        acc = (classes == targs).float().mean().item()
+        per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
+        predictions = (classes, targs)
+    n_valid = len(predictions[1]) if predictions else 0
+    return Run(
+        name=recipe.name,
+        recipe=recipe.to_dict(),
+        epochs=learn.run_log.epochs,
+        accuracy=acc,
+        per_class=per_class,
+        n_params=sum(p.numel() for p in learn.model.parameters()),
+        fit_seconds=fit_seconds,
+        stop_reason=learn.stop_reason,
+        message=_message(recipe, learn),
+        run_dir=str(learn.run_dir or ""),
+        resumed_from=learn.resumed_from,
+        n_valid=n_valid,
+        processes=distributed.world_size(),
+        learn=learn,
+        predictions=predictions,
+    )
+
+
+def _message(recipe: Recipe, learn: Learner) -> str:
+    if learn.stop_reason == "diverged":
+        epoch, batch, loss = learn.diverged_at
+        lr = recipe.steps["step"]["lr"]
+        return (
+            f"training diverged at epoch {epoch + 1}, batch {batch + 1}: the loss became {loss}. "
+            f"Try a lower learning rate than steps.step.lr = {lr:g}, e.g. --set steps.step.lr={lr / 10:g}"
+        )
+    n = len(learn.run_log.epochs)
+    reasons = {
+        "epochs_done": f"finished its {n} epoch(s)",
+        "patience": f"stopped early after {n} epoch(s): {recipe.steps['stop'].get('metric')} stopped improving",
+        "target": f"reached its target after {n} epoch(s)",
+        "time_budget": f"spent its time budget after {n} epoch(s)",
+        "interrupted": f"was interrupted after {n} complete epoch(s)",
+        "pruned": f"was pruned by its sweep after {n} epoch(s)",
+    }
+    return f"{recipe.name} {reasons[learn.stop_reason]}"

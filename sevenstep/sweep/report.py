@@ -1,0 +1,140 @@
+"""A sweep's report: its trials sorted by the metric (CSV, Markdown, JSON), the best trial's recipe as a file
+`sevenstep run` reproduces, and Optuna's own plots with the pixel-similarity baseline as a reference line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import spec
+from . import study as studies
+
+
+def trial_rows(study, sweep) -> list[dict[str, Any]]:
+    """Every trial but the ones interrupted and queued again, best first; unfinished ones last."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if studies.interrupted(t):
+            continue
+        state = {"COMPLETE": "complete", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
+        rows.append(
+            {
+                "trial": t.number,
+                "state": state,
+                sweep.metric: t.value if t.state == TrialState.COMPLETE else None,
+                "last_reported": t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values
+                else None,
+                **{d.key: spec.decode(t.params[d.key]) if d.key in t.params else None for d in sweep.space},
+                "stop_reason": t.user_attrs.get("stop_reason", ""),
+                "seconds": round(t.duration.total_seconds(), 2) if t.duration else None,
+                "error": t.user_attrs.get("error", ""),
+                "run_dir": t.user_attrs.get("run_dir", ""),
+                "host": t.user_attrs.get("host", ""),
+            }
+        )
+    sign = -1 if sweep.direction == "maximize" else 1
+    return sorted(rows, key=lambda r: (r[sweep.metric] is None, sign * (r[sweep.metric] or 0), r["trial"]))
+
+
+def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dict[str, Any]:
+    """Write the report into the sweep's folder; return its summary (what --json prints)."""
+    rows = trial_rows(study, sweep)
+    _tables(rows, sweep_dir)
+    best = next((r for r in rows if r["state"] == "complete"), None)
+    best_file = None
+    if best is not None:
+        import tomli_w
+
+        params = {d.key: spec.encode(best[d.key]) for d in sweep.space}
+        recipe = sweep.recipe(params, f"{sweep.name}-best").to_dict()
+        best_file = sweep_dir / "best.toml"
+        best_file.write_text(
+            f"# The best trial of sweep {sweep.name!r} (trial {best['trial']}, {sweep.metric} "
+            f"{best[sweep.metric]:.4f}); `sevenstep run` this file to reproduce it.\n" + tomli_w.dumps(recipe)
+        )
+    plots = _plots(study, sweep, sweep_dir, baseline_accuracy)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    summary = {
+        "name": sweep.name,
+        "metric": sweep.metric,
+        "direction": sweep.direction,
+        "sampler": sweep.sampler,
+        "sweep_dir": str(sweep_dir),
+        "counts": counts,
+        "best": best,
+        "best_recipe": str(best_file) if best_file else None,
+        "baseline_accuracy": baseline_accuracy,
+        "plots": [str(p) for p in plots],
+        "trials": rows,
+    }
+    (sweep_dir / "trials.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _tables(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    if not rows:
+        return
+    with open(sweep_dir / "trials.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = format_rows(rows)
+    md = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table[1:]]
+    (sweep_dir / "trials.md").write_text("\n".join(md) + "\n")
+
+
+def format_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The table people read: the trial, its state, the metric and the swept values."""
+    keys = [k for k in rows[0] if k not in ("last_reported", "seconds", "error", "run_dir", "host")]
+
+    def cell(r, k):
+        v = r[k]
+        if v is None and k == keys[2] and r["last_reported"] is not None:  # a pruned trial: where it stopped
+            return f"({r['last_reported']:.4g})"
+        return "-" if v is None or v == "" else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return [keys] + [[cell(r, k) for k in keys] for r in rows]
+
+
+def _plots(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> list[Path]:
+    """Optuna's optimisation history and slice plots (the metric per value of each key), with the baseline."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optuna.visualization.matplotlib as ovm
+    from optuna.trial import TrialState
+
+    from ..tracking import plots
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    out = []
+    with warnings.catch_warnings(), plt.rc_context({"figure.max_open_warning": 0}):
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        history = ovm.plot_optimization_history(study, target_name=sweep.metric)
+        per_key = np.atleast_1d(
+            ovm.plot_slice(study, params=[d.key for d in sweep.space], target_name=sweep.metric)
+        )
+    for ax in [history, *per_key]:
+        if baseline_accuracy is not None and sweep.metric == "accuracy":
+            line = ax.axhline(
+                baseline_accuracy, color="grey", linestyle=":", label="pixel-similarity baseline"
+            )
+            if ax is not history:
+                ax.legend(handles=[line], fontsize="small", loc="lower right")
+    if baseline_accuracy is not None and sweep.metric == "accuracy":
+        history.legend(fontsize="small", loc="lower right")
+    history.set_title(f"{sweep.name}: {sweep.metric} per trial")
+    per_key[0].figure.set_size_inches(1.5 + 3.5 * len(per_key), 4.5)
+    per_key[0].figure.suptitle(f"{sweep.name}: {sweep.metric} per value of each swept key")
+    out.append(plots.save(history.figure, sweep_dir / "history.png"))
+    out.append(plots.save(per_key[0].figure, sweep_dir / "per_key.png"))
+    return out

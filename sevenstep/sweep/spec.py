@@ -1,0 +1,172 @@
+"""A sweep file: a base recipe, a metric, a sampler (grid, random or tpe) and a [space] of dotted recipe keys,
+read and checked (every grid point, both ends of every range) before anything trains."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import recipe as recipes
+from .. import schema
+from ..errors import UsageError
+from ..schema import REQUIRED, Field
+
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("none", "median")
+METRICS = ("accuracy", "valid_loss", "train_loss")
+KEYS = {
+    "name": Field(str, None),  # default: the file's name
+    "description": Field(str, ""),
+    "recipe": Field(str, REQUIRED),
+    "metric": Field(str, "accuracy"),
+    "sampler": Field(str, "grid"),
+    "trials": Field(int, 20),
+    "space": Field(dict, REQUIRED),
+    "pruner": Field(dict, {}),
+    "processes": Field(
+        int, 1
+    ),  # each trial data-parallel on this many processes (sevenstep/loop/distributed.py)
+}
+PRUNER_KEYS = {"name": Field(str, "none"), "n_startup_trials": Field(int, 5), "n_warmup_steps": Field(int, 0)}
+RANGE_KEYS = {"low": Field(float, REQUIRED), "high": Field(float, REQUIRED), "log": Field(bool, False)}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One swept key: a list of values, or a numeric range (integers when both ends are)."""
+
+    key: str
+    values: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def suggest(self, trial) -> Any:
+        if self.values is not None:  # Optuna's choices are scalars: a list value travels as JSON
+            return decode(trial.suggest_categorical(self.key, [encode(v) for v in self.values]))
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(self.key, self.low, self.high, log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+
+    def ends(self) -> tuple:
+        return self.values if self.values is not None else (self.low, self.high)
+
+
+def encode(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+@dataclass
+class Sweep:
+    name: str
+    file: Path
+    base: dict[str, Any]  # the base recipe as read from its file
+    metric: str
+    sampler: str
+    trials: int
+    space: list[Dimension]
+    pruner: dict[str, Any]
+    processes: int = 1
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric.endswith("loss") else "maximize"
+
+    @property
+    def group(self) -> str:
+        return f"sweep-{self.name}"
+
+    def recipe(self, params: dict[str, Any], name: str) -> recipes.Recipe:
+        sets = [("name", name), *((k, decode(v)) for k, v in params.items())]
+        return recipes.from_dict(
+            recipes.apply_sets(self.base, sets, f"{self.file}: space"),
+            where=f"{self.file}: {show_params(params)}",
+        )
+
+    def grid(self) -> list[dict[str, Any]]:
+        keys = [d.key for d in self.space]
+        return [dict(zip(keys, map(encode, p))) for p in itertools.product(*(d.values for d in self.space))]
+
+    def signature(self) -> str:
+        """What must match for a run of this file to continue a stored study of the same name."""
+        space = [[d.key, d.values, d.low, d.high, d.log] for d in self.space]
+        return json.dumps({"metric": self.metric, "sampler": self.sampler, "space": space, "base": self.base})
+
+
+def show_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={decode(v)}" for k, v in params.items())
+
+
+def load(path: str | Path) -> Sweep:
+    """Read and check the sweep file; every grid point, and both ends of every range, is checked as a recipe."""
+    path = Path(path)
+    d = schema.check(recipes.read_toml(path), KEYS, str(path))
+    name = schema.folder_name(d["name"] or path.stem, "name", str(path))
+    for key, valid in (("metric", METRICS), ("sampler", SAMPLERS)):
+        if d[key] not in valid:
+            raise UsageError(f"{path}: {key} must be one of {', '.join(valid)}; got {d[key]!r}")
+    if d["trials"] < 1:
+        raise UsageError(f"{path}: trials must be at least 1, got {d['trials']}")
+    pruner = schema.check(d["pruner"], PRUNER_KEYS, str(path), prefix="pruner.")
+    if d["processes"] < 1:
+        raise UsageError(f"{path}: processes must be at least 1, got {d['processes']}")
+    if d["processes"] > 1 and pruner["name"] != "none":
+        raise UsageError(
+            f"{path}: a pruner needs each trial in one process (it stops a trial between epochs); "
+            'with processes > 1 use [pruner] name = "none"'
+        )
+    if pruner["name"] not in PRUNERS:
+        raise UsageError(f"{path}: pruner.name must be one of {', '.join(PRUNERS)}; got {pruner['name']!r}")
+    base_file = path.parent / d["recipe"]
+    if not base_file.is_file():
+        raise UsageError(
+            f"{path}: recipe file {base_file} does not exist (paths are relative to {path.parent})"
+        )
+    if not d["space"]:
+        raise UsageError(f'{path}: [space] is empty; add a key, e.g. "steps.step.lr" = [0.1, 1.0]')
+    space = [_dimension(key, value, d["sampler"], path) for key, value in d["space"].items()]
+    sweep = Sweep(
+        name,
+        path,
+        recipes.read(base_file),
+        d["metric"],
+        d["sampler"],
+        d["trials"],
+        space,
+        pruner,
+        d["processes"],
+    )
+    for point in itertools.product(*(dim.ends() for dim in space)):
+        sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point)}, name)
+    return sweep
+
+
+def _dimension(key: str, value: Any, sampler: str, path: Path) -> Dimension:
+    where = f"{path}: space.{key}"
+    if isinstance(value, list):
+        if not value:
+            raise UsageError(f"{where}: the list of values is empty")
+        return Dimension(key, values=tuple(value))
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a list of values or a range {{ low = ..., high = ... }}")
+    if sampler == "grid":
+        raise UsageError(f"{where}: a grid needs a list of values; ranges are for sampler = random or tpe")
+    r = schema.check(value, RANGE_KEYS, where)
+    if not r["low"] < r["high"] or (r["log"] and r["low"] <= 0):
+        raise UsageError(f"{where}: needs low < high (and low > 0 with log = true); got {value}")
+    return Dimension(key, low=r["low"], high=r["high"], log=r["log"])
+
+
+def metric_value(result: dict[str, Any], metric: str) -> float | None:
+    """The sweep's metric of a run's result (result.json's fields); None when it has none."""
+    epochs = result["epochs"]
+    value = result["accuracy"] if metric == "accuracy" else (epochs[-1][metric] if epochs else None)
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,258 @@
+"""Running a sweep's trials: one worker in this process, or N worker processes that split the cores.
+
+Each worker takes trials from the study until none is left (study.next_trial); each trial is a full
+sevenstep run (train.run) with the sweep's loggers and a pruning reporter. Ctrl-C or SIGTERM reaches the
+main process, which passes SIGTERM on to the workers once: each ends its trial as interrupted (saved, its
+W&B run finished), puts its point back in the queue, and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from fastai.callback.core import CancelFitException
+
+from ..loop.callbacks import PRUNER_ORDER, SparseCallback
+from ..utils import signals
+from . import spec
+from . import study as studies
+
+
+class TrialReporter(SparseCallback):
+    """The trial's side of a run: the metric to Optuna after every epoch (the pruner may stop the run there),
+    and how the run ended once it is saved. Telling the study in `after_run` puts it inside the part of a run
+    that a Ctrl-C waits for, so a trial that was saved is never lost to the signal that stops its worker."""
+
+    order = PRUNER_ORDER
+
+    def __init__(self, sweep, study, storage, trial, params, log):
+        self.sweep, self.study, self.storage, self.trial, self.params, self.log = (
+            sweep,
+            study,
+            storage,
+            trial,
+            params,
+            log,
+        )
+        self.outcome, self.start = None, time.perf_counter()
+
+    def after_epoch(self):
+        row = self.learn.run_log.epochs[-1]
+        self.trial.report(row[self.sweep.metric], step=row["epoch"])
+        if self.trial.should_prune():
+            self.learn.stop_reason = "pruned"
+            raise CancelFitException()
+
+    def after_run(self, result):
+        self.outcome = conclude(self.sweep, self.study, self.storage, self.trial, self.params, result.to_json(),
+                                time.perf_counter() - self.start, self.log)  # fmt: skip
+
+
+def conclude(sweep, study, storage, trial, params, result: dict, seconds: float, log) -> str:
+    """Tell the study how a trial's run (its result.json) ended: complete, pruned, failed or interrupted."""
+    from optuna.trial import TrialState
+
+    n, shown, stop = trial.number, spec.show_params(params), result["stop_reason"]
+    trial.set_user_attr("run_dir", result["run_dir"])
+    trial.set_user_attr("stop_reason", stop)
+    value = spec.metric_value(result, sweep.metric)
+    if stop == "interrupted":
+        studies.requeue(study, storage, trial)
+        log(f"trial {n}: interrupted ({shown}); saved in {result['run_dir']}, it will run again")
+        return "interrupted"
+    if stop == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"trial {n}: pruned after {len(result['epochs'])} epoch(s)  {shown}  [{seconds:.1f} s]")
+        return "pruned"
+    if stop == "diverged" or value is None:
+        trial.set_user_attr("error", result["message"])
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {n}: failed: {result['message']}  {shown}")
+        return "failed"
+    study.tell(trial, value)
+    log(f"trial {n}: {sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+    return "complete"
+
+
+def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> str:
+    """Run one trial; the study is told how it ended: complete, pruned, failed or interrupted."""
+    from optuna.trial import TrialState
+
+    from ..loop import checkpoint, train
+    from ..tracking import csv_logger, wandb_logger
+
+    params = {d.key: spec.encode(d.suggest(trial)) for d in sweep.space}
+    name = f"{sweep.name}-trial-{trial.number:04d}"
+    config = {"trial.number": trial.number} | {f"trial.{k}": spec.decode(v) for k, v in params.items()}
+    if sweep.processes > 1:
+        return _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log)
+    reporter = TrialReporter(sweep, study, storage, trial, params, log)
+    cbs = [
+        functools.partial(wandb_logger.WandbLogger, session, config=config),
+        csv_logger.CsvLogger,
+        checkpoint.Checkpointer,
+        reporter,
+    ]
+    try:
+        # fastai's epoch tables from N workers at once would interleave: one line a trial instead
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            train.run(sweep.recipe(params, name), cbs, trials_dir, group=sweep.group, job_type="trial")
+    except KeyboardInterrupt:
+        if reporter.outcome is None:  # stopped before its run was saved
+            studies.requeue(study, storage, trial)
+            log(f"trial {trial.number}: interrupted before it was saved; it will run again")
+        return "interrupted"
+    except Exception as e:  # one broken trial must not stop the sweep
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: failed: {type(e).__name__}: {e}")
+        return "failed"
+    return reporter.outcome
+
+
+def _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log) -> str:
+    """A data-parallel trial: `sevenstep run --processes N` on the trial's recipe, in the sweep's W&B group;
+    its JSON result is told to the study. (No pruner: it would have to stop every process at once.)"""
+    import json
+    import subprocess
+    import tempfile
+
+    import tomli_w
+    from optuna.trial import TrialState
+
+    from ..loop.distributed import launch_command
+
+    start = time.perf_counter()
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    fd, file = tempfile.mkstemp(dir=trials_dir, prefix=f".{name}-", suffix=".toml")
+    with os.fdopen(fd, "w") as f:
+        f.write(tomli_w.dumps(sweep.recipe(params, name).to_dict()))
+    args = ["run", file, "--json", "--runs-dir", str(trials_dir), "--wandb", session.mode, "--wandb-dir",
+            str(session.dir), "--group", sweep.group, "--job-type", "trial"]  # fmt: skip
+    proc = subprocess.Popen(launch_command(args, sweep.processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        proc.terminate()  # torchrun passes it on; each process stops as with Ctrl-C
+        out, err = proc.communicate()
+        if proc.returncode != 130 or not out.strip():
+            studies.requeue(study, storage, trial)
+            log(f"trial {trial.number}: interrupted before it was saved; it will run again")
+            return "interrupted"
+    finally:
+        os.unlink(file)
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        error = (err.strip().splitlines() or ["no output"])[-1][:400]
+        trial.set_user_attr("error", f"exit code {proc.returncode}: {error}")
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: failed (exit code {proc.returncode}): {error}")
+        return "failed"
+    return conclude(sweep, study, storage, trial, params, result, time.perf_counter() - start, log)
+
+
+def work(
+    sweep_file: str, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, worker: int
+) -> bool:
+    """One worker: take trials until none is left (False) or it is interrupted (True)."""
+    import warnings
+
+    import fastprogress.fastprogress as fp
+    import optuna
+
+    from ..tracking import wandb_logger
+
+    fp.NO_BAR = True
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' notices, once per worker
+    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+    sweep = spec.load(sweep_file)
+    storage = studies.storage_for(storage_url, Path(sweep_dir))
+    study = studies.open_study(sweep, storage)
+    session = wandb_logger.WandbSession.from_options(wandb_mode, Path(wandb_dir))
+    tag = f"[worker {worker}] " if worker else ""
+
+    def log(line):
+        print(f"{tag}{line}", file=sys.stderr, flush=True)
+
+    try:
+        while True:
+            # a trial is claimed and marked as this process's in one piece, or a stopped worker could leave
+            # a claimed point that no one would run again
+            with signals.deferred() as held:
+                trial = studies.next_trial(study, storage, sweep)
+            if held:
+                if trial is not None:
+                    studies.requeue(study, storage, trial)
+                return True
+            if trial is None:
+                return False
+            if (
+                run_trial(sweep, study, storage, trial, session, Path(sweep_dir) / "trials", log)
+                == "interrupted"
+            ):
+                return True
+    finally:
+        for note in session.notes:
+            log(note)
+
+
+def _worker_process(args, threads: int):
+    """A worker process: its share of the cores; Ctrl-C is the main process's to pass on, as one SIGTERM."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the save short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    torch.set_num_threads(threads)
+    try:
+        work(*args)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_workers(args: tuple, workers: int) -> bool:
+    """Run `workers` worker processes (or one worker here); True if they were interrupted."""
+    if workers == 1:
+        try:
+            return work(*args, 0)
+        except KeyboardInterrupt:
+            return True
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # fork, not spawn: a spawned worker spends ~3 s importing torch and fastai again, longer than a small
+    # trial. Safe here because this process has not computed with torch yet (no thread pool to inherit)
+    # and has no W&B run or database connection open; each worker opens its own.
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    procs = [ctx.Process(target=_worker_process, args=((*args, i + 1), threads)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    interrupted = False
+    while any(p.is_alive() for p in procs):
+        try:
+            for p in procs:
+                p.join(timeout=0.2)
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                print("interrupted: each worker ends its trial and stops", file=sys.stderr, flush=True)
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+    return interrupted

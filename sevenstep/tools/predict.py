@@ -1,0 +1,73 @@
+"""`sevenstep predict`: a saved run's model on new images, through the run's own preprocessing.
+
+The run's Learner is rebuilt from its recipe.toml and model.pth (sevenstep.loop.run_folder.load_learner), and the images go
+through fastai's `test_dl`: the run's own PILImageBW/PILImage.create, resize (data.size) and Normalize.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data.sources import image_files
+from ..errors import UsageError
+
+
+def images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders as the images in them (recursively, sorted)."""
+    found = []
+    for p in paths:
+        if p.is_dir():
+            inside = image_files(p)
+            if not inside:
+                raise UsageError(f"{p} holds no images (.png, .jpg, ...)")
+            found += inside
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UsageError(f"{p} does not exist")
+    return found
+
+
+def check_fits(files: list[Path], size: tuple[int, int], resize: int | None) -> None:
+    """Without data.size, the model only knows images of its training size: say so before predicting."""
+    from PIL import Image, UnidentifiedImageError
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                got = (im.size[1], im.size[0])
+        except (OSError, UnidentifiedImageError) as e:
+            raise UsageError(f"{f}: cannot read this image ({e})") from None
+        if resize is None and got != size:
+            raise UsageError(
+                f"{f} is {got[1]}x{got[0]} pixels, but this run's model was trained on {size[1]}x{size[0]} "
+                f"images; resize it to {size[1]}x{size[0]}, or train with data.size = {size[0]} to resize "
+                "every image"
+            )
+
+
+def predict(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
+    """Each image's predicted class, its probability, and every class's probability."""
+    from ..loop import run_folder
+
+    for needed in ("recipe.toml", "model.pth"):
+        if not (run_dir / needed).is_file():
+            raise UsageError(
+                f"{run_dir} is not a saved run (no {needed}); saved runs are the folders under runs/"
+            )
+    files = images(paths)
+    learn = run_folder.load_learner(run_dir)
+    check_fits(files, tuple(learn.dls.valid.images.shape[-2:]), learn.recipe.data.get("size"))
+    with learn.no_bar():
+        probs = learn.get_preds(dl=learn.dls.test_dl(files))[0]
+    vocab = [str(v) for v in learn.dls.vocab]
+    return [
+        {
+            "file": str(f),
+            "class": vocab[int(p.argmax())],
+            "probability": round(float(p.max()), 4),
+            "probabilities": {v: round(float(x), 4) for v, x in zip(vocab, p)},
+        }
+        for f, p in zip(files, probs)
+    ]

@@ -1,0 +1,21 @@
+"""Tracking: what a run leaves behind to look at, beside its folder.
+
+wandb_logger.py  WandbLogger (a callback) and WandbSession: every run in W&B, offline by default
+csv_logger.py    CsvLogger: epochs.csv in the run folder
+pictures.py      InterpretationPictures: top_losses.png and confusion_matrix.png, from fastai's interpretation
+plots.py         the figures (learning curves, ideal digits, a linear model's weights, ...)
+local_runs.py    `sevenstep runs`: the W&B runs logged on this machine, read with wandb's own reader
+"""
+
+from ..utils.lazy import exports
+
+__all__ = ["WandbLogger", "WandbSession", "CsvLogger", "InterpretationPictures"]
+__getattr__ = exports(
+    __name__,
+    {
+        "WandbLogger": ".wandb_logger",
+        "WandbSession": ".wandb_logger",
+        "CsvLogger": ".csv_logger",
+        "InterpretationPictures": ".pictures",
+    },
+)

@@ -1,0 +1,314 @@
+"""Weights & Biases: a callback handed to the training loop, like fastai's, Keras' and Lightning's loggers.
+
+`WandbLogger` logs a run to W&B, offline by default (no account, no network, no prompt); `WandbSession` is
+what the runs of one command share: the mode, the folder, and what to tell the user. A new logger is a small
+class in this package and one line where the CLI assembles the list (`callbacks` in sevenstep/cli/common.py).
+
+fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fastai issue 4173), and
+`wandb.watch` logs nothing on short runs (log_freq=1000), so sevenstep logs through its own callback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UsageError
+from ..loop.callbacks import LOGGER_ORDER, SparseCallback
+from .pictures import PICTURES
+
+PROJECT = "sevenstep"
+MODES = ("offline", "online", "disabled")
+ONLINE_INIT_TIMEOUT = 20  # seconds; wandb's own default is 90, long to wait for a server that is not there
+
+
+def versions() -> dict[str, str]:
+    return {f"versions.{p}": version(p) for p in ("sevenstep", "fastai", "torch", "wandb")}
+
+
+def recipe_config(recipe) -> dict[str, Any]:
+    """The recipe as flat dotted keys (steps.step.lr, data.source, ...), plus the split seed and versions."""
+    from ..data.sources import SPLIT_SEED
+    from ..loop.distributed import world_size
+    from ..recipe import flatten
+
+    processes = world_size()  # data-parallel processes
+    extra = {
+        "data.split_seed": SPLIT_SEED,
+        "data.processes": processes,
+        "data.effective_bs": recipe.data["bs"] * processes,
+    }
+    return dict(flatten(recipe.to_dict())) | extra | versions()
+
+
+def _has_api_key() -> bool:
+    netrc = Path.home() / ".netrc"
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+
+
+def run_id_for(name: str) -> str:
+    """A W&B run id that starts with the run's name: offline runs are folders named
+    offline-run-<time>-<id>, which is what `wandb leet` lists, so the name is what a learner sees there."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:48]
+    return f"{safe}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class WandbSession:
+    """Starts the W&B runs of one command in one mode and folder, and remembers what to tell the user."""
+
+    mode: str = "offline"
+    dir: Path = Path(".")
+    offline_runs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, mode: str | None = None, dir: Path | None = None) -> WandbSession:
+        """An explicit mode wins, then WANDB_MODE, then offline: wandb would prompt for a key with no mode set."""
+        mode = (mode or os.environ.get("WANDB_MODE") or "offline").lower()
+        mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
+        if mode not in MODES:
+            raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
+        return cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
+
+    def start(
+        self,
+        name: str,
+        job_type: str,
+        config: dict[str, Any],
+        group: str | None = None,
+        resume: str | None = None,
+    ):
+        """A new W&B run (or the run `resume` continued), or None when disabled. Online with no key or no server
+        falls back to offline."""
+        if self.mode == "disabled":
+            return None
+        import wandb
+
+        if self.mode == "online" and not _has_api_key():
+            self._offline_instead("no W&B API key: set WANDB_API_KEY or run `wandb login`")
+        kwargs = dict(
+            project=PROJECT,
+            name=name,
+            group=group,
+            job_type=job_type,
+            config=config,
+            dir=str(self.dir),
+            reinit="create_new",
+        )
+        if resume:  # online: the same run continues; offline: a second log of the same run id
+            kwargs |= {"id": resume, "resume": "allow"}
+        settings = dict(console="off", silent=True, x_disable_stats=True, save_code=False, disable_git=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "online":
+            # our own id when none is given, to find the folder a failed attempt leaves
+            run_id = kwargs.pop("id", None) or run_id_for(name)
+            try:
+                timeout = wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, **settings)
+                return wandb.init(mode="online", id=run_id, settings=timeout, **kwargs)
+            except Exception as e:
+                # the failed attempt's own folder would list as a run with nothing in it
+                for folder in (self.dir / "wandb").glob(f"run-*-{run_id}"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                self._offline_instead(f"could not reach the W&B server ({type(e).__name__}: {str(e)[:100]})")
+        kwargs["id"] = resume or run_id_for(name)
+        run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
+        self.offline_runs.append(Path(run.dir).parent)
+        return run
+
+    def _offline_instead(self, why: str) -> None:
+        """Offline for the rest of this command: one failed attempt is enough to wait for."""
+        self.mode = "offline"
+        note = f"W&B: {why}; logging offline instead, nothing is lost"
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def summary_lines(self) -> list[str]:
+        lines = list(self.notes)
+        if self.offline_runs:
+            folder = self.offline_runs[0].parent
+            lines.append(
+                f"W&B: {len(self.offline_runs)} run(s) logged offline in {folder}/ "
+                f"(browse: wandb leet {folder}; upload: wandb sync {folder}/offline-run-*)"
+            )
+        return lines
+
+
+BATCH_KEYS = ("train/loss", "train/lr")
+EPOCH_KEYS = ("train/epoch_loss", "valid/loss", "valid/accuracy", "epoch_seconds")
+
+
+class WandbLogger(SparseCallback):
+    """One W&B run per training run: config, per-batch training loss and lr (charted against `batch`),
+    per-epoch validation metrics (against `epoch`), then the summary and pictures once the run is evaluated:
+    predictions, top losses and confusion matrix (pictures.py), a linear model's weights.
+
+    Batch rows are kept as tensors and sent once an epoch: no host-device sync per batch, and W&B's own
+    process does not compete with training for the CPU batch after batch."""
+
+    order = LOGGER_ORDER
+
+    def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
+        self.session, self.config, self.pending = session, config or {}, []
+        self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
+        self.resumed, self.offset, self.last_step = None, 0, 0  # resumed: the checkpoint's state, once
+
+    def before_fit(self):
+        learn = self.learn
+        if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
+            self.offset = self.last_step
+        else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
+            config = recipe_config(learn.recipe) | self.config
+            resume = self.resumed and self.resumed["id"]
+            self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group, resume)
+            if self.wb is None:
+                return
+        # per-batch series against `batch`, per-epoch ones against `epoch`; the two axes are not charts
+        self.wb.define_metric("batch", hidden=True)
+        self.wb.define_metric("epoch", hidden=True)
+        for key in BATCH_KEYS:
+            self.wb.define_metric(key, step_metric="batch")
+        for key in EPOCH_KEYS:
+            self.wb.define_metric(key, step_metric="epoch")
+        if self.resumed:
+            self._log_lost_epochs()
+            self.resumed = None
+
+    def batch(self) -> int:
+        """The W&B step: training batches since the run began (fastai counts them from 0 at every fit)."""
+        return self.offset + self.learn.train_iter
+
+    def checkpoint_state(self):
+        if self.wb is None:
+            return {"id": None, "log": None}
+        return {"id": self.wb.id, "log": str(Path(self.wb.dir).parent)}
+
+    def restore_state(self, state):
+        self.resumed = state
+
+    def _log_lost_epochs(self):
+        """A killed process loses the rows W&B had not written yet: the epochs the checkpoint has and the
+        stopped run's log lacks are logged again here, so that together the two logs have every epoch once."""
+        from .local_runs import logged_epochs
+
+        logged = logged_epochs(Path(self.resumed["log"])) if self.resumed.get("log") else set()
+        per_epoch = len(self.learn.dls.train)
+        for e in self.learn.run_log.restored:
+            if e["epoch"] not in logged:
+                self._log_epoch(e, e["epoch"] * per_epoch)
+
+    def after_batch(self):
+        if self.learn.training and self.wb is not None:
+            learn = self.learn
+            self.pending.append((self.batch(), learn.loss.detach(), learn.opt.hypers[-1]["lr"]))
+
+    def flush(self):
+        """Send the batch rows not sent yet; also called when a run is interrupted mid-epoch."""
+        if self.pending:
+            losses = torch.stack([loss for _, loss, _ in self.pending]).tolist()  # one sync for them all
+            for (batch, _, lr), loss in zip(self.pending, losses):
+                self._log({"batch": batch, "train/loss": loss, "train/lr": lr}, step=batch)
+            self.pending = []
+
+    def after_epoch(self):
+        if self.wb is None:
+            return
+        self.flush()
+        self._log_epoch(self.learn.run_log.epochs[-1], self.batch())
+
+    def _log(self, row: dict, step: int) -> None:
+        self.wb.log(row, step=step)
+        self.last_step = max(self.last_step, step)
+
+    def _log_epoch(self, e, batch: int):
+        self._log(
+            {
+                "batch": batch,
+                "epoch": e["epoch"],
+                "train/epoch_loss": e["train_loss"],
+                "valid/loss": e["valid_loss"],
+                "valid/accuracy": e["accuracy"],
+                "epoch_seconds": e["seconds"],
+            },
+            step=batch,  # W&B's step is the batch: a resumed run's history continues the stopped one's
+        )
+
+    def after_fit(self):
+        if self.wb is not None:
+            self.flush()
+
+    def after_run(self, run):
+        """The run is evaluated and saved: its summary and pictures, then the W&B run is finished."""
+        if self.wb is None:
+            return
+        import wandb
+
+        from . import plots
+
+        self.flush()  # Ctrl-C skips fastai's after_fit
+        learn = self.learn
+        self.wb.summary.update(
+            _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
+            | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
+            | ({"resumed_from": run.resumed_from} if run.resumed_from else {})
+        )
+        if run.predictions is not None:
+            classes, targets = run.predictions
+            vocab = [str(v) for v in learn.dls.vocab]
+            images = learn.dls.valid.images.cpu()
+            media = {
+                "predictions": wandb.Image(
+                    plots.to_image(plots.predictions_grid(images, classes, targets, vocab))
+                )
+            }
+            for picture in PICTURES:  # written by InterpretationPictures, when the run has it
+                if run.run_dir and (Path(run.run_dir) / picture).exists():
+                    media[picture.removesuffix(".png")] = wandb.Image(str(Path(run.run_dir) / picture))
+            if learn.step2_predict.pixels_to_weights:
+                shape = tuple(images.shape[1:])
+                media["weights"] = wandb.Image(
+                    plots.to_image(plots.linear_weights(learn.model, vocab, shape))
+                )
+            # the last step logged, not self.batch(): fastai's get_preds (interpretation) resets train_iter
+            self._log(media, step=self.last_step)
+        self.wb.finish(exit_code=1 if run.diverged else 0)
+
+    def after_error(self, error: BaseException):
+        if self.wb is not None:
+            _finish_stopped(self.wb, error)
+
+    def after_baseline(self, result, config: dict[str, Any], group: str | None):
+        """A comparison's baseline as a W&B run of its own (job_type baseline), beside its SGD runs."""
+        import wandb
+
+        from . import plots
+
+        wb = self.session.start(f"baseline-{result.distance}", "baseline", config | versions(), group)
+        if wb is None:
+            return
+        try:
+            wb.summary.update(_summary(result.accuracy, result.per_class, 0, result.fit_seconds))
+            wb.log(
+                {"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))}
+            )
+        except BaseException as e:  # Ctrl-C while it logs: a finished run that says so
+            _finish_stopped(wb, e)
+            raise
+        wb.finish()
+
+
+def _finish_stopped(wb, error: BaseException) -> None:
+    wb.summary["stop_reason"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+    wb.finish(exit_code=1)
+
+
+def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:
+    s = {"accuracy": accuracy, "n_params": n_params, "fit_seconds": fit_seconds}
+    return {k: v for k, v in s.items() if v is not None} | {f"per_class/{k}": v for k, v in per_class.items()}

@@ -1,0 +1,18 @@
+"""Output folders are created and written to before anything trains."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from conftest import LINEAR
+from sevenstep.cli import app
+
+# 7. output folders are created and written to before training
+
+
+def test_a_runs_dir_under_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["run", LINEAR, "--runs-dir", str(tmp_path / "file" / "runs"),
+                                      "--wandb-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2 and "cannot write there" in result.output
+    assert "epoch" not in result.output and not (tmp_path / "wandb").exists()  # nothing trained or logged

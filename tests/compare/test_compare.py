@@ -1,0 +1,172 @@
+"""The pixel-similarity baseline and `sevenstep compare`: known answers, an independent check, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from sevenstep import compare, data
+from sevenstep.cli import app
+from sevenstep.compare import baseline
+from sevenstep.data import sources
+from sevenstep.errors import UsageError
+
+EXPERIMENTS = Path("experiments").resolve()
+
+
+def test_baseline_on_a_hand_made_dataset_with_a_known_answer():
+    # three classes of flat grey images: dark, mid, light; the ideals are those greys
+    train_x = torch.tensor([0, 20, 120, 140, 230, 250], dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4)
+    train_y = torch.tensor([0, 0, 1, 1, 2, 2])
+    ideal = baseline.ideals(train_x, train_y, 3)
+    torch.testing.assert_close(ideal[:, 0, 0, 0], torch.tensor([10, 130, 240]) / 255)
+    valid = torch.tensor([100, 5, 255, 180, 190], dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 4, 4)
+    assert baseline.distances(valid, ideal, "l1").argmin(1).tolist() == [1, 0, 2, 1, 2]
+    # 185 is nearer 240 than 130; 180 is nearer 130 (by 50) than 240 (by 60), for l1 and l2 alike
+    assert baseline.distances(valid, ideal, "l2").argmin(1).tolist() == [1, 0, 2, 1, 2]
+
+
+def test_baseline_through_the_pipeline_on_a_tiny_folder(tiny_folder):
+    result = baseline.run(data.dataloaders(f"folder:{tiny_folder}", bs=8))
+    assert result.accuracy == 1.0 and result.per_class == {"a": 1.0, "b": 1.0}  # the squares never overlap
+    assert result.ideals.shape == (2, 1, 28, 28)
+
+
+def _load_split(folder: Path):
+    xs, ys = [], []
+    for label in sorted(p.name for p in folder.iterdir()):
+        for f in sorted((folder / label).glob("*.png")):
+            xs.append(np.asarray(Image.open(f), dtype=np.float64) / 255)
+            ys.append(label)
+    return np.stack(xs), np.array(ys)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+def test_baseline_equals_an_independent_numpy_computation(distance):
+    src = sources.resolve("mnist5k-3v7")
+    tx, ty = _load_split(src.path / "train")
+    vx, vy = _load_split(src.path / "valid")
+    classes = sorted(set(ty))
+    ideal = {c: tx[ty == c].mean(0) for c in classes}
+    dist = {
+        c: (np.abs(vx - ideal[c]) if distance == "l1" else (vx - ideal[c]) ** 2).mean((1, 2)) for c in classes
+    }
+    pred = np.array(classes)[np.argmin(np.stack([dist[c] for c in classes]), axis=0)]
+    expected = (pred == vy).mean()
+
+    result = baseline.run(data.dataloaders("mnist5k-3v7"), distance)
+    assert result.accuracy == pytest.approx(expected, abs=1e-6)
+    for c in classes:
+        assert result.per_class[c] == pytest.approx((pred[vy == c] == c).mean(), abs=1e-6)
+    assert 0.85 < result.accuracy < 0.99  # fastbook's baseline: good, not perfect
+
+
+def _comparison(tmp_path, folder, runs):
+    file = tmp_path / "cmp.toml"
+    lines = [f'name = "tiny"\nsource = "folder:{folder}"\nseed = 1\n']
+    for label, recipe, sets in runs:
+        lines.append(f'[[runs]]\nrecipe = "{EXPERIMENTS / recipe}"\nlabel = "{label}"\nset = {{ {sets} }}\n')
+    file.write_text("\n".join(lines))
+    return file
+
+
+def test_compare_writes_the_table_and_report(tmp_path, tiny_folder):
+    file = _comparison(
+        tmp_path,
+        tiny_folder,
+        [
+            ("linear", "fastbook_linear.toml", '"steps.repeat.n" = 2, "data.bs" = 8'),
+            ("net", "fastbook_simple_net.toml", '"steps.repeat.n" = 2, "data.bs" = 8'),
+        ],
+    )
+    result = CliRunner().invoke(app, ["compare", str(file), "--json", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["source"] == f"folder:{tiny_folder}"
+    assert [r["method"] for r in out["results"]] == ["baseline (l1)", "linear", "net"]
+    assert [r["kind"] for r in out["results"]] == ["baseline", "sgd", "sgd"]
+    for r in out["results"]:
+        assert {"method", "kind", "accuracy", "per_class", "n_params", "fit_seconds", "status"} <= set(r)
+        assert r["status"] == "ok" and 0 <= r["accuracy"] <= 1 and set(r["per_class"]) == {"a", "b"}
+    assert out["results"][0]["n_params"] == 0 and out["results"][1]["n_params"] == 28 * 28 + 1
+
+    report = Path(out["report_dir"])
+    rows = list(csv.DictReader(open(report / "results.csv")))
+    assert [r["method"] for r in rows] == ["baseline (l1)", "linear", "net"]
+    assert float(rows[1]["accuracy"]) == pytest.approx(out["results"][1]["accuracy"])
+    assert set(rows[0]) >= {"accuracy_a", "accuracy_b", "n_params", "status"}
+    md = (report / "results.md").read_text().splitlines()
+    assert md[0].startswith("| method | accuracy") and len(md) == 2 + 3
+    for png in ("ideal_digits.png", "learning_curves.png", "weights-linear.png"):
+        with Image.open(report / png) as im:
+            assert im.format == "PNG" and np.asarray(im.convert("L")).std() > 5, png
+    assert not (report / "weights-net.png").exists()  # only linear models have one weight per pixel
+    assert len([p for p in report.iterdir() if p.is_dir()]) == 2  # each SGD run saved in the report
+
+
+def test_a_failing_recipe_is_reported_not_fatal(tmp_path, tiny_folder):
+    file = _comparison(
+        tmp_path,
+        tiny_folder,
+        [
+            (
+                "boom",
+                "fastbook_linear.toml",
+                '"steps.loss.name" = "mse", "steps.step.lr" = 1e12, "data.bs" = 8',
+            ),
+            ("fine", "fastbook_linear.toml", '"steps.repeat.n" = 1, "data.bs" = 8'),
+        ],
+    )
+    result = CliRunner().invoke(app, ["compare", str(file), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "1 of 3 methods failed: boom" in result.output
+    table = result.stdout.split("(seed 1)")[1].split("report:")[0]  # the table, not the progress log
+    boom = next(line for line in table.splitlines() if line.startswith("boom"))
+    fine = next(line for line in table.splitlines() if line.startswith("fine"))
+    assert "failed: training diverged" in boom and fine.rstrip().endswith("ok")
+
+
+def test_compare_file_errors(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text('name = "x"\n')
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[[runs]]\nrecipe = "nowhere.toml"\n')
+    typo = tmp_path / "typo.toml"
+    typo.write_text(
+        f'[[runs]]\nrecipe = "{EXPERIMENTS / "fastbook_linear.toml"}"\nset = {{ "steps.step.lrr" = 1 }}\n'
+    )
+    for file, expected in [
+        (empty, "lists no runs"),
+        (missing, "nowhere.toml does not exist"),
+        (typo, "has no parameter 'lrr'"),
+        (tmp_path / "none.toml", "no such file"),
+    ]:
+        with pytest.raises(UsageError, match=expected):
+            compare.load(file)
+        result = CliRunner().invoke(app, ["compare", str(file), "--runs-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_set_takes_quoted_and_dotted_keys_alike(tmp_path):
+    file = tmp_path / "cmp.toml"
+    linear = EXPERIMENTS / "fastbook_linear.toml"
+    file.write_text(
+        f'[[runs]]\nrecipe = "{linear}"\nlabel = "q"\nset = {{ "steps.step.lr" = 0.5 }}\n'
+        f'[[runs]]\nrecipe = "{linear}"\nlabel = "d"\nset = {{ steps.step.lr = 0.5, data.bs = 32 }}\n'
+    )
+    (_, quoted), (_, dotted) = compare.load(file).runs
+    assert quoted.steps["step"]["lr"] == dotted.steps["step"]["lr"] == 0.5 and dotted.data["bs"] == 32
+
+
+@pytest.mark.parametrize("name", ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml"])
+def test_shipped_comparisons_load(name):
+    plan = compare.load(EXPERIMENTS / name)
+    assert len(plan.runs) == 3 and all(r.data["source"] == plan.source for _, r in plan.runs)

@@ -1,0 +1,162 @@
+"""Checkpoints and exact resume: a run stopped after epoch k and resumed ends exactly as if left alone."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+from typer.testing import CliRunner
+
+from sevenstep import recipe
+from sevenstep.cli import app
+from sevenstep.errors import UsageError
+from sevenstep.loop import checkpoint, run_folder, train
+from sevenstep.tracking import local_runs
+
+EXPERIMENTS = Path("experiments").resolve()
+LINEAR = str(EXPERIMENTS / "fastbook_linear.toml")
+
+
+class StopAfter(Callback):
+    """Ctrl-C right after epoch k has been checkpointed, as a user would press it."""
+
+    order = 2000
+
+    def __init__(self, k):
+        self.k = k
+
+    def after_epoch(self):
+        if self.epoch + 1 == self.k:
+            raise KeyboardInterrupt
+
+
+def _metrics(run) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in run.epochs]
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.learn.model.state_dict(), b.learn.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _interrupted_then_resumed(r, k, tmp_path):
+    stopped = train.run(r, [checkpoint.Checkpointer, StopAfter(k)], runs_dir=tmp_path / "stopped")
+    assert stopped.stop_reason == "interrupted" and len(stopped.epochs) == k
+    assert (Path(stopped.run_dir) / run_folder.UNFINISHED).exists()
+    again, state = checkpoint.prepare(stopped.run_dir)
+    return train.run(again, [checkpoint.Checkpointer], resume=(Path(stopped.run_dir), state))
+
+
+CASES = {
+    "plain sgd": (LINEAR, ["steps.repeat.n=4"]),
+    "adam, one-cycle, augmentation": (
+        str(EXPERIMENTS / "cnn_3v7.toml"),
+        ["steps.repeat.n=4", "steps.predict.channels=[8, 16]"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_resumed_run_ends_exactly_as_the_run_left_alone(tmp_path, case):
+    file, sets = CASES[case]
+    r = recipe.load(file, sets)
+    alone = train.run(r, [checkpoint.Checkpointer], runs_dir=tmp_path / "alone")
+    resumed = _interrupted_then_resumed(r, 2, tmp_path)
+    assert _metrics(resumed) == _metrics(alone) and _same_weights(resumed, alone)
+    assert resumed.stop_reason == "epochs_done" and resumed.resumed_from == 2
+    saved = json.loads((Path(resumed.run_dir) / "result.json").read_text())
+    assert saved["resumed_from"] == 2 and saved["stop_reason"] == "epochs_done"
+    assert not (Path(resumed.run_dir) / run_folder.UNFINISHED).exists()
+
+
+def test_a_patience_stop_resumes_with_its_wait_count(tmp_path):
+    sets = ["steps.repeat.n=40", "steps.step.lr=3", "steps.stop.name=patience", "steps.stop.metric=accuracy",
+            "steps.stop.patience=3"]  # fmt: skip
+    r = recipe.load(LINEAR, sets)
+    alone = train.run(r, runs_dir=tmp_path / "alone")
+    assert alone.stop_reason == "patience"
+    accs = [e["accuracy"] for e in alone.epochs]
+    # stop just after an epoch that did not improve: the patience rule is then part-way through its wait
+    k = next(i + 1 for i in range(1, len(accs) - 1) if accs[i] <= max(accs[:i]))
+    resumed = _interrupted_then_resumed(r, k, tmp_path)
+    assert _metrics(resumed) == _metrics(alone) and _same_weights(resumed, alone)
+    assert resumed.stop_reason == "patience"
+
+
+def _checkpoint_epoch(run_dirs) -> int:
+    for d in run_dirs:
+        try:
+            return torch.load(d / run_folder.CHECKPOINT, weights_only=True)["epoch"]
+        except Exception:
+            pass
+    return 0
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
+    sets = ["--set", "steps.repeat.n=8", "--set", "data.bs=8"]
+    alone = CliRunner().invoke(app, ["run", LINEAR, *sets, "--json", "--runs-dir", str(tmp_path / "alone"),
+                                     "--wandb", "disabled"])  # fmt: skip
+    assert alone.exit_code == 0, alone.output
+    cmd = [sys.executable, "-m", "sevenstep", "run", LINEAR, *sets, "--runs-dir", str(tmp_path / "runs"),
+           "--wandb-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _checkpoint_epoch((tmp_path / "runs").glob("*")) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / run_folder.UNFINISHED).exists() and not (run_dir / "result.json").exists()
+    k = _checkpoint_epoch([run_dir])
+    assert 2 <= k < 8
+
+    resumed = CliRunner().invoke(app, ["resume", str(run_dir), "--json", "--wandb-dir", str(tmp_path)])
+    assert resumed.exit_code == 0, resumed.output
+    out, expected = json.loads(resumed.stdout), json.loads(alone.stdout)
+    strip = lambda es: [{k: v for k, v in e.items() if k != "seconds"} for e in es]  # noqa: E731
+    assert strip(out["epochs"]) == strip(expected["epochs"]) and out["resumed_from"] == k
+    a = torch.load(Path(expected["run_dir"]) / "model.pth", weights_only=True)
+    b = torch.load(run_dir / "model.pth", weights_only=True)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+    # offline W&B: the resumed part is a second log of the same run; together, every epoch once
+    logs = local_runs.list_runs(tmp_path / "wandb")
+    assert len(logs) == 2 and len({Path(r["path"]).name.split("-", 3)[3] for r in logs}) == 1  # one run id
+    epochs = []
+    for f in sorted((tmp_path / "wandb").rglob("*.wandb")):
+        records = local_runs._inspect(f, "--json").splitlines()
+        history = [json.loads(x)["history"]["item"] for x in records if '"history"' in x]
+        epochs += [h["epoch"] for h in history if "valid/accuracy" in h]
+    assert sorted(epochs) == list(range(1, 9))
+
+
+def test_resume_refuses_what_cannot_continue(tmp_path):
+    r = recipe.load(LINEAR, ["steps.repeat.n=3"])
+    done = train.run(r, [checkpoint.Checkpointer], runs_dir=tmp_path)
+    with pytest.raises(UsageError, match="has finished"):
+        checkpoint.prepare(done.run_dir)
+    with pytest.raises(UsageError, match="cannot continue with .*steps.predict.name"):
+        checkpoint.prepare(done.run_dir, ["steps.predict.name=mlp", "steps.repeat.n=5"])
+    with pytest.raises(UsageError, match="cannot continue with data.source changed"):
+        checkpoint.prepare(done.run_dir, ["data.source=mnist5k", "steps.repeat.n=5"])
+    result = CliRunner().invoke(app, ["resume", done.run_dir, "--set", "steps.predict.name=mlp"])
+    assert result.exit_code == 2 and "cannot continue" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["resume", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+def test_a_finished_epochs_run_can_be_given_more_epochs(tmp_path):
+    three = train.run(
+        recipe.load(LINEAR, ["steps.repeat.n=3"]), [checkpoint.Checkpointer], runs_dir=tmp_path / "a"
+    )
+    again, state = checkpoint.prepare(three.run_dir, ["steps.repeat.n=5"])
+    five = train.run(again, [checkpoint.Checkpointer], resume=(Path(three.run_dir), state))
+    alone = train.run(recipe.load(LINEAR, ["steps.repeat.n=5"]), runs_dir=tmp_path / "b")
+    assert _metrics(five) == _metrics(alone) and _same_weights(five, alone) and five.resumed_from == 3

@@ -1,0 +1,71 @@
+"""Signals at awkward moments: a save is never cut in half, a finished run never lost (sevenstep/utils/signals.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import LINEAR, start_cli, wait_for
+from sevenstep import recipe
+from sevenstep.loop import run_folder, train
+from sevenstep.tracking import local_runs
+from sevenstep.utils import signals
+
+# 5. a second Ctrl-C, or one during saving, never loses a finished run
+
+
+def test_signals_during_a_deferred_block_wait_for_it():
+    with signals.deferred() as held:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now: nothing was raised
+    assert held == [signal.SIGINT]
+    with pytest.raises(KeyboardInterrupt):  # outside the block, Ctrl-C is Ctrl-C again
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+def test_ctrl_c_while_saving_waits_for_the_save_then_stops(tmp_path, monkeypatch):
+    real_save = run_folder.save
+
+    def save_interrupted(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(run_folder, "save", save_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(recipe.load(LINEAR, ["steps.repeat.n=1"]), runs_dir=tmp_path)
+    (saved,) = tmp_path.iterdir()
+    assert json.loads((saved / "result.json").read_text())["stop_reason"] == "epochs_done"
+    assert (saved / "model.pth").exists()
+
+
+def test_two_quick_ctrl_cs_still_save_the_run(tmp_path):
+    proc = start_cli("run", LINEAR, "--set", "steps.repeat.n=100000", "--set", "data.bs=8",
+                "--runs-dir", str(tmp_path / "runs"), "--wandb-dir", str(tmp_path))  # fmt: skip
+    wait_for(
+        lambda: any(f.stat().st_size > 20_000 for f in (tmp_path / "wandb").rglob("*.wandb")), what="training"
+    )
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    (saved,) = (tmp_path / "runs").iterdir()
+    assert json.loads((saved / "result.json").read_text())["stop_reason"] == "interrupted"
+    assert not list((tmp_path / "runs").glob(".tmp-*"))
+    (info,) = local_runs.list_runs(tmp_path / "wandb")
+    assert info["state"] == "finished" and info["stop_reason"] == "interrupted"
+
+
+def test_a_signal_in_a_nested_deferred_block_reaches_the_outer_one():
+    with signals.deferred() as outer:
+        with signals.deferred() as inner:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert inner is outer
+    assert outer == [signal.SIGINT]

@@ -1,0 +1,340 @@
+"""Sweeps on Optuna: real worker processes, real storages (a journal file, SQLite, a throwaway PostgreSQL),
+interruption and continuation, failing trials; and the parallel-safety cases sweeps depend on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sevenstep import sweep as sweeps
+from sevenstep.cli import app
+from sevenstep.errors import UsageError
+from sevenstep.loop import run_folder
+from sevenstep.sweep import spec
+from sevenstep.sweep import study as sweep_study
+from sevenstep.tracking import local_runs
+
+EXPERIMENTS = Path("experiments").resolve()
+LINEAR = EXPERIMENTS / "fastbook_linear.toml"
+GRID = {"steps.init.name": ["zeros", "normal"], "steps.loss.name": ["mnist_loss", "bce"]}
+
+
+def _sweep_file(tmp_path: Path, name="tiny", space=GRID, extra="", sets='"steps.repeat.n" = [1]') -> Path:
+    def toml(v):  # JSON's lists, strings, numbers and booleans are TOML's; a range is an inline table
+        return (
+            "{ " + ", ".join(f"{k} = {toml(x)}" for k, x in v.items()) + " }"
+            if isinstance(v, dict)
+            else json.dumps(v)
+        )
+
+    file = tmp_path / f"{name}.toml"
+    lines = [f'"{k}" = {toml(v)}' for k, v in space.items()]
+    file.write_text(
+        f'name = "{name}"\nrecipe = "{LINEAR}"\nmetric = "accuracy"\n{extra}\n[space]\n'
+        + "\n".join(lines)
+        + f"\n{sets}\n"
+    )
+    return file
+
+
+def _sweep(file: Path, runs: Path, *args: str, wandb_dir: Path | None = None, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sevenstep", "sweep", str(file), "--runs-dir", str(runs), *args]
+    cmd += ["--wandb-dir", str(wandb_dir)] if wandb_dir else ["--wandb", "disabled"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _finish(proc: subprocess.Popen, timeout=300) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return out, err
+
+
+def _study(file: Path, storage: str):
+    import optuna
+
+    sweep = sweeps.load(file)
+    return optuna.load_study(study_name=sweep.name, storage=sweep_study.storage_for(storage, file.parent))
+
+
+def _points(study) -> Counter:
+    from optuna.trial import TrialState
+
+    return Counter(tuple(sorted(t.params.items())) for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_a_grid_on_two_workers_runs_each_point_once_and_its_best_recipe_reproduces(tmp_path):
+    file = _sweep_file(tmp_path)
+    out, err = _finish(_sweep(file, tmp_path / "runs", "--workers", "2", "--json", wandb_dir=tmp_path))
+    summary = json.loads(out)
+    trials = summary["trials"]
+    assert summary["counts"] == {"complete": 4} and len(trials) == 4
+    assert len({(t["steps.init.name"], t["steps.loss.name"]) for t in trials}) == 4  # four distinct points
+    assert {"[worker 1]", "[worker 2]"} <= {
+        line.split("]")[0] + "]" for line in err.splitlines() if "]" in line
+    }
+    accs = [t["accuracy"] for t in trials]
+    assert accs == sorted(accs, reverse=True)  # sorted by the metric, best first
+    for t in trials:  # each trial a full run, saved
+        saved = json.loads((Path(t["run_dir"]) / "result.json").read_text())
+        assert saved["accuracy"] == pytest.approx(t["accuracy"])
+        assert saved["recipe"]["steps"]["init"]["name"] == t["steps.init.name"]
+    listed = local_runs.list_runs(tmp_path / "wandb")
+    assert len(listed) == 4 and {r["group"] for r in listed} == {"sweep-tiny"}
+    assert {r["job_type"] for r in listed} == {"trial"} and {r["state"] for r in listed} == {"finished"}
+    assert sorted(r["config"]["trial.number"] for r in listed) == sorted(t["trial"] for t in trials)
+    sweep_dir = Path(summary["sweep_dir"])
+    for name in ("trials.csv", "trials.md", "trials.json", "history.png", "per_key.png", "study.journal"):
+        assert (sweep_dir / name).is_file(), name
+
+    rerun = CliRunner().invoke(
+        app, ["run", summary["best_recipe"], "--json", "--runs-dir", str(tmp_path / "r")]
+    )
+    assert rerun.exit_code == 0, rerun.output
+    assert json.loads(rerun.stdout)["accuracy"] == pytest.approx(summary["best"]["accuracy"])
+
+
+def _two_processes_share_one_storage(tmp_path: Path, storage: str) -> None:
+    space = {"steps.init.name": ["zeros", "normal", "kaiming"], "steps.loss.name": ["mnist_loss", "bce"]}
+    file = _sweep_file(tmp_path, space=space, sets='"steps.repeat.n" = [10]')  # long enough to overlap
+    procs = [_sweep(file, tmp_path / f"machine{i}", "--storage", storage) for i in (1, 2)]
+    for p in procs:
+        _finish(p)
+    points = _points(_study(file, storage))
+    assert len(points) == 6 and set(points.values()) == {1}  # every point, none twice
+    ran = [d for i in (1, 2) for d in (tmp_path / f"machine{i}" / "sweep-tiny" / "trials").glob("*")]
+    assert len(ran) == 6
+
+
+def test_two_sweep_processes_share_a_journal_file(tmp_path):
+    _two_processes_share_one_storage(tmp_path, str(tmp_path / "shared" / "study.journal"))
+
+
+def test_two_sweep_processes_share_a_sqlite_database(tmp_path):
+    _two_processes_share_one_storage(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server on a free loopback port, started with initdb/pg_ctl, removed after."""
+    bin_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    initdb = shutil.which("initdb") or next(
+        (str(d / "initdb") for d in bin_dirs if (d / "initdb").exists()), None
+    )
+    if not initdb:
+        pytest.skip(
+            "PostgreSQL is not installed (Debian package postgresql): the PostgreSQL storage test is skipped"
+        )
+    pytest.importorskip("psycopg", reason="psycopg is not installed: the PostgreSQL storage test is skipped")
+    pg_ctl = str(Path(initdb).with_name("pg_ctl"))
+    root = Path(tempfile.mkdtemp(prefix="sevenstep-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # PostgreSQL refuses root
+    if as_user:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    try:
+        subprocess.run(
+            [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server here ({e}): the PostgreSQL storage test is skipped")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_sweep_processes_share_a_postgresql_server(tmp_path, postgres_url):
+    _two_processes_share_one_storage(tmp_path, postgres_url)
+
+
+def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
+    file = _sweep_file(tmp_path, sets='"steps.repeat.n" = [60]\n"data.bs" = [16]')
+    runs = tmp_path / "runs"
+    first = _sweep(file, runs, "--workers", "2")
+    trials = runs / "sweep-tiny" / "trials"
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(trials.glob("*/result.json")):
+        time.sleep(0.3)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    done_before = len(_points(_study(file, str(runs / "sweep-tiny" / "study.journal"))))
+    assert 1 <= done_before < 4
+    # each worker's trial in progress was stopped (saved as `interrupted` when it was training) and re-queued
+    assert "it will run again" in err
+    for saved in trials.glob("*/result.json"):
+        assert json.loads(saved.read_text())["stop_reason"] in ("epochs_done", "interrupted")
+
+    _finish(_sweep(file, runs, "--workers", "2"))
+    points = _points(_study(file, str(runs / "sweep-tiny" / "study.journal")))
+    assert len(points) == 4 and set(points.values()) == {1}  # the rest ran; nothing finished ran twice
+
+
+def test_a_failing_trial_does_not_stop_the_sweep(tmp_path):
+    space = {"steps.loss.name": ["mse"], "steps.step.lr": [1e12, 0.5]}
+    file = _sweep_file(tmp_path, space=space, extra='[pruner]\nname = "none"')
+    out, _ = _finish(_sweep(file, tmp_path / "runs", "--json"))
+    summary = json.loads(out)
+    assert summary["counts"] == {"complete": 1, "failed": 1}
+    failed = next(t for t in summary["trials"] if t["state"] == "failed")
+    assert failed["steps.step.lr"] == 1e12 and "diverged" in failed["error"]
+    assert summary["best"]["steps.step.lr"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "space, extra, expected",
+    [
+        ({"steps.init.nme": [0.5]}, "", "space steps.init.nme: init option 'normal' has no parameter 'nme'"),
+        ({"steps.optim.name": ["adam"]}, "", "space steps.optim.name: no such key"),
+        ({"steps.predict.hidden": [[30]]}, "", "predict option 'linear' has no parameter 'hidden'"),
+        (
+            {"steps.init.name": ["zeros", "normal"], "steps.init.std": [0.5]},
+            "",
+            "option 'zeros' has no parameter",
+        ),
+        ({"steps.step.lr": ["fast"]}, "", "steps.step.lr: expected a number (float), got 'fast'"),
+        ({"steps.step.lr": {"low": 0.1, "high": 1.0}}, "", "a grid needs a list of values"),
+        ({"steps.step.lr": {"low": 0, "high": 1.0, "log": True}}, 'sampler = "tpe"', "low > 0 with log"),
+        ({"steps.step.lr": [0.1]}, 'sampler = "bayes"', "sampler must be one of grid, random, tpe"),
+        ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of accuracy"),
+    ],
+)
+def test_bad_sweep_files_exit_2_before_anything_trains(tmp_path, space, extra, expected):
+    text = _sweep_file(tmp_path, space=space, sets="").read_text()
+    if extra.startswith(("sampler", "metric")):
+        key = extra.split(" ")[0]
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{key} ="))
+    (tmp_path / "bad.toml").write_text(f"{extra}\n{text}")
+    with pytest.raises(UsageError) as e:
+        sweeps.load(tmp_path / "bad.toml")
+    assert expected in str(e.value)
+    result = CliRunner().invoke(
+        app, ["sweep", str(tmp_path / "bad.toml"), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shipped_sweeps_load():
+    files = sorted(EXPERIMENTS.glob("sweep_*.toml"))
+    assert len(files) >= 3
+    for f in files:
+        sweep = sweeps.load(f)
+        assert sweep.space and sweep.sampler in spec.SAMPLERS
+
+
+# --- running in parallel safely -------------------------------------------------------------------------
+
+
+def test_two_processes_preparing_embedded_data_at_once_both_succeed(tmp_path):
+    code = (
+        "from sevenstep.data import sources; print(len(sources.image_files(sources.resolve('mnist5k-3v7').path)))"
+    )
+    for attempt in range(3):
+        env = os.environ | {"SEVENSTEP_CACHE": str(tmp_path / f"cache{attempt}")}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], results
+        assert [out.strip() for out, _ in results] == ["1000", "1000"]
+
+
+def test_a_name_cannot_leave_the_runs_folder(tmp_path):
+    runs = tmp_path / "a" / "runs"
+    result = CliRunner().invoke(
+        app, ["run", str(LINEAR), "--set", 'name="../../escaped"', "--runs-dir", str(runs)]
+    )
+    assert result.exit_code == 2 and "cannot name a folder inside the runs folder" in result.output
+    assert not any(tmp_path.rglob("escaped*"))
+
+
+def test_runs_finishing_in_the_same_second_never_share_a_folder(tmp_path):
+    made, errors = [], []
+
+    def claim():
+        try:
+            made.append(run_folder.new_folder(tmp_path, "same"))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(made)) == 16 and all(p.is_dir() for p in made)
+
+
+def test_a_sweeps_trials_can_each_train_on_two_processes(tmp_path):
+    pytest.importorskip("accelerate")
+    file = _sweep_file(tmp_path, space={"steps.step.lr": [0.5, 1.0]}, extra="processes = 2",
+                       sets='"steps.repeat.n" = [2]')  # fmt: skip
+    out, _ = _finish(_sweep(file, tmp_path / "runs", "--json", wandb_dir=tmp_path))
+    summary = json.loads(out)
+    assert summary["counts"] == {"complete": 2}
+    for t in summary["trials"]:
+        saved = json.loads((Path(t["run_dir"]) / "result.json").read_text())
+        assert saved["processes"] == 2 and saved["accuracy"] == pytest.approx(t["accuracy"])
+    listed = local_runs.list_runs(tmp_path / "wandb")
+    assert len(listed) == 2 and {(r["group"], r["job_type"]) for r in listed} == {("sweep-tiny", "trial")}
+    assert {r["config"]["data.effective_bs"] for r in listed} == {512}
+
+
+def test_a_pruner_with_data_parallel_trials_is_refused(tmp_path):
+    file = _sweep_file(
+        tmp_path, space={"steps.step.lr": [0.5]}, extra='processes = 2\n[pruner]\nname = "median"'
+    )
+    with pytest.raises(UsageError, match="a pruner needs each trial in one process"):
+        sweeps.load(file)
+
+
+def test_the_median_pruner_stops_a_trial_that_lags_after_an_epoch(tmp_path):
+    # zero init: lr 1.0 is far ahead after one epoch; lr 1e-6 has learnt nothing and is pruned there
+    space = {"steps.init.name": ["zeros"], "steps.step.lr": [1.0, 1e-6]}
+    extra = '[pruner]\nname = "median"\nn_startup_trials = 1\nn_warmup_steps = 0'
+    file = _sweep_file(tmp_path, space=space, extra=extra, sets='"steps.repeat.n" = [3]')
+    out, err = _finish(_sweep(file, tmp_path / "runs", "--json"))
+    trials = {t["steps.step.lr"]: t for t in json.loads(out)["trials"]}
+    assert trials[1.0]["state"] == "complete" and trials[1e-6]["state"] == "pruned"
+    saved = json.loads((Path(trials[1e-6]["run_dir"]) / "result.json").read_text())
+    assert saved["stop_reason"] == "pruned" and len(saved["epochs"]) == 1
+    assert "pruned after 1 epoch(s)" in err

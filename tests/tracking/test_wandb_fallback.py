@@ -1,0 +1,24 @@
+"""The W&B fallback is tried once per command, and leaves no empty run behind."""
+
+from __future__ import annotations
+
+from sevenstep import tracking
+from sevenstep.tracking import wandb_logger
+
+# 8. the W&B fallback is tried once per command, and leaves no empty run behind
+
+
+def test_an_unreachable_wandb_server_is_tried_once(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
+    monkeypatch.setattr(wandb_logger, "ONLINE_INIT_TIMEOUT", 5)
+    modes, real_init = [], wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **k: modes.append(k["mode"]) or real_init(**k))
+    session = tracking.WandbSession.from_options("online", tmp_path)
+    for name in ("first", "second"):
+        session.start(name, "sgd", {}).finish()
+    assert modes == ["online", "offline", "offline"]
+    assert len(session.notes) == 1 and len(session.offline_runs) == 2
+    assert not list((tmp_path / "wandb").glob("run-*"))  # the failed attempt's folder is gone

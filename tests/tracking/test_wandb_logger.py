@@ -1,0 +1,259 @@
+"""W&B: what each run logs, read back from its .wandb file with wandb's own reader; modes; interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sevenstep import tracking
+from sevenstep.cli import app
+from sevenstep.registry import STEPS
+from sevenstep.tracking import local_runs, wandb_logger
+
+LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
+
+
+def _records(wandb_file: Path) -> list[dict]:
+    return [json.loads(line) for line in local_runs._inspect(wandb_file, "--json").splitlines()]
+
+
+def _only_run(folder: Path) -> Path:
+    files = list(folder.rglob("*.wandb"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def test_a_run_logs_config_history_summary_and_media(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            LINEAR,
+            "--set",
+            "steps.repeat.n=3",
+            "--json",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--wandb-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    info = local_runs.read(_only_run(tmp_path / "wandb"))
+    assert info["state"] == "finished" and info["job_type"] == "sgd" and info["name"] == "fastbook-linear-3v7"
+
+    config = info["config"]
+    for step in STEPS:
+        assert config[f"steps.{step}.name"] == out["recipe"]["steps"][step]["name"]
+    assert config["steps.step.lr"] == 1.0 and config["steps.init.std"] == 1.0
+    assert (
+        config["data.source"] == "mnist5k-3v7"
+        and config["data.bs"] == 256
+        and config["data.augment"] is False
+    )
+    assert {
+        "seed",
+        "data.split_seed",
+        "versions.sevenstep",
+        "versions.fastai",
+        "versions.torch",
+        "versions.wandb",
+    } <= set(config)
+
+    summary = info["summary"]
+    assert summary["accuracy"] == pytest.approx(out["accuracy"]) and summary["stop_reason"] == "epochs_done"
+    assert summary["n_params"] == 785 and summary["fit_seconds"] > 0
+    assert {"per_class/3", "per_class/7"} <= set(summary)
+
+    history = [
+        r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"
+    ]
+    epochs = [h for h in history if "valid/accuracy" in h]
+    batches = [h for h in history if "train/loss" in h]
+    assert [h["epoch"] for h in epochs] == [1, 2, 3]
+    assert [h["valid/accuracy"] for h in epochs] == pytest.approx([e["accuracy"] for e in out["epochs"]])
+    assert len(batches) == 3 * 3  # 800 images, bs 256: 3 full batches an epoch
+    assert [h["batch"] for h in batches] == list(range(1, 10))  # one step axis for batches and epochs alike
+    assert [h["batch"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
+    media = next(h for h in history if "predictions._type" in h)
+    assert media["predictions._type"] == "image-file" and media["weights._type"] == "image-file"
+    assert media["top_losses._type"] == media["confusion_matrix._type"] == "image-file"
+    assert not any(k.startswith("confusion_matrix_") for h in history for k in h)  # no bookkeeping series
+
+    # charts: per-batch series against `batch`, per-epoch ones against `epoch`, neither axis a chart itself
+    metrics = {
+        r["metric"]["name"]: r["metric"]
+        for r in _records(_only_run(tmp_path / "wandb"))
+        if r["type"] == "metric"
+    }
+    assert metrics["batch"]["options"]["hidden"] and metrics["epoch"]["options"]["hidden"]
+    assert metrics["train/loss"]["step_metric"] == metrics["train/lr"]["step_metric"] == "batch"
+    assert {metrics[k]["step_metric"] for k in ("valid/accuracy", "valid/loss", "train/epoch_loss")} == {
+        "epoch"
+    }
+    assert set(metrics) <= set(history[-1]) | {"batch", "epoch", "epoch_seconds"}  # every logged key defined
+
+    # recognisable in `wandb leet`'s list, which shows the folder: offline-run-<time>-<name>-<hex>
+    assert "-fastbook-linear-3v7-" in _only_run(tmp_path / "wandb").parent.name
+
+
+def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
+    file = tmp_path / "cmp.toml"
+    file.write_text(
+        f'name = "grouped"\nsource = "folder:{tiny_folder}"\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "one"\nset = {{ "steps.repeat.n" = 1, "data.bs" = 8 }}\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "two"\nset = {{ "steps.repeat.n" = 2, "data.bs" = 8 }}\n'
+    )
+    result = CliRunner().invoke(
+        app,
+        ["compare", str(file), "--json", "--runs-dir", str(tmp_path / "runs"), "--wandb-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    report = Path(json.loads(result.stdout)["report_dir"])
+    listed = json.loads(CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--json"]).stdout)
+    assert len(listed) == 3 and {r["group"] for r in listed} == {report.name}
+    assert sorted(r["job_type"] for r in listed) == ["baseline", "sgd", "sgd"]
+    base = next(r for r in listed if r["job_type"] == "baseline")
+    assert base["summary"]["accuracy"] == 1.0 and base["config"]["baseline.distance"] == "l1"
+
+    table = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb")])
+    assert table.exit_code == 0 and report.name in table.output and "baseline (l1)" in table.output
+
+    # a comparison's runs are named by their labels, in W&B and in the run folders
+    assert sorted(r["name"] for r in listed if r["job_type"] == "sgd") == ["one", "two"]
+    assert sorted(p.name.split("-")[0] for p in report.iterdir() if p.is_dir()) == ["one", "two"]
+    # and `sevenstep runs` filters by group and by name
+    only_two = json.loads(
+        CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "TWO", "--json"]).stdout
+    )
+    assert [r["name"] for r in only_two] == ["two"]
+    grouped = CliRunner().invoke(
+        app, ["runs", str(tmp_path / "wandb"), "--group", report.name[:12], "--json"]
+    )
+    assert len(json.loads(grouped.stdout)) == 3
+    none = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--group", "no-such-group"])
+    assert none.exit_code == 0 and "no W&B runs with group containing 'no-such-group'" in none.output
+
+
+def test_disabled_writes_nothing(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            LINEAR,
+            "--set",
+            "steps.repeat.n=1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--wandb",
+            "disabled",
+            "--wandb-dir",
+            str(tmp_path / "wb"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "wb").exists() and "W&B" not in result.output
+
+
+def test_bad_mode_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["run", LINEAR, "--wandb", "sometimes", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "must be one of offline, online, disabled" in result.output
+
+
+def test_online_without_a_key_carries_on_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    tracker = tracking.WandbSession.from_options("online", tmp_path)
+    run = tracker.start("t", "sgd", {"x": 1})
+    run.log({"batch": 1, "loss": 0.5})
+    run.finish()
+    assert any("logging offline instead" in line for line in tracker.summary_lines())
+    assert any("wandb sync" in line for line in tracker.summary_lines())
+    assert local_runs.read(_only_run(tmp_path / "wandb"))["state"] == "finished"
+
+
+def test_online_with_no_server_carries_on_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
+    monkeypatch.setattr(wandb_logger, "ONLINE_INIT_TIMEOUT", 5)
+    tracker = tracking.WandbSession.from_options("online", tmp_path)
+    run = tracker.start("t", "sgd", {"x": 1})
+    run.finish()
+    assert any("could not reach the W&B server" in line for line in tracker.summary_lines())
+    assert (
+        tracker.offline_runs
+        and local_runs.read(next(tracker.offline_runs[0].glob("*.wandb")))["state"] == "finished"
+    )
+
+
+def test_no_mode_given_means_offline(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    assert tracking.WandbSession.from_options().mode == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking.WandbSession.from_options().mode == "disabled"
+    assert tracking.WandbSession.from_options("online").mode == "online"  # the flag wins over the environment
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_is_finished_cleanly(tmp_path, sig):
+    cmd = [
+        sys.executable,
+        "-m",
+        "sevenstep",
+        "run",
+        LINEAR,
+        "--set",
+        "steps.repeat.n=100000",
+        "--set",
+        "data.bs=8",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--wandb-dir",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until it is training and has logged
+        files = list((tmp_path / "wandb").rglob("*.wandb"))
+        if files and files[0].stat().st_size > 20_000:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the run never started logging")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "Traceback" not in err
+    info = local_runs.read(_only_run(tmp_path / "wandb"))
+    assert info["state"] == "finished" and info["summary"]["stop_reason"] == "interrupted"
+    saved = list((tmp_path / "runs").iterdir())
+    assert (
+        len(saved) == 1 and json.loads((saved[0] / "result.json").read_text())["stop_reason"] == "interrupted"
+    )
+
+
+def test_a_second_fit_of_the_same_learner_continues_the_batch_axis(tmp_path):
+    from sevenstep import recipe
+    from sevenstep.loop import train
+
+    learn = train.build_learner(recipe.load(LINEAR, ["steps.repeat.n=1"]))
+    logger = tracking.WandbLogger(tracking.WandbSession("offline", tmp_path))
+    learn.add_cb(logger)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1)
+        learn.fit(1)  # fastai counts batches from 0 again; W&B must not see steps go back
+    logger.wb.finish()
+    rows = [r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"]
+    assert [r["batch"] for r in rows if "train/loss" in r] == list(range(1, 7))  # 3 batches a fit
+    assert [r["epoch"] for r in rows if "valid/accuracy" in r] == [1, 1]
