@@ -16,14 +16,14 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import schema
 from .errors import UsageError
 
 STEPS = ("init", "predict", "loss", "gradient", "step", "repeat", "stop")
 STEPS_DIR = Path(__file__).parent / "steps"
-TYPES = {"list": list, "float": float, "int": int, "bool": bool, "str": str, "None": None}
+TYPES = {"list": list, "float": float, "int": int, "bool": bool, "str": str, "None": None, "Literal": Literal}
 
 
 @dataclass

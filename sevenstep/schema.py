@@ -1,6 +1,8 @@
 """One checker for every table a user writes: a recipe and its [data] and [steps.*] tables, a comparison and
-its [[runs]], and (next) a sweep file. A schema is a dict of key -> Field; a function's typed, defaulted
-keyword parameters are one too (`fields_of`), which is how step options and the data options declare theirs.
+its [[runs]], a sweep file. A schema is a dict of key -> Field; a function's typed, defaulted keyword
+parameters are one too (`fields_of`), which is how step options and the data options declare theirs. A choice
+among names is a `Literal[...]` type: `activation: Literal["relu", "tanh"] = "relu"` is checked, and listed
+by `sevenstep steps`, like any other type.
 
 Every mistake is a UsageError naming where, the key, what was expected and what was got. Numbers must be
 finite and integers fit in 64 bits: a NaN learning rate or an overflowing seed stops here, not mid-training.
@@ -53,6 +55,9 @@ def check(
                 raise UsageError(f"{where}: {owner} has no parameter {key!r}; its parameters: {valid}")
             raise UsageError(f"{where}: unknown key {prefix + key!r}; valid keys: {valid}")
         expected = schema[key].type
+        if typing.get_origin(expected) is typing.Literal and not fits(value, expected):
+            choices = ", ".join(map(str, typing.get_args(expected)))
+            raise UsageError(f"{where}: {prefix}{key} must be one of {choices}; got {value!r}")
         if not fits(value, expected):
             raise UsageError(
                 f"{where}: {prefix}{key}: expected {type_name(expected)}, got {value!r} ({type(value).__name__})"
@@ -93,6 +98,8 @@ def fits(value: Any, expected: Any) -> bool:
     if expected is inspect.Parameter.empty or expected is Any:
         return True
     origin = typing.get_origin(expected)
+    if origin is typing.Literal:
+        return any(value == choice and type(value) is type(choice) for choice in typing.get_args(expected))
     if origin in (typing.Union, types.UnionType):
         return any(fits(value, t) for t in typing.get_args(expected))
     if expected is type(None):
@@ -108,6 +115,8 @@ def fits(value: Any, expected: Any) -> bool:
 
 
 def type_name(t: Any) -> str:
+    if typing.get_origin(t) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(t)))
     if typing.get_origin(t) in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in typing.get_args(t))
     if typing.get_origin(t) is list:

@@ -81,15 +81,22 @@ def steps_cmd(
         for name, opt in registry.REGISTRY[s].items():
             if opt.plugin:
                 name = f"{name} *"
-            params = ", ".join(
-                f"{k}={v.default!r}" if v.default is not None else f"{k} (optional)"
-                for k, v in opt.params.items()
-            )
+            params = ", ".join(_param(k, v) for k, v in opt.params.items())
             typer.echo(f"   {name:<18} {opt.doc}")
             if params:
                 typer.echo(f"   {'':<18} params: {params}")
     if plugin:
         typer.echo("\n* from " + ", ".join(plugin))
+
+
+def _param(name: str, field) -> str:
+    """`lr=0.1`, `strides (optional)`, `activation='relu' (relu|sigmoid|tanh|gelu)` for a choice of names."""
+    import typing
+
+    shown = f"{name}={field.default!r}" if field.default is not None else f"{name} (optional)"
+    if typing.get_origin(field.type) is typing.Literal:
+        shown += f" ({'|'.join(map(str, typing.get_args(field.type)))})"
+    return shown
 
 
 @app.command("runs")

@@ -53,30 +53,26 @@ def run_cmd(
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if processes > 1 and "WORLD_SIZE" not in os.environ:
-        from ..data import device as devices
-
-        devices.choose(device, processes)  # the processes torchrun starts inherit it
-        if recipe.steps["stop"]["name"] == "time_budget":
-            from ..steps.stop import PARALLEL_TIME_BUDGET
-
-            raise UsageError(PARALLEL_TIME_BUDGET)
-        args = ["run", str(file), *[a for s in set_ or [] for a in ("--set", s)], "--runs-dir", str(runs_dir)]
-        args += ["--json"] * as_json + (["--wandb", wandb] if wandb else [])
-        args += (["--wandb-dir", str(wandb_dir)] if wandb_dir else []) + (["--group", group] if group else [])
-        raise typer.Exit(_launch(args + ["--job-type", job_type], processes))
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if rank:  # the other processes of a data-parallel run: they train, rank 0 writes and logs
-        quiet_libraries()
-        from ..loop import distributed, train
-
-        with redirect_stdout(io.StringIO()):
-            train.run(recipe)
-        distributed.teardown()
+        launched = [
+            "run",
+            str(file),
+            *[a for s in set_ or [] for a in ("--set", s)],
+            "--runs-dir",
+            str(runs_dir),
+        ]
+        launched += ["--json"] * as_json + (["--wandb", wandb] if wandb else [])
+        launched += (["--wandb-dir", str(wandb_dir)] if wandb_dir else []) + (
+            ["--group", group] if group else []
+        )
+        raise typer.Exit(_launch(recipe, launched + ["--job-type", job_type], processes, device))
+    if int(os.environ.get("RANK", 0)):  # the other processes of a data-parallel run: they train, rank 0 saves
+        _train_as_another_rank(recipe)
         return
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         from ..loop import distributed, train
 
         typer.echo(f"{recipe.name}: {recipe.short()}")
+        world = distributed.world_size()
         if world > 1:
             bs = recipe.data["bs"]
             typer.echo(
@@ -88,12 +84,28 @@ def run_cmd(
     _exit_for(run)
 
 
-def _launch(args: list[str], processes: int) -> int:
+def _train_as_another_rank(recipe) -> None:
+    """A data-parallel rank other than 0: it trains its share, quietly; rank 0 writes the folder and logs."""
+    quiet_libraries()
+    from ..loop import distributed, train
+
+    with redirect_stdout(io.StringIO()):
+        train.run(recipe)
+    distributed.teardown()
+
+
+def _launch(recipe, args: list[str], processes: int, device: str | None) -> int:
     """`sevenstep ARGS` again, on `processes` processes started by torchrun; its exit code."""
     import subprocess
 
+    from ..data import device as devices
     from ..loop.distributed import launch_command
 
+    devices.choose(device, processes)  # the processes torchrun starts inherit it
+    if recipe.steps["stop"]["name"] == "time_budget":
+        from ..steps.stop import PARALLEL_TIME_BUDGET
+
+        raise UsageError(PARALLEL_TIME_BUDGET)
     try:
         return subprocess.run(launch_command(args, processes)).returncode
     except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly

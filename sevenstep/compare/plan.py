@@ -6,6 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .. import recipe as recipes
 from .. import schema
@@ -21,7 +22,8 @@ KEYS = {
     "baseline": Field(dict, {}),
     "runs": Field(list, []),
 }
-BASELINE_KEYS = {"distance": Field(str, "l1")}
+# the baseline's distance: fastbook's mean absolute difference (l1), or the mean squared difference (l2)
+BASELINE_KEYS = {"distance": Field(Literal["l1", "l2"], "l1")}
 RUN_KEYS = {"recipe": Field(str, REQUIRED), "label": Field(str, None), "set": Field(dict, {})}
 
 

@@ -30,29 +30,25 @@ def dataloaders(
 
     `source` is a name (see `sevenstep data list`) or an already resolved `Source`. `augment` zero-pads each
     training image by `pad` pixels and crops it back at a random offset, so a digit moves by up to `pad`
-    pixels; `pad` defaults to a ninth of the image's side, as fastbook's chapter 4 pads 28 -> 34 -> 28 (3 pixels), which is
-    1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
+    pixels; `pad` defaults to a ninth of the image's side, as fastbook's chapter 4 pads 28 -> 34 -> 28 (3
+    pixels), which is 1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
     Resize(method="squish")), so a folder of mixed sizes trains; `channels = 3` keeps colour (PILImage instead
     of PILImageBW). `normalize=False` keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (decoded.py); `fast=False` is
     fastbook's per-item path."""
-    import torch
     from fastai.data.all import (
         Categorize,
         Datasets,
         GrandparentSplitter,
         IntToFloatTensor,
         Normalize,
-        ToTensor,
         parent_label,
     )
     from fastai.torch_core import set_seed
-    from fastai.vision.augment import CropPad, PadMode, RandomCrop, Resize
     from fastai.vision.core import PILImage, PILImageBW
 
     from .device import default
-    from .shuffle import ShuffledDL
     from .test_items import SevenstepDataLoaders
 
     check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels)
@@ -63,49 +59,78 @@ def dataloaders(
     device = device or default()
     image = PILImageBW if channels == 1 else PILImage
     dsets = Datasets(items, tfms=[[image.create], [parent_label, Categorize()]], splits=splits)
-    # new images (test_dl, predict) are resized as the training ones were; on the fast path, only they
-    resize = [Resize(size, method="squish")] if size else []
     after_batch = [IntToFloatTensor()] + ([Normalize()] if normalize else [])
     # fastai drops a last partial training batch: a batch size above the training set would leave none
     kwargs = dict(bs=min(bs, len(dsets.train)), device=device, num_workers=0)
-    if fast:
-        from .decoded import DecodedDL, RandomPadCrop
-        from .image_cache import decoded
-
-        images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
-        labels = torch.tensor([dsets.vocab.o2i[parent_label(f)] for f in items], device=device)
-        per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
-        aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
-        # ToTensor runs only in fastai's one-item type check; batches never go through the item transforms
-        dls = dsets.dataloaders(
-            after_item=[*resize, ToTensor()],
-            after_batch=aug + after_batch,
-            dl_type=DecodedDL,
-            dl_kwargs=per_split,
-            **kwargs,
-        )
-    else:
-        # RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation,
-        # which undoes CropPad's padding there: augmentation touches training batches alone.
-        aug = []
-        if augment:
-            from PIL import Image
-
-            with Image.open(items[0]) as im:
-                side = size or im.size[0]
-            aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
-        dls = dsets.dataloaders(
-            after_item=[*resize, ToTensor(), *aug], after_batch=after_batch, dl_type=ShuffledDL, **kwargs
-        )
+    make = _decoded_loaders if fast else _per_item_loaders
+    dls = make(dsets, splits, after_batch, augment, pad, size, channels, **kwargs)
     dls = SevenstepDataLoaders(*dls.loaders, path=dls.path, device=device)  # test_dl takes folders too
-    for t in after_batch:
-        if isinstance(t, Normalize) and t.mean is not None:
-            # its statistics, taken from a typed batch, keep the batch's type: every batch's (x - mean) / std
-            # would then go through fastai's typed-tensor dispatch (__torch_function__), twice a batch
-            t.mean, t.std = t.mean.as_subclass(torch.Tensor), t.std.as_subclass(torch.Tensor)
+    _plain_statistics(after_batch)
     dls.mode = "L" if channels == 1 else "RGB"
     dls.source = src
     return dls
+
+
+def _decoded_loaders(dsets, splits, after_batch, augment, pad, size, channels, **kwargs):
+    """The fast path: every image decoded once (cached), batches sliced and augmented on the device."""
+    import torch
+    from fastai.data.all import ToTensor, parent_label
+
+    from .decoded import DecodedDL, RandomPadCrop
+    from .image_cache import decoded
+
+    device, items = kwargs["device"], dsets.items
+    images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
+    labels = torch.tensor([dsets.vocab.o2i[parent_label(f)] for f in items], device=device)
+    per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
+    aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
+    # ToTensor runs only in fastai's one-item type check, and Resize only on new items (test_dl, predict):
+    # batches never go through the item transforms
+    return dsets.dataloaders(
+        after_item=[*_resize(size), ToTensor()],
+        after_batch=aug + after_batch,
+        dl_type=DecodedDL,
+        dl_kwargs=per_split,
+        **kwargs,
+    )
+
+
+def _per_item_loaders(dsets, splits, after_batch, augment, pad, size, channels, **kwargs):
+    """fastbook's per-item path: each image decoded and transformed on its own, every epoch.
+    RandomCrop crops at random on the training split only (split_idx=0) and centre-crops validation, which
+    undoes CropPad's padding there: augmentation touches training batches alone."""
+    from fastai.data.all import ToTensor
+    from fastai.vision.augment import CropPad, PadMode, RandomCrop
+
+    from .shuffle import ShuffledDL
+
+    aug = []
+    if augment:
+        from PIL import Image
+
+        with Image.open(dsets.items[0]) as im:
+            side = size or im.size[0]
+        aug = [CropPad(side + 2 * pad_for(side, pad), pad_mode=PadMode.Zeros), RandomCrop(side)]
+    return dsets.dataloaders(
+        after_item=[*_resize(size), ToTensor(), *aug], after_batch=after_batch, dl_type=ShuffledDL, **kwargs
+    )
+
+
+def _resize(size: int | None) -> list:
+    from fastai.vision.augment import Resize
+
+    return [Resize(size, method="squish")] if size else []
+
+
+def _plain_statistics(after_batch) -> None:
+    """Normalize's statistics, taken from a typed batch, keep the batch's type: every batch's (x - mean) / std
+    would then go through fastai's typed-tensor dispatch (__torch_function__), twice a batch."""
+    import torch
+    from fastai.data.all import Normalize
+
+    for t in after_batch:
+        if isinstance(t, Normalize) and t.mean is not None:
+            t.mean, t.std = t.mean.as_subclass(torch.Tensor), t.std.as_subclass(torch.Tensor)
 
 
 OPTIONS = fields_of(dataloaders, skip=("seed", "device", "fast"))  # a recipe's [data] table

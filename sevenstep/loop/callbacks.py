@@ -20,13 +20,17 @@ fastai's own beside them, are defined here and only here:
 Beyond fastai's events, sevenstep calls three of its own on callbacks that define them, with `notify`:
 `after_run(run)` once a run is evaluated and saved (whatever its stop reason), `after_error(error)` when
 it raised instead, and `after_baseline(result, config, group)` for a comparison's baseline. A callback with
-state that a resumed run needs defines `checkpoint_state()` and `restore_state(state)` (checkpoint.py).
+state that a resumed run needs defines `state_dict()` and `load_state_dict(state)`, as Lightning's do,
+saved under its `state_key` (by default its fastai `name`; checkpoint.py).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import EarlyStoppingCallback
@@ -40,6 +44,24 @@ LOGGER_ORDER = Recorder.order + 2
 PRUNER_ORDER = Recorder.order + 3
 STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
 CHECKPOINT_ORDER = STOP_ORDER + 1
+
+
+@dataclass
+class RunInfo:
+    """What a callback may read about the run its Learner trains, as `learn.run_info` (one typed object, not
+    loose attributes on the Learner): set by train.build_learner and train.run, updated by the stop rules."""
+
+    recipe: Any  # the sevenstep.recipe.Recipe being trained
+    group: str | None = None  # the W&B group: a comparison's report folder, a sweep's name
+    job_type: str = "sgd"  # the W&B job type: sgd, trial
+    run_dir: Path | None = None  # the run's folder; None for a run that is not saved
+    resumed_from: int | None = None  # the epoch a resumed run continued after
+    stop_reason: str = (
+        "epochs_done"  # epochs_done, patience, target, time_budget, diverged, interrupted, pruned
+    )
+    diverged_at: tuple[int, int, float] | None = (
+        None  # (epoch, batch, loss) where the loss stopped being finite
+    )
 
 
 class SparseCallback(Callback):
@@ -73,8 +95,12 @@ class DivergenceGuard(SparseCallback):
 
     def after_loss(self):
         if self.learn.training and not math.isfinite(self.learn.loss.item()):
-            self.learn.stop_reason = "diverged"
-            self.learn.diverged_at = (self.learn.epoch, self.learn.iter, self.learn.loss.detach().item())
+            self.learn.run_info.stop_reason = "diverged"
+            self.learn.run_info.diverged_at = (
+                self.learn.epoch,
+                self.learn.iter,
+                self.learn.loss.detach().item(),
+            )
             raise CancelFitException()
 
 
@@ -87,12 +113,14 @@ class RunLog(SparseCallback):
         self.epochs, self.restored = [], []  # epochs: also for a run stopped before its first epoch began
 
     def before_fit(self):
-        self.learn.stop_reason, self.epochs = "epochs_done", list(self.restored)
+        if "run_info" not in self.learn.__dict__:  # a Learner not built from a recipe (a stock one, say)
+            self.learn.run_info = RunInfo(recipe=None)
+        self.learn.run_info.stop_reason, self.epochs = "epochs_done", list(self.restored)
 
-    def checkpoint_state(self):
+    def state_dict(self):
         return {"epochs": self.epochs}
 
-    def restore_state(self, state):
+    def load_state_dict(self, state):
         self.restored = state["epochs"]
 
     def before_epoch(self):

@@ -2,8 +2,8 @@
 
 `Checkpointer` writes `checkpoint.pt` into the run folder (run_folder.py) at the end of every epoch, atomically: the weights,
 the optimizer's state, the epoch reached, every random number generator (torch, numpy, python, each data
-loader's), and the state of every callback that has one (`checkpoint_state()`: the run log, the patience
-rule, the time budget, the W&B run's id). Only tensors and plain values are saved, and loaded with
+loader's), and the state of every callback that has one (`state_dict()`, saved under its `state_key`: the run
+log, the patience rule, the time budget, the W&B run's id). Only tensors and plain values are saved, and loaded with
 `weights_only=True`.
 
 `prepare(run_dir)` and `train.run(..., resume=...)` rebuild the run from its recipe, load that state, and
@@ -84,6 +84,24 @@ def _plain(obj):
     return obj
 
 
+def stateful(learn) -> dict[str, Any]:
+    """The callbacks with state a resumed run needs, by their `state_key` (Lightning's convention: a callback
+    defines `state_dict()` and `load_state_dict(state)`; its key is `state_key`, by default fastai's `name`).
+    Looked up on the class: a fastai Callback hands unknown attributes on to the Learner, and so to the model."""
+    found: dict[str, Any] = {}
+    for cb in learn.cbs:
+        if not hasattr(type(cb), "state_dict"):
+            continue
+        key = cb.state_key if hasattr(type(cb), "state_key") else cb.name
+        if key in found:
+            raise UsageError(
+                f"two callbacks keep their checkpoint state under {key!r} ({type(found[key]).__name__} and "
+                f"{type(cb).__name__}); give one of them a `state_key` of its own"
+            )
+        found[key] = cb
+    return found
+
+
 class Checkpointer(SparseCallback):
     """The run's state at the end of every epoch, in `<run folder>/checkpoint.pt`; last, after the stop rule."""
 
@@ -91,7 +109,7 @@ class Checkpointer(SparseCallback):
 
     def after_epoch(self):
         learn = self.learn
-        run_dir = getattr(learn, "run_dir", None)
+        run_dir = learn.run_info.run_dir
         if run_dir is None:  # a run that is not saved has nothing to resume
             return
         state = {
@@ -102,9 +120,7 @@ class Checkpointer(SparseCallback):
             "rng": _rng_state(learn),
             # fastai's train_loss is a running average over every batch of the fit so far
             "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
-            "callbacks": {
-                cb.name: cb.checkpoint_state() for cb in learn.cbs if hasattr(cb, "checkpoint_state")
-            },
+            "callbacks": {key: cb.state_dict() for key, cb in stateful(learn).items()},
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -156,11 +172,11 @@ def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
     learn.create_opt()
     learn.opt.load_state_dict({"state": state["opt"]["state"], "hypers": L(state["opt"]["hypers"])})
     learn.step1_init.done = True  # the weights are the trained ones
-    for cb in learn.cbs:
-        if cb.name in state["callbacks"] and hasattr(cb, "restore_state"):
-            cb.restore_state(state["callbacks"][cb.name])
+    for key, cb in stateful(learn).items():
+        if key in state["callbacks"]:
+            cb.load_state_dict(state["callbacks"][key])
     learn.add_cb(Resume(state))
-    learn.run_dir, learn.resumed_from = Path(run_dir), state["epoch"]
+    learn.run_info.run_dir, learn.run_info.resumed_from = Path(run_dir), state["epoch"]
 
 
 def prepare(run_dir: str | Path, sets: list[str] | None = None):

@@ -19,7 +19,7 @@ from .. import data
 from ..recipe import Recipe
 from ..utils import signals
 from . import run_folder
-from .callbacks import DivergenceGuard, RunLog, instantiate, notify
+from .callbacks import DivergenceGuard, RunInfo, RunLog, instantiate, notify
 from .learner import Learner
 from .metrics import accuracy, per_class_accuracy, predicted_class
 
@@ -74,7 +74,7 @@ def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Lea
         metrics=[accuracy],
         cbs=[*steps.values(), DivergenceGuard(), RunLog(), *instantiate(cbs)],
     )
-    learn.recipe, learn.group, learn.job_type = recipe, None, "sgd"
+    learn.run_info = RunInfo(recipe)
     return learn
 
 
@@ -96,28 +96,30 @@ def run(
 
     distributed.setup()
     learn = build_learner(recipe, cbs)
-    learn.group, learn.job_type, learn.run_dir, learn.resumed_from = group, job_type, None, None
+    checkpoint.stateful(learn)  # two callbacks whose states would collide are refused before training
+    info = learn.run_info
+    info.group, info.job_type = group, job_type
     if resume is not None:
         checkpoint.attach(learn, resume[1], resume[0])
     elif runs_dir is not None:
-        learn.run_dir = run_folder.start(Path(runs_dir), recipe)
+        info.run_dir = run_folder.start(Path(runs_dir), recipe)
     try:
         fit_seconds = fit(learn)
         # Evaluating, saving and finishing the loggers are not to be cut short: a Ctrl-C (a second one, say)
         # waits until the run is saved, then stops the program if the run itself had not been stopped.
         with signals.deferred() as held:
             result = evaluate(recipe, learn, fit_seconds)
-            if learn.run_dir is not None:
-                run_folder.save(result, learn.run_dir)
+            if info.run_dir is not None:
+                run_folder.save(result, info.run_dir)
             notify(learn.cbs, "after_run", result)
     except BaseException as e:
         notify(learn.cbs, "after_error", e)
         if (
-            learn.run_dir is not None
+            info.run_dir is not None
             and resume is None
-            and not (learn.run_dir / run_folder.CHECKPOINT).exists()
+            and not (info.run_dir / run_folder.CHECKPOINT).exists()
         ):
-            shutil.rmtree(learn.run_dir, ignore_errors=True)  # no epoch ended: nothing to keep or resume
+            shutil.rmtree(info.run_dir, ignore_errors=True)  # no epoch ended: nothing to keep or resume
         raise
     if held and result.stop_reason != "interrupted":
         raise KeyboardInterrupt
@@ -134,7 +136,7 @@ def fit(learn: Learner) -> float:
         with distributed.context(learn):
             learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
-        learn.stop_reason = "interrupted"
+        learn.run_info.stop_reason = "interrupted"
     return round(time.perf_counter() - start, 3)
 
 
@@ -143,7 +145,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     from . import distributed
 
     acc, per_class, predictions = None, {}, None
-    if learn.stop_reason != "diverged":
+    if learn.run_info.stop_reason != "diverged":
         # inner=True: no fit/epoch events, which would reset the run's log and stop reason
         with learn.no_bar():
             preds, targs = learn.get_preds(dl=learn.dls.valid, inner=True)
@@ -160,10 +162,10 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         per_class=per_class,
         n_params=sum(p.numel() for p in learn.model.parameters()),
         fit_seconds=fit_seconds,
-        stop_reason=learn.stop_reason,
+        stop_reason=learn.run_info.stop_reason,
         message=_message(recipe, learn),
-        run_dir=str(learn.run_dir or ""),
-        resumed_from=learn.resumed_from,
+        run_dir=str(learn.run_info.run_dir or ""),
+        resumed_from=learn.run_info.resumed_from,
         n_valid=n_valid,
         processes=distributed.world_size(),
         learn=learn,
@@ -172,8 +174,8 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
 
 
 def _message(recipe: Recipe, learn: Learner) -> str:
-    if learn.stop_reason == "diverged":
-        epoch, batch, loss = learn.diverged_at
+    if learn.run_info.stop_reason == "diverged":
+        epoch, batch, loss = learn.run_info.diverged_at
         lr = recipe.steps["step"]["lr"]
         return (
             f"training diverged at epoch {epoch + 1}, batch {batch + 1}: the loss became {loss}. "
@@ -188,4 +190,4 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         "interrupted": f"was interrupted after {n} complete epoch(s)",
         "pruned": f"was pruned by its sweep after {n} epoch(s)",
     }
-    return f"{recipe.name} {reasons[learn.stop_reason]}"
+    return f"{recipe.name} {reasons[learn.run_info.stop_reason]}"

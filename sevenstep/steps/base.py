@@ -40,9 +40,3 @@ def positive(key: str, value, allow_zero: bool = False):
             f"{key} must be {'zero or more' if allow_zero else 'greater than zero'}, got {value}"
         )
     return value
-
-
-def one_of(key: str, value: str, valid) -> str:
-    if value not in valid:
-        raise UsageError(f"{key} must be one of {', '.join(valid)}; got {value!r}")
-    return value

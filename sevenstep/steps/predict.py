@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Literal
 
 import torch
 from fastai.layers import ConvLayer, NormType
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..registry import option
-from .base import StepCallback, one_of, positive
+from .base import StepCallback, positive
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -51,11 +52,14 @@ def linear() -> Predict:
 
 
 @option("predict")
-def mlp(hidden: list[int] = [30], activation: str = "relu") -> Predict:  # noqa: B006 (read-only default)
+def mlp(
+    hidden: list[int] = [30],  # noqa: B006 (read-only default)
+    activation: Literal["relu", "sigmoid", "tanh", "gelu"] = "relu",
+) -> Predict:  # noqa: B006 (read-only default)
     """Fully connected layers with a non-linearity between them; fastbook's simple net is 784-30-1 with ReLU."""
     for h in hidden:
         positive("steps.predict.hidden", h)
-    act = ACTIVATIONS[one_of("steps.predict.activation", activation, ACTIVATIONS)]
+    act = ACTIVATIONS[activation]
 
     def make(shape, n_out):
         sizes = [math.prod(shape), *hidden]

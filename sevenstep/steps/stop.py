@@ -1,4 +1,4 @@
-"""Step 7, stop: decide when training ends. Each rule records why in `learn.stop_reason`.
+"""Step 7, stop: decide when training ends. Each rule records why in `learn.run_info.stop_reason`.
 
 (The divergence guard is not a choice: it is always on, in sevenstep/loop/callbacks.py.)
 """
@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback
@@ -15,7 +16,6 @@ from ..loop.callbacks import STOP_ORDER
 from ..registry import option
 from .base import StepCallback, positive
 
-METRICS = ("valid_loss", "accuracy", "train_loss")
 PARALLEL_TIME_BUDGET = (
     "steps.stop 'time_budget' cannot stop a data-parallel run: its processes would stop at different batches "
     "and wait for each other for ever; use 'epochs_done', 'patience' or 'target' with --processes"
@@ -33,7 +33,7 @@ class Stop(StepCallback):
     order = STOP_ORDER  # after the Recorder, RunLog and the loggers have the epoch
 
     def halt(self, reason: str):
-        self.learn.stop_reason = reason
+        self.learn.run_info.stop_reason = reason
         raise CancelFitException()
 
 
@@ -47,10 +47,10 @@ class Patience(Stop, EarlyStoppingCallback):
         if self.restored:
             self.best, self.wait = self.restored["best"], self.restored["wait"]
 
-    def checkpoint_state(self):
+    def state_dict(self):
         return {"best": float(self.best), "wait": self.wait}
 
-    def restore_state(self, state):
+    def load_state_dict(self, state):
         self.restored = state
 
     def after_epoch(self):
@@ -87,10 +87,10 @@ class TimeBudget(Stop):
     def before_fit(self):
         self.start, self.spent = time.perf_counter() - self.already, False
 
-    def checkpoint_state(self):
+    def state_dict(self):
         return {"seconds_spent": time.perf_counter() - self.start}
 
-    def restore_state(self, state):
+    def load_state_dict(self, state):
         self.already = state["seconds_spent"]
 
     def after_batch(self):
@@ -104,12 +104,6 @@ class TimeBudget(Stop):
             self.halt("time_budget")
 
 
-def _metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise UsageError(f"steps.stop.metric must be one of {', '.join(METRICS)}; got {metric!r}")
-    return metric
-
-
 @option("stop")
 def epochs_done() -> Stop:
     """Stop when the repeat step's epochs are done."""
@@ -117,17 +111,21 @@ def epochs_done() -> Stop:
 
 
 @option("stop")
-def patience(metric: str = "valid_loss", patience: int = 3, min_delta: float = 0.0) -> Stop:
+def patience(
+    metric: Literal["valid_loss", "accuracy", "train_loss"] = "valid_loss",
+    patience: int = 3,
+    min_delta: float = 0.0,
+) -> Stop:
     """Early stopping: stop once `metric` has not improved by min_delta for `patience` epochs."""
     positive("steps.stop.patience", patience)
     positive("steps.stop.min_delta", min_delta, allow_zero=True)
-    return Patience(monitor=_metric(metric), patience=patience, min_delta=min_delta)
+    return Patience(monitor=metric, patience=patience, min_delta=min_delta)
 
 
 @option("stop")
-def target(metric: str = "accuracy", value: float = 0.99) -> Stop:
+def target(metric: Literal["valid_loss", "accuracy", "train_loss"] = "accuracy", value: float = 0.99) -> Stop:
     """Stop as soon as `metric` reaches `value` (at most for a loss, at least otherwise)."""
-    return Target(_metric(metric), value)
+    return Target(metric, value)
 
 
 @option("stop")

@@ -8,22 +8,23 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import recipe as recipes
-from .. import schema
+from .. import registry, schema
 from ..errors import UsageError
 from ..schema import REQUIRED, Field
 
-SAMPLERS = ("grid", "random", "tpe")
-PRUNERS = ("none", "median")
-METRICS = ("accuracy", "valid_loss", "train_loss")
+SAMPLERS = Literal["grid", "random", "tpe"]
+PRUNERS = Literal["none", "median"]
+# a run's per-epoch metrics, as the stop rules name them (their option's Literal is the one definition)
+METRICS = registry.REGISTRY["stop"]["patience"].params["metric"].type
 KEYS = {
     "name": Field(str, None),  # default: the file's name
     "description": Field(str, ""),
     "recipe": Field(str, REQUIRED),
-    "metric": Field(str, "accuracy"),
-    "sampler": Field(str, "grid"),
+    "metric": Field(METRICS, "accuracy"),
+    "sampler": Field(SAMPLERS, "grid"),
     "trials": Field(int, 20),
     "space": Field(dict, REQUIRED),
     "pruner": Field(dict, {}),
@@ -31,7 +32,11 @@ KEYS = {
         int, 1
     ),  # each trial data-parallel on this many processes (sevenstep/loop/distributed.py)
 }
-PRUNER_KEYS = {"name": Field(str, "none"), "n_startup_trials": Field(int, 5), "n_warmup_steps": Field(int, 0)}
+PRUNER_KEYS = {
+    "name": Field(PRUNERS, "none"),
+    "n_startup_trials": Field(int, 5),
+    "n_warmup_steps": Field(int, 0),
+}
 RANGE_KEYS = {"low": Field(float, REQUIRED), "high": Field(float, REQUIRED), "log": Field(bool, False)}
 
 
@@ -110,9 +115,6 @@ def load(path: str | Path) -> Sweep:
     path = Path(path)
     d = schema.check(recipes.read_toml(path), KEYS, str(path))
     name = schema.folder_name(d["name"] or path.stem, "name", str(path))
-    for key, valid in (("metric", METRICS), ("sampler", SAMPLERS)):
-        if d[key] not in valid:
-            raise UsageError(f"{path}: {key} must be one of {', '.join(valid)}; got {d[key]!r}")
     if d["trials"] < 1:
         raise UsageError(f"{path}: trials must be at least 1, got {d['trials']}")
     pruner = schema.check(d["pruner"], PRUNER_KEYS, str(path), prefix="pruner.")
@@ -123,8 +125,6 @@ def load(path: str | Path) -> Sweep:
             f"{path}: a pruner needs each trial in one process (it stops a trial between epochs); "
             'with processes > 1 use [pruner] name = "none"'
         )
-    if pruner["name"] not in PRUNERS:
-        raise UsageError(f"{path}: pruner.name must be one of {', '.join(PRUNERS)}; got {pruner['name']!r}")
     base_file = path.parent / d["recipe"]
     if not base_file.is_file():
         raise UsageError(

@@ -46,7 +46,7 @@ class TrialReporter(SparseCallback):
         row = self.learn.run_log.epochs[-1]
         self.trial.report(row[self.sweep.metric], step=row["epoch"])
         if self.trial.should_prune():
-            self.learn.stop_reason = "pruned"
+            self.learn.run_info.stop_reason = "pruned"
             raise CancelFitException()
 
     def after_run(self, result):
@@ -163,17 +163,9 @@ def work(
     sweep_file: str, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, worker: int
 ) -> bool:
     """One worker: take trials until none is left (False) or it is interrupted (True)."""
-    import warnings
-
-    import fastprogress.fastprogress as fp
-    import optuna
-
     from ..tracking import wandb_logger
 
-    fp.NO_BAR = True
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' notices, once per worker
-    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+    _quiet_libraries()
     sweep = spec.load(sweep_file)
     storage = studies.storage_for(storage_url, Path(sweep_dir))
     study = studies.open_study(sweep, storage)
@@ -203,6 +195,19 @@ def work(
     finally:
         for note in session.notes:
             log(note)
+
+
+def _quiet_libraries() -> None:
+    """No progress bars, no libraries' notices: N workers share one terminal, one line a trial."""
+    import warnings
+
+    import fastprogress.fastprogress as fp
+    import optuna
+
+    fp.NO_BAR = True
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
 
 
 def _worker_process(args, threads: int):

@@ -58,7 +58,7 @@ def predict(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             )
     files = images(paths)
     learn = run_folder.load_learner(run_dir)
-    check_fits(files, tuple(learn.dls.valid.images.shape[-2:]), learn.recipe.data.get("size"))
+    check_fits(files, tuple(learn.dls.valid.images.shape[-2:]), learn.run_info.recipe.data.get("size"))
     with learn.no_bar():
         probs = learn.get_preds(dl=learn.dls.test_dl(files))[0]
     vocab = [str(v) for v in learn.dls.vocab]

@@ -165,9 +165,11 @@ class WandbLogger(SparseCallback):
         if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
             self.offset = self.last_step
         else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
-            config = recipe_config(learn.recipe) | self.config
+            config = recipe_config(learn.run_info.recipe) | self.config
             resume = self.resumed and self.resumed["id"]
-            self.wb = self.session.start(learn.recipe.name, learn.job_type, config, learn.group, resume)
+            self.wb = self.session.start(
+                learn.run_info.recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume
+            )
             if self.wb is None:
                 return
         # per-batch series against `batch`, per-epoch ones against `epoch`; the two axes are not charts
@@ -185,12 +187,12 @@ class WandbLogger(SparseCallback):
         """The W&B step: training batches since the run began (fastai counts them from 0 at every fit)."""
         return self.offset + self.learn.train_iter
 
-    def checkpoint_state(self):
+    def state_dict(self):
         if self.wb is None:
             return {"id": None, "log": None}
         return {"id": self.wb.id, "log": str(Path(self.wb.dir).parent)}
 
-    def restore_state(self, state):
+    def load_state_dict(self, state):
         self.resumed = state
 
     def _log_lost_epochs(self):

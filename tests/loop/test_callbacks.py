@@ -27,7 +27,7 @@ class Events(Callback):
         self.heard = heard
 
     def before_fit(self):
-        self.heard.append(("before_fit", self.learn.group, self.learn.job_type))
+        self.heard.append(("before_fit", self.learn.run_info.group, self.learn.run_info.job_type))
 
     def after_epoch(self):
         self.heard.append(("after_epoch", len(self.learn.run_log.epochs)))  # RunLog has the epoch already

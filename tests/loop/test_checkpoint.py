@@ -160,3 +160,35 @@ def test_a_finished_epochs_run_can_be_given_more_epochs(tmp_path):
     five = train.run(again, [checkpoint.Checkpointer], resume=(Path(three.run_dir), state))
     alone = train.run(recipe.load(LINEAR, ["steps.repeat.n=5"]), runs_dir=tmp_path / "b")
     assert _metrics(five) == _metrics(alone) and _same_weights(five, alone) and five.resumed_from == 3
+
+
+class _Counter(Callback):
+    """A user's callback with state to keep, in Lightning's convention."""
+
+    def __init__(self, key: str | None = None):
+        self.n, self.key = 0, key
+
+    @property
+    def state_key(self):
+        return self.key or self.name
+
+    def after_epoch(self):
+        self.n += 1
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, state):
+        self.n = state["n"]
+
+
+def test_each_callbacks_state_is_kept_under_its_own_state_key(tmp_path):
+    r = recipe.load(LINEAR, ["steps.repeat.n=2"])
+    with pytest.raises(UsageError, match="two callbacks keep their checkpoint state under '_counter'"):
+        train.run(r, cbs=[_Counter(), _Counter(), checkpoint.Checkpointer], runs_dir=tmp_path)
+    first, second = _Counter("first"), _Counter("second")
+    second.n = 10
+    run = train.run(r, cbs=[first, second, checkpoint.Checkpointer], runs_dir=tmp_path)
+    saved = torch.load(Path(run.run_dir) / run_folder.CHECKPOINT, weights_only=True)["callbacks"]
+    assert saved["first"] == {"n": 2} and saved["second"] == {"n": 12}
+    assert "run_log" in saved and "step7_stop" not in saved  # fastai's name is the default key

@@ -111,7 +111,7 @@ def test_sevenstep_callbacks_sit_out_while_fastai_gathers_predictions(trained, t
     weights = [p.detach().clone() for p in learn.model.parameters()]
     learn.get_preds()
     learn.predict(trained[2][0])
-    assert learn.run_log.epochs == log and learn.stop_reason == "epochs_done"
+    assert learn.run_log.epochs == log and learn.run_info.stop_reason == "epochs_done"
     assert all(torch.equal(a, b) for a, b in zip(weights, learn.model.parameters()))
 
 

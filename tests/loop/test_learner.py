@@ -73,7 +73,7 @@ def test_every_callback_gets_the_events_of_stock_fastai_in_its_order(stop, tiny_
             _record(learn, monkeypatch),
             learn.run_log.epochs,
             learn.users_own.seen,
-            learn.stop_reason,
+            learn.run_info.stop_reason,
         )
     (stock_calls, stock_epochs, stock_seen, stock_reason), (calls, epochs, seen, reason) = runs.values()
     assert len(calls) > 50

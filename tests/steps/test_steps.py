@@ -194,30 +194,30 @@ def test_patience_stops_at_the_right_epoch(tiny_folder):
     # best 0.7 at epoch 3; epochs 4, 5, 6 do not beat it: stop after epoch 6
     values = [0.5, 0.6, 0.7, 0.65, 0.69, 0.7, 0.9, 0.95]
     learn = _scripted_learner(tiny_folder, values, Patience(monitor="scripted", patience=3))
-    assert len(learn.run_log.epochs) == 6 and learn.stop_reason == "patience"
+    assert len(learn.run_log.epochs) == 6 and learn.run_info.stop_reason == "patience"
 
 
 def test_patience_min_delta_counts_small_gains_as_none(tiny_folder):
     values = [0.5, 0.505, 0.509, 0.512, 0.9]
     learn = _scripted_learner(tiny_folder, values, Patience(monitor="scripted", patience=2, min_delta=0.02))
-    assert len(learn.run_log.epochs) == 3 and learn.stop_reason == "patience"
+    assert len(learn.run_log.epochs) == 3 and learn.run_info.stop_reason == "patience"
 
 
 def test_target_stops_when_reached(tiny_folder):
     learn = _scripted_learner(tiny_folder, [0.5, 0.8, 0.91, 0.95, 0.99], Target("scripted", 0.9))
-    assert len(learn.run_log.epochs) == 3 and learn.stop_reason == "target"
+    assert len(learn.run_log.epochs) == 3 and learn.run_info.stop_reason == "target"
 
 
 def test_time_budget_cuts_training_short_and_still_validates(tiny_folder):
     learn = _scripted_learner(tiny_folder, [0.5] * 5, TimeBudget(1e-6))
-    assert learn.stop_reason == "time_budget"
+    assert learn.run_info.stop_reason == "time_budget"
     assert len(learn.run_log.epochs) == 1 and "valid_loss" in learn.run_log.epochs[0]
     assert learn.recorder.iters == [1]  # one training batch, then the budget was spent
 
 
 def test_epochs_done_runs_all_epochs(tiny_folder):
     learn = _scripted_learner(tiny_folder, [0.1, 0.2, 0.3], registry.get("stop", "epochs_done").build({}))
-    assert len(learn.run_log.epochs) == 3 and learn.stop_reason == "epochs_done"
+    assert len(learn.run_log.epochs) == 3 and learn.run_info.stop_reason == "epochs_done"
 
 
 def test_divergence_guard_stops_a_huge_lr():

@@ -227,7 +227,7 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path):
         ({"steps.step.lr": {"low": 0.1, "high": 1.0}}, "", "a grid needs a list of values"),
         ({"steps.step.lr": {"low": 0, "high": 1.0, "log": True}}, 'sampler = "tpe"', "low > 0 with log"),
         ({"steps.step.lr": [0.1]}, 'sampler = "bayes"', "sampler must be one of grid, random, tpe"),
-        ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of accuracy"),
+        ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of valid_loss, accuracy, train_loss"),
     ],
 )
 def test_bad_sweep_files_exit_2_before_anything_trains(tmp_path, space, extra, expected):
@@ -258,9 +258,7 @@ def test_shipped_sweeps_load():
 
 
 def test_two_processes_preparing_embedded_data_at_once_both_succeed(tmp_path):
-    code = (
-        "from sevenstep.data import sources; print(len(sources.image_files(sources.resolve('mnist5k-3v7').path)))"
-    )
+    code = "from sevenstep.data import sources; print(len(sources.image_files(sources.resolve('mnist5k-3v7').path)))"
     for attempt in range(3):
         env = os.environ | {"SEVENSTEP_CACHE": str(tmp_path / f"cache{attempt}")}
         procs = [
