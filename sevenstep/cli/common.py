@@ -57,6 +57,14 @@ DeviceOption = Annotated[
         metavar="DEVICE",
     ),
 ]
+SeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seeds",
+        metavar="N",
+        help="Run over seeds 1 to N, and say how sure the result is (mean, 95% interval, verdicts)",
+    ),
+]
 WandbDir = Annotated[
     Path | None,
     typer.Option(help="Folder whose wandb/ subfolder holds the runs \\[env: WANDB_DIR; default: .]"),

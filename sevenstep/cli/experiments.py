@@ -18,6 +18,7 @@ from .common import (
     DeviceOption,
     JsonFlag,
     RecipeFile,
+    SeedsOption,
     SetOption,
     WandbDir,
     WandbMode,
@@ -47,11 +48,20 @@ def run_cmd(
     device: DeviceOption = None,
     group: Annotated[str | None, typer.Option(hidden=True, help="The W&B group (a sweep's)")] = None,
     job_type: Annotated[str, typer.Option(hidden=True, help="The W&B job type")] = "sgd",
+    seeds: SeedsOption = None,
 ):
-    """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped."""
+    """Train one recipe: fastai's progress and per-epoch table, then the final metrics and why it stopped.
+
+    With --seeds N, the recipe runs once for each of the seeds 1 to N (each its own run folder), then a summary:
+    the mean accuracy, its 95% interval and every seed's value."""
     from ..recipe import load
 
     recipe = load(file, set_)  # every key checked before anything heavy is imported
+    if seeds is not None:
+        if processes > 1:
+            raise UsageError("--seeds runs one process a seed in turn; use it without --processes")
+        _run_seeds(recipe, seeds, runs_dir, wandb, wandb_dir, as_json, device)
+        return
     if processes > 1 and "WORLD_SIZE" not in os.environ:
         launched = [
             "run",
@@ -82,6 +92,57 @@ def run_cmd(
         distributed.teardown()
         _report(run, out, as_json)
     _exit_for(run)
+
+
+def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device) -> None:
+    """One recipe over seeds 1 to n, one run folder each; then the mean, its interval and every seed."""
+    import dataclasses
+
+    from ..compare import plan as plans
+    from ..compare import stats
+
+    seeds = plans.seed_list(n, "--seeds")
+    runs = []
+    with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
+        from ..loop import train
+
+        typer.echo(f"{recipe.name}: {recipe.short()}; seeds {', '.join(map(str, seeds))}")
+        for seed in seeds:
+            typer.echo(f"\nseed {seed}")
+            r = dataclasses.replace(recipe, seed=seed, name=f"{recipe.name}-seed{seed}")
+            runs.append(train.run(r, cbs, runs_dir=runs_dir, config={"seeds.of": recipe.name}))
+            if runs[-1].stop_reason == "interrupted":
+                break
+        done = [r for r in runs if r.accuracy is not None and r.stop_reason != "interrupted"]
+        accs = [r.accuracy for r in done]
+        n_valid = done[0].n_valid if done else 0
+        low, high = stats.interval(accs, n_valid) if accs else (None, None)
+        summary = {
+            "name": recipe.name,
+            "seeds": [r.recipe["seed"] for r in done],
+            "accuracies": accs,
+            "mean": sum(accs) / len(accs) if accs else None,
+            "interval": [low, high] if accs else None,
+            "runs": [r.to_json() for r in runs],
+        }
+        if as_json:
+            typer.echo(json.dumps(summary), file=out)
+        elif accs:
+            each = ", ".join(f"seed {s}: {100 * a:.1f}" for s, a in zip(summary["seeds"], accs))
+            typer.secho(
+                f"\naccuracy {100 * summary['mean']:.1f}% over {len(accs)} seed(s), 95% interval "
+                f"[{100 * low:.1f}, {100 * high:.1f}]  ({each})",
+                bold=True,
+                file=out,
+            )
+            for r in runs:
+                typer.echo(f"  {r.run_dir}  {r.message}", file=out)
+    if any(r.stop_reason == "interrupted" for r in runs):
+        raise typer.Exit(130)
+    if failed := [r for r in runs if r.diverged]:
+        raise TrainingFailed(
+            f"{len(failed)} of {len(runs)} seeds diverged: " + "; ".join(r.message for r in failed)
+        )
 
 
 def _train_as_another_rank(recipe) -> None:
@@ -149,18 +210,26 @@ def compare_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    seeds: SeedsOption = None,
 ):
-    """The pixel-similarity baseline against SGD recipes on the same data, split and seed: one table, one report."""
+    """The pixel-similarity baseline against SGD recipes on the same data and split, over one seed or several:
+    a table with intervals and paired verdicts (better, worse, no difference), and a report folder."""
     from .. import compare
+    from ..compare import report as reports
 
-    plan = compare.load(file)  # the whole file and every recipe in it are checked first
+    plan = compare.load(file, seeds)  # the whole file and every recipe in it are checked first
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         results, report = compare.run(plan, runs_dir, cbs)
         if as_json:
             typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
         else:
-            typer.echo(f"\n{plan.name} on {plan.source} (seed {plan.seed})\n", file=out)
-            typer.echo(tables.text(compare.table(results)), file=out)
+            rows = reports.methods(plan, results)
+            seeds_said = (
+                f"seed {plan.seed}" if len(plan.seeds) == 1 else f"seeds {', '.join(map(str, plan.seeds))}"
+            )
+            typer.echo(f"\n{plan.name} on {plan.source} ({seeds_said})\n", file=out)
+            typer.echo(tables.text(compare.table(rows)), file=out)
+            typer.echo("\n" + reports.legend(plan, rows), file=out)
             typer.echo(f"\nreport: {report}", file=out)
     failed = [r.method for r in results if r.status == "failed"]
     if any(r.status == "interrupted" for r in results):

@@ -35,6 +35,8 @@ class BaselineResult:
     distance: str
     ideals: torch.Tensor = field(repr=False)
     vocab: list[str] = field(default_factory=list)
+    correct: list[int] = field(default_factory=list, repr=False)  # per validation image: 1 if right, else 0
+    labels: list[str] = field(default_factory=list, repr=False)  # per validation image
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,4 +63,6 @@ def run(dls, distance: str = "l1") -> BaselineResult:
         distance=distance,
         ideals=ideal.cpu(),
         vocab=list(dls.vocab),
+        correct=(pred == targ).int().tolist(),
+        labels=[str(dls.vocab[t]) for t in targ.tolist()],
     )

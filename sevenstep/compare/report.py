@@ -1,4 +1,6 @@
-"""A comparison's report: its table (text, Markdown, CSV), results.json, and the learning curves."""
+"""A comparison's report: one row per method with its mean accuracy, 95% interval, every seed's value and its
+verdicts against the baseline and the best method (stats.py), as text, Markdown, CSV and results.json; the
+learning curves (a mean line and a band per method) and a dot plot of every seed."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from .plan import Plan
 
 @dataclass
 class Result:
+    """One method on one seed: a baseline, or an SGD run."""
+
     method: str
     kind: str  # "baseline" or "sgd"
     accuracy: float | None
@@ -23,59 +27,233 @@ class Result:
     error: str | None = None
     run_dir: str | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    seed: int | None = None
+    n_valid: int = 0
+    majority: float = 0.5  # the most common class's share of the validation images: accuracy at chance
+    outcomes: dict[str, int] = field(default_factory=dict, repr=False)  # image -> 1 if right, else 0
 
     @classmethod
-    def without_metrics(cls, method: str, kind: str, status: str, error: str) -> Result:
+    def without_metrics(cls, method: str, kind: str, status: str, error: str, seed=None) -> Result:
         """A method that ended before it had any: it raised, or was interrupted before it was saved."""
-        return cls(method, kind, None, {}, 0, 0.0, status, error)
+        return cls(method, kind, None, {}, 0, 0.0, status, error, seed=seed)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "error" or v is not None}
+        return {k: v for k, v in self.__dict__.items() if k != "outcomes" and (k != "error" or v is not None)}
 
 
-def write(plan: Plan, results: list[Result], report: Path, base_accuracy: float | None) -> None:
+@dataclass
+class Method:
+    """Every seed of one method, summarised: what a row of the table says."""
+
+    method: str
+    kind: str
+    seeds: list[int]
+    accuracies: list[float]  # one per seed that finished, in seed order
+    mean: float | None
+    interval: tuple[float, float] | None
+    per_class: dict[str, float]
+    n_params: int
+    fit_seconds: float  # the mean over seeds
+    status: str  # ok, or how many seeds failed or were interrupted
+    at_chance: list[int] = field(default_factory=list)  # seeds that never left chance level
+    vs_baseline: dict[str, Any] | None = None
+    vs_best: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["interval"] = list(self.interval) if self.interval else None
+        return d
+
+
+def methods(plan: Plan, results: list[Result]) -> list[Method]:
+    """One Method per method, in the plan's order, with intervals and Holm-corrected verdicts."""
+    from . import stats
+
+    order = list(dict.fromkeys(r.method for r in results))
+    fixed = plan.split == "fixed"
+    rows, by_method = [], {}
+    for name in order:
+        runs = [r for r in results if r.method == name]
+        done = [r for r in runs if r.status == "ok" and r.accuracy is not None]
+        accs = [r.accuracy for r in done]
+        bad = [r for r in runs if r.status != "ok"]
+        n = done[0].n_valid if done else 0
+        classes = {k for r in done for k in r.per_class}
+        row = Method(
+            method=name,
+            kind=runs[0].kind,
+            seeds=[r.seed for r in done],
+            accuracies=accs,
+            mean=sum(accs) / len(accs) if accs else None,
+            # the baseline learns nothing from a seed: on one shared split its noise is the images' alone
+            interval=(
+                stats.interval(accs[:1] if fixed and runs[0].kind == "baseline" else accs, n)
+                if accs and n
+                else None
+            ),  # fmt: skip
+            per_class={c: sum(r.per_class.get(c, 0) for r in done) / len(done) for c in sorted(classes)},
+            n_params=max((r.n_params for r in runs), default=0),
+            fit_seconds=sum(r.fit_seconds for r in runs) / len(runs),
+            status="ok" if not bad else ", ".join(f"seed {r.seed} {r.status}" for r in bad),
+            at_chance=[r.seed for r in done if stats.at_chance(r.accuracy, r.n_valid, r.majority)],
+            errors=[r.error for r in bad if r.error],
+        )
+        rows.append(row)
+        by_method[name] = done
+    _verdicts(rows, by_method)
+    return rows
+
+
+def _verdicts(rows: list[Method], by_method: dict[str, list[Result]]) -> None:
+    """Each method against the baseline and against the best SGD method, as one Holm-corrected family; only
+    methods whose every seed finished are tested, on the seeds both sides have."""
+    from . import stats
+
+    complete = [m for m in rows if m.mean is not None and m.status == "ok"]
+    baseline = next((m for m in complete if m.kind == "baseline"), None)
+    sgd = [m for m in complete if m.kind == "sgd"]
+    best = max(sgd, key=lambda m: m.mean, default=None)
+    pairs = [(m, baseline, "vs_baseline") for m in sgd if baseline is not None]
+    pairs += [(m, best, "vs_best") for m in sgd if m is not best]
+    tests = []
+    for a, b, _ in pairs:
+        ra, rb = {r.seed: r for r in by_method[a.method]}, {r.seed: r for r in by_method[b.method]}
+        common = [s for s in ra if s in rb]
+        correct_a, correct_b = _per_image(ra, common), _per_image(rb, common)
+        acc_a, acc_b = [ra[s].accuracy for s in common], [rb[s].accuracy for s in common]
+        tests.append(stats.paired(a.method, b.method, acc_a, acc_b, correct_a, correct_b))
+    stats.decide(tests)
+    for (a, _, key), t in zip(pairs, tests):
+        setattr(a, key, t.to_json())
+    if best is not None:
+        best.vs_best = {"against": best.method, "verdict": "best", "p": None}
+    if baseline is not None and best is not None:
+        # the baseline's test against the best method is the best method's against the baseline, turned round
+        t = best.vs_baseline
+        flip = {"better": "worse", "worse": "better"}.get(t["verdict"], t["verdict"])
+        baseline.vs_best = t | {"against": best.method, "verdict": flip, "difference": -t["difference"]}
+
+
+def _per_image(runs: dict[int, Result], seeds: list[int]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for s in seeds:
+        for image, correct in runs[s].outcomes.items():
+            out.setdefault(image, []).append(correct)
+    return out
+
+
+def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     from ..tracking import plots
 
-    plots.save(plots.learning_curves(results, base_accuracy), report / "learning_curves.png")
-    _write_tables(results, report)
-    (report / "results.json").write_text(json.dumps(summary(plan, results, report), indent=2))
+    rows = methods(plan, results)
+    baseline = next((m for m in rows if m.kind == "baseline" and m.mean is not None), None)
+    base_mean = baseline.mean if baseline else None
+    plots.save(plots.learning_curves(results, base_mean), report / "learning_curves.png")
+    plots.save(plots.seed_dots(rows, baseline), report / "seeds.png")
+    (report / "results.md").write_text(tables.markdown(table(rows)) + "\n" + legend(plan, rows) + "\n")
+    _write_csv(rows, report)
+    (report / "results.json").write_text(json.dumps(summary(plan, results, report, rows), indent=2))
+    return rows
 
 
-def summary(plan: Plan, results: list[Result], report: Path) -> dict[str, Any]:
+def summary(plan: Plan, results: list[Result], report: Path, rows: list[Method] | None = None) -> dict:
+    rows = methods(plan, results) if rows is None else rows
     return {
         "name": plan.name,
         "source": plan.source,
         "seed": plan.seed,
+        "seeds": plan.seeds,
+        "split": plan.split,
         "report_dir": str(report),
+        "methods": [m.to_json() for m in rows],
         "results": [r.to_json() for r in results],
     }
 
 
-def table(results: list[Result]) -> list[list[str]]:
-    rows = [["method", "accuracy", "per class", "params", "fit s", "status"]]
-    for r in results:
-        acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
-        per = " ".join(f"{k}:{v:.2f}" for k, v in r.per_class.items()) or "-"
-        status = r.status if r.status == "ok" else f"{r.status}: {r.error}"
-        rows.append([r.method, acc, per, f"{r.n_params:,}", f"{r.fit_seconds:.2f}", status])
-    return rows
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
 
 
-def _write_tables(results: list[Result], report: Path) -> None:
-    (report / "results.md").write_text(tables.markdown(table(results)))
-    classes = sorted({k for r in results for k in r.per_class}, key=lambda c: (len(c), c))
-    columns = ["method", "kind", "accuracy", *[f"accuracy_{c}" for c in classes], "n_params", "fit_seconds"]
-    records = [
-        {
-            "method": r.method,
-            "kind": r.kind,
-            "accuracy": r.accuracy,
-            **{f"accuracy_{c}": r.per_class.get(c) for c in classes},
-            "n_params": r.n_params,
-            "fit_seconds": r.fit_seconds,
-            "status": r.status,
-            "error": r.error or "",
-        }
-        for r in results
+def _verdict(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "-"
+    if v["verdict"] == "best":
+        return "best"
+    return f"{v['verdict']} (p={v['p']:.2g})"
+
+
+def table(rows: list[Method]) -> list[list[str]]:
+    """The table people read: accuracies in percent, the interval, every seed (* at chance), the verdicts."""
+    out = [
+        ["method", "accuracy", "95% interval", "seeds", "vs baseline", "vs best", "params", "fit s", "status"]
     ]
-    tables.write_csv(report / "results.csv", records, columns + ["status", "error"])
+    for m in rows:
+        seeds = " ".join(
+            _percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
+        )
+        if m.kind == "baseline" and len(set(m.accuracies)) == 1 and len(m.accuracies) > 1:
+            seeds = f"{_percent(m.accuracies[0])} (every seed: one split)"
+        interval = f"[{_percent(m.interval[0])}, {_percent(m.interval[1])}]" if m.interval else "-"
+        status = m.status if m.status == "ok" else f"{m.status}: {'; '.join(m.errors)}"
+        vs_base = "-" if m.kind == "baseline" else _verdict(m.vs_baseline)
+        out.append([m.method, _percent(m.mean), interval, seeds or "-", vs_base, _verdict(m.vs_best),
+                    f"{m.n_params:,}", f"{m.fit_seconds:.2f}", status])  # fmt: skip
+    return out
+
+
+def legend(plan: Plan, rows: list[Method]) -> str:
+    """What the table's numbers mean, in the words a learner reads them in."""
+    n = len(plan.seeds)
+    split = (
+        "one split drawn per seed"
+        if plan.split == "per_seed"
+        else "the same validation images for every seed"
+    )
+    lines = [
+        f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
+        + (
+            "Student's t across seeds (the baseline's on one split: Wilson's, over the validation images)."
+            if n > 1
+            else "Wilson's, over the validation images (one seed)."
+        ),
+        "Verdicts: paired by seed and by image: a paired t-test across seeds (would other seeds change it?) "
+        "and McNemar's exact test on the images the two disagree on (would other images change it?); "
+        "'better' or 'worse' only when both say so at 5%, Holm-corrected for the comparisons in this table. "
+        "'no difference' means none this data can detect.",
+    ]
+    if n == 1:
+        lines.append("With one seed, the seed's own noise is not measured: run more seeds (--seeds 5).")
+    chance = [f"{m.method} seed {s}" for m in rows for s in m.at_chance]
+    if chance:
+        lines.append(f"* at chance level (no better than the most common class): {', '.join(chance)}.")
+    return "\n".join(lines)
+
+
+def _write_csv(rows: list[Method], report: Path) -> None:
+    classes = sorted({c for m in rows for c in m.per_class}, key=lambda c: (len(c), c))
+    records = []
+    for m in rows:
+        vb, vbest = m.vs_baseline or {}, m.vs_best or {}
+        records.append(
+            {
+                "method": m.method,
+                "kind": m.kind,
+                "accuracy": m.mean,
+                "interval_low": m.interval[0] if m.interval else None,
+                "interval_high": m.interval[1] if m.interval else None,
+                "seeds": " ".join(map(str, m.seeds)),
+                "accuracies": " ".join(f"{a:.4f}" for a in m.accuracies),
+                "at_chance": " ".join(map(str, m.at_chance)),
+                "vs_baseline": vb.get("verdict", ""),
+                "p_vs_baseline": vb.get("p"),
+                "vs_best": vbest.get("verdict", ""),
+                "p_vs_best": vbest.get("p"),
+                **{f"accuracy_{c}": m.per_class.get(c) for c in classes},
+                "n_params": m.n_params,
+                "fit_seconds": m.fit_seconds,
+                "status": m.status,
+                "error": "; ".join(m.errors),
+            }
+        )
+    tables.write_csv(report / "results.csv", records)

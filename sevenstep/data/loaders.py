@@ -20,6 +20,8 @@ def dataloaders(
     pad: int | None = None,
     size: int | None = None,
     channels: int = 1,
+    valid_pct: float | None = None,
+    split_seed: int | None = None,
     *,
     seed: int = 42,
     device=None,
@@ -33,7 +35,9 @@ def dataloaders(
     pixels; `pad` defaults to a ninth of the image's side, as fastbook's chapter 4 pads 28 -> 34 -> 28 (3
     pixels), which is 1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
     Resize(method="squish")), so a folder of mixed sizes trains; `channels = 3` keeps colour (PILImage instead
-    of PILImageBW). `normalize=False` keeps pixels in [0, 1], as fastbook's
+    of PILImageBW). `valid_pct` ignores the source's own train/valid split: all its images are split at random
+    by fastai's RandomSplitter(valid_pct, seed=split_seed; the run's seed when not given). `normalize=False`
+    keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (decoded.py); `fast=False` is
     fastbook's per-item path."""
@@ -43,6 +47,7 @@ def dataloaders(
         GrandparentSplitter,
         IntToFloatTensor,
         Normalize,
+        RandomSplitter,
         parent_label,
     )
     from fastai.torch_core import set_seed
@@ -51,10 +56,14 @@ def dataloaders(
     from .device import default
     from .test_items import SevenstepDataLoaders
 
-    check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels)
+    check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels, valid_pct=valid_pct,
+                  split_seed=split_seed)  # fmt: skip
     src = source if isinstance(source, Source) else resolve(source)
     items = image_files(src.path / src.train) + image_files(src.path / src.valid)
-    splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
+    if valid_pct is None:
+        splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
+    else:
+        splits = RandomSplitter(valid_pct, seed=seed if split_seed is None else split_seed)(items)
     set_seed(seed)
     device = device or default()
     image = PILImageBW if channels == 1 else PILImage
@@ -142,6 +151,8 @@ def check_options(
     augment: bool = False,
     size: int | None = None,
     channels: int = 1,
+    valid_pct: float | None = None,
+    split_seed: int | None = None,
     **_,
 ) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
@@ -153,6 +164,14 @@ def check_options(
         raise UsageError(f"data.size must be between 1 and 4096 pixels, got {size}")
     if channels not in (1, 3):
         raise UsageError(f"data.channels must be 1 (greyscale) or 3 (colour), got {channels}")
+    if valid_pct is not None and not 0 < valid_pct < 1:
+        raise UsageError(
+            f"data.valid_pct must be between 0 and 1 (0.2: a fifth of the images), got {valid_pct}"
+        )
+    if split_seed is not None and valid_pct is None:
+        raise UsageError(
+            f"data.split_seed = {split_seed} draws a random split; set data.valid_pct as well (e.g. 0.2)"
+        )
     if pad is not None and not augment:
         raise UsageError(f"data.pad = {pad} pads augmented images only; set data.augment = true as well")
 

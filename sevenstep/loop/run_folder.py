@@ -6,6 +6,8 @@
     result.json      the final metrics and why the run stopped (train.Run)
     model.pth        the final weights, a state_dict (load it with torch.load(..., weights_only=True))
     epochs.csv       one row per epoch (sevenstep/tracking/csv_logger.py)
+    valid_outcomes.csv   one row per validation image: label, predicted class, probability of the true
+                     class, loss (train.per_image), for comparing runs image by image later
     top_losses.png, confusion_matrix.png   fastai's interpretation pictures (sevenstep/tracking/pictures.py)
 
 Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader sees the old one or the new one.
@@ -13,10 +15,12 @@ Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +32,7 @@ CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 MODEL = "model.pth"
 EPOCHS = "epochs.csv"
+OUTCOMES = "valid_outcomes.csv"
 
 
 def start(runs_dir: Path, recipe) -> Path:
@@ -56,6 +61,12 @@ def save(result, run_dir: str | Path) -> Path:
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)
         atomic.write_bytes(run_dir / MODEL, buf.getvalue())
+    if result.outcomes:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(result.outcomes[0]))
+        writer.writeheader()
+        writer.writerows(result.outcomes)
+        atomic.write_bytes(run_dir / OUTCOMES, buf.getvalue().encode())
     atomic.write_bytes(run_dir / RESULT, json.dumps(result.to_json(), indent=2).encode())
     if result.stop_reason != "interrupted":
         (run_dir / UNFINISHED).unlink(missing_ok=True)
@@ -74,6 +85,15 @@ def new_folder(parent: Path, stem: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{parent / stem}: too many runs with this name in one second")
+
+
+def read_outcomes(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A saved run's per-image outcomes (valid_outcomes.csv), with numbers as numbers."""
+    with open(Path(run_dir) / OUTCOMES, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["correct"], r["p_true"], r["loss"] = int(r["correct"]), float(r["p_true"]), float(r["loss"])
+    return rows
 
 
 def load_learner(run_dir: str | Path):

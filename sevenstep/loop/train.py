@@ -21,7 +21,7 @@ from ..utils import signals
 from . import run_folder
 from .callbacks import DivergenceGuard, RunInfo, RunLog, instantiate, notify
 from .learner import Learner
-from .metrics import accuracy, per_class_accuracy, predicted_class
+from .metrics import accuracy, per_class_accuracy
 
 
 @dataclass
@@ -43,13 +43,15 @@ class Run:
     processes: int = 1
     learn: Any = field(default=None, repr=False)
     predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
+    outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one per validation image
 
     @property
     def diverged(self) -> bool:
         return self.stop_reason == "diverged"
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("learn", "predictions")}
+        memory_only = ("learn", "predictions", "outcomes")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in memory_only}
 
 
 def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Learner:
@@ -85,9 +87,11 @@ def run(
     group: str | None = None,
     job_type: str = "sgd",
     resume: tuple[Path, dict] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Run:
     """Train, evaluate and (with `runs_dir`) save one recipe. A divergence or Ctrl-C during training ends it
-    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs.
+    early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs, and
+    `config` what else they record (a comparison's label).
 
     The run's folder exists from the start (recipe.toml, and a checkpoint after every epoch with the
     Checkpointer), marked UNFINISHED until the run ends. `resume` is (a run folder, its checkpoint): the
@@ -98,7 +102,7 @@ def run(
     learn = build_learner(recipe, cbs)
     checkpoint.stateful(learn)  # two callbacks whose states would collide are refused before training
     info = learn.run_info
-    info.group, info.job_type = group, job_type
+    info.group, info.job_type, info.config = group, job_type, dict(config or {})
     if resume is not None:
         checkpoint.attach(learn, resume[1], resume[0])
     elif runs_dir is not None:
@@ -144,15 +148,16 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     """The final validation metrics (unless it diverged), as a Run."""
     from . import distributed
 
-    acc, per_class, predictions = None, {}, None
+    acc, per_class, predictions, outcomes = None, {}, None, []
     if learn.run_info.stop_reason != "diverged":
         # inner=True: no fit/epoch events, which would reset the run's log and stop reason
         with learn.no_bar():
-            preds, targs = learn.get_preds(dl=learn.dls.valid, inner=True)
-        classes = predicted_class(preds)
+            probs, targs, losses = learn.get_preds(dl=learn.dls.valid, inner=True, with_loss=True)
+        classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
         acc = (classes == targs).float().mean().item()
         per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
         predictions = (classes, targs)
+        outcomes = per_image(learn.dls, targs, classes, probs, losses)
     n_valid = len(predictions[1]) if predictions else 0
     return Run(
         name=recipe.name,
@@ -170,7 +175,29 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         processes=distributed.world_size(),
         learn=learn,
         predictions=predictions,
+        outcomes=outcomes,
     )
+
+
+def per_image(dls, targs, classes, probs, losses) -> list[dict[str, Any]]:
+    """Each validation image's outcome: its file (from the source's folder, the same for every run on that
+    source), label, predicted class, probability of its true class, and loss. Two runs on the same images can
+    be compared from these alone (sevenstep/compare/stats.py), without training again."""
+    vocab, root = [str(v) for v in dls.vocab], Path(dls.source.path)
+    p_true = probs.gather(1, targs[:, None].long())[:, 0]
+    return [
+        {
+            "item": Path(item).relative_to(root).as_posix() if Path(item).is_relative_to(root) else str(item),
+            "label": vocab[t],
+            "predicted": vocab[c],
+            "correct": int(t == c),
+            "p_true": round(p, 6),
+            "loss": round(loss, 6),
+        }
+        for item, t, c, p, loss in zip(
+            dls.valid.items, targs.tolist(), classes.tolist(), p_true.tolist(), losses.tolist()
+        )
+    ]
 
 
 def _message(recipe: Recipe, learn: Learner) -> str:

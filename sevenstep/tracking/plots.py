@@ -117,27 +117,75 @@ def linear_weights(model, vocab, shape=None):
 
 
 def learning_curves(results, baseline_accuracy: float | None):
-    """Validation accuracy and loss per epoch for every SGD run, the baseline's accuracy as a dotted line."""
+    """Validation accuracy and loss per epoch: for each method the mean over its seeds as a line, the band
+    from the lowest to the highest seed around it (one seed: just its line); the baseline as a dotted line."""
+    import numpy as np
+
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in results:
-        if r.kind != "sgd" or not r.epochs:
-            continue
-        epochs = [e["epoch"] for e in r.epochs]
-        style = "--" if r.status != "ok" else "-"
-        acc_ax.plot(epochs, [e["accuracy"] for e in r.epochs], style, marker=".", label=r.method)
-        loss_ax.plot(epochs, [e["valid_loss"] for e in r.epochs], style, marker=".", label=r.method)
+    methods = list(dict.fromkeys(r.method for r in results if r.kind == "sgd" and r.epochs))
+    for i, method in enumerate(methods):
+        runs = [r for r in results if r.method == method and r.epochs]
+        color = f"C{i % 10}"
+        style = "-" if all(r.status == "ok" for r in runs) else "--"
+        n = len(runs)
+        for ax, key in ((acc_ax, "accuracy"), (loss_ax, "valid_loss")):
+            longest = max(len(r.epochs) for r in runs)
+            values = np.full((n, longest), np.nan)
+            for j, r in enumerate(runs):
+                values[j, : len(r.epochs)] = [e[key] for e in r.epochs]
+            epochs = np.arange(1, longest + 1)
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(values, 0)
+            label = f"{method} ({n} seed{'s' if n > 1 else ''})" if ax is acc_ax else None
+            ax.plot(epochs, mean, style, color=color, marker="." if longest < 30 else None, label=label)
+            if n > 1:
+                ax.fill_between(epochs, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.2)
     if baseline_accuracy is not None:  # None: interrupted before the baseline was done
         acc_ax.axhline(
             baseline_accuracy, color="black", linestyle=":", label=f"baseline {baseline_accuracy:.3f}"
         )
-    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
+    band = (
+        " (line: mean over seeds; band: lowest to highest seed)"
+        if any(sum(r.method == m and bool(r.epochs) for r in results) > 1 for m in methods)
+        else ""
+    )
+    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy" + band)
     loss_ax.set(xlabel="epoch", ylabel="validation loss (each run's own loss)", title="loss")
     losses = [e["valid_loss"] for r in results if r.kind == "sgd" for e in r.epochs]
     if losses and min(losses) > 0:  # a hinge loss can reach 0, which a log scale cannot show
         loss_ax.set_yscale("log")
     if acc_ax.get_legend_handles_labels()[0]:
         acc_ax.legend(fontsize=8)
-    acc_ax.grid(alpha=0.3)
-    loss_ax.grid(alpha=0.3)
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
+    fig.tight_layout()
+    return fig
+
+
+def seed_dots(methods, baseline=None):
+    """Every seed's accuracy as a dot, each method's 95% interval as a bar around its mean, the baseline's mean
+    as a dotted line: where the methods overlap, their difference is within the noise."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(methods) + 2), 4))
+    for i, m in enumerate(methods):
+        if m.mean is None:
+            continue
+        chance = set(m.at_chance)
+        xs = [i + 0.08 * (j - (len(m.accuracies) - 1) / 2) for j in range(len(m.accuracies))]
+        for x, s, a in zip(xs, m.seeds, m.accuracies):
+            marker, color = ("X", "black") if s in chance else ("o", f"C{i % 10}")
+            ax.scatter([x], [100 * a], c=color, marker=marker, s=30 if s in chance else 22, zorder=3)
+        low, high = m.interval
+        ax.errorbar(i + 0.3, 100 * m.mean, yerr=[[100 * (m.mean - low)], [100 * (high - m.mean)]], fmt="D",
+                    color="black", capsize=4, markersize=4)  # fmt: skip
+    if baseline is not None and baseline.mean is not None:
+        ax.axhline(
+            100 * baseline.mean, color="grey", linestyle=":", label=f"baseline {100 * baseline.mean:.1f}%"
+        )
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xticks(range(len(methods)), [m.method for m in methods], rotation=20, ha="right", fontsize=9)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("each seed (dots; X: at chance level), mean and 95% interval (black)", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig

@@ -165,7 +165,7 @@ class WandbLogger(SparseCallback):
         if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
             self.offset = self.last_step
         else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
-            config = recipe_config(learn.run_info.recipe) | self.config
+            config = recipe_config(learn.run_info.recipe) | learn.run_info.config | self.config
             resume = self.resumed and self.resumed["id"]
             self.wb = self.session.start(
                 learn.run_info.recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume
@@ -301,6 +301,27 @@ class WandbLogger(SparseCallback):
                 {"ideal_digits": wandb.Image(plots.to_image(plots.ideal_digits(result.ideals, result.vocab)))}
             )
         except BaseException as e:  # Ctrl-C while it logs: a finished run that says so
+            _finish_stopped(wb, e)
+            raise
+        wb.finish()
+
+    def after_comparison(self, summary: dict[str, Any], group: str | None):
+        """A comparison's whole table, intervals and verdicts included, as a wandb.Table in a run of its own
+        (job type `comparison`) in the comparison's group; each method's mean also in that run's summary."""
+        import wandb
+
+        from ..compare.report import Method, table
+
+        rows = [Method(**m) for m in summary["methods"]]
+        cells = table(rows)
+        config = {"compare.name": summary["name"], "seeds": summary["seeds"], "split": summary["split"]}
+        wb = self.session.start(f"comparison-{summary['name']}", "comparison", config | versions(), group)
+        if wb is None:
+            return
+        try:
+            wb.log({"comparison": wandb.Table(columns=cells[0], data=cells[1:])})
+            wb.summary.update({f"mean/{m.method}": m.mean for m in rows if m.mean is not None})
+        except BaseException as e:
             _finish_stopped(wb, e)
             raise
         wb.finish()
