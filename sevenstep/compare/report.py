@@ -87,11 +87,9 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             accuracies=accs,
             mean=sum(accs) / len(accs) if accs else None,
             # the baseline learns nothing from a seed: on one shared split its noise is the images' alone
-            interval=(
-                stats.interval(accs[:1] if fixed and runs[0].kind == "baseline" else accs, n)
-                if accs and n
-                else None
-            ),  # fmt: skip
+            interval=stats.interval(accs[:1] if fixed and runs[0].kind == "baseline" else accs, n)
+            if n
+            else None,
             per_class={c: sum(r.per_class.get(c, 0) for r in done) / len(done) for c in sorted(classes)},
             n_params=max((r.n_params for r in runs), default=0),
             fit_seconds=sum(r.fit_seconds for r in runs) / len(runs),

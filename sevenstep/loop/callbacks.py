@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,11 @@ class RunInfo:
     job_type: str = "sgd"  # the W&B job type: sgd, trial
     run_dir: Path | None = None  # the run's folder; None for a run that is not saved
     resumed_from: int | None = None  # the epoch a resumed run continued after
-    stop_reason: str = (
-        "epochs_done"  # epochs_done, patience, target, time_budget, diverged, interrupted, pruned
-    )
-    diverged_at: tuple[int, int, float] | None = (
-        None  # (epoch, batch, loss) where the loss stopped being finite
-    )
+    # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
+    stop_reason: str = "epochs_done"
+    # (epoch, batch, loss) where the training loss stopped being finite
+    diverged_at: tuple[int, int, float] | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # what else loggers record: a comparison's label
 
 
 class SparseCallback(Callback):

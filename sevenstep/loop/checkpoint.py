@@ -124,9 +124,8 @@ class Checkpointer(SparseCallback):
         }
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic.write_bytes(
-            Path(run_dir) / CHECKPOINT, buf.getvalue()
-        )  # a crash mid-write keeps the previous one
+        # whole or not at all: a crash mid-write keeps the previous checkpoint
+        atomic.write_bytes(Path(run_dir) / CHECKPOINT, buf.getvalue())
 
 
 class Resume(SparseCallback):

@@ -54,9 +54,8 @@ def save(result, run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     result.run_dir = str(run_dir)
-    atomic.write_bytes(
-        run_dir / RECIPE, tomli_w.dumps(result.recipe).encode()
-    )  # a resumed run's may have more epochs
+    # a resumed run's recipe may have more epochs than the one written when it started
+    atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(result.recipe).encode())
     if result.learn is not None and not result.diverged:
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)

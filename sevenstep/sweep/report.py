@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..utils import tables
 from . import spec
 from . import study as studies
 
@@ -31,15 +32,55 @@ def trial_rows(study, sweep) -> list[dict[str, Any]]:
                 if t.intermediate_values
                 else None,
                 **{d.key: spec.decode(t.params[d.key]) if d.key in t.params else None for d in sweep.space},
+                "values": " ".join(f"{v:.4f}" for v in t.user_attrs.get("values", [])),  # one a seed
+                "interval": t.user_attrs.get("interval"),
+                "vs_best": "",
                 "stop_reason": t.user_attrs.get("stop_reason", ""),
                 "seconds": round(t.duration.total_seconds(), 2) if t.duration else None,
                 "error": t.user_attrs.get("error", ""),
                 "run_dir": t.user_attrs.get("run_dir", ""),
+                "run_dirs": t.user_attrs.get("run_dirs", []),
                 "host": t.user_attrs.get("host", ""),
             }
         )
     sign = -1 if sweep.direction == "maximize" else 1
-    return sorted(rows, key=lambda r: (r[sweep.metric] is None, sign * (r[sweep.metric] or 0), r["trial"]))
+    rows = sorted(rows, key=lambda r: (r[sweep.metric] is None, sign * (r[sweep.metric] or 0), r["trial"]))
+    if sweep.metric == "accuracy":
+        _within_noise(rows)
+    return rows
+
+
+def _within_noise(rows: list[dict[str, Any]]) -> None:
+    """Each complete trial against the best one, paired by seed and by image (sevenstep/compare/stats.py),
+    Holm-corrected over the trials: `within noise` where this data cannot tell it from the best. Trials
+    whose runs are on another machine (no valid_outcomes.csv here) are left without a verdict."""
+    from ..compare import stats
+    from ..loop import run_folder
+
+    def outcomes(row) -> dict[str, list[int]] | None:
+        per_image: dict[str, list[int]] = {}
+        for folder in row["run_dirs"] or [row["run_dir"]]:
+            if not folder or not (Path(folder) / run_folder.OUTCOMES).is_file():
+                return None
+            for o in run_folder.read_outcomes(folder):
+                per_image.setdefault(o["item"], []).append(o["correct"])
+        return per_image
+
+    complete = [r for r in rows if r["state"] == "complete"]
+    if len(complete) < 2 or (best_images := outcomes(complete[0])) is None:
+        return
+    complete[0]["vs_best"] = "best"
+    best_values = [float(v) for v in complete[0]["values"].split()] or [complete[0]["accuracy"]]
+    tested, tests = [], []
+    for row in complete[1:]:
+        images = outcomes(row)
+        values = [float(v) for v in row["values"].split()] or [row["accuracy"]]
+        if images is None or len(values) != len(best_values):
+            continue
+        tested.append(row)
+        tests.append(stats.paired(str(row["trial"]), "best", values, best_values, images, best_images))
+    for row, t in zip(tested, stats.decide(tests)):
+        row["vs_best"] = f"{'within noise' if t.verdict == 'no difference' else t.verdict} (p={t.p:.2g})"
 
 
 def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dict[str, Any]:
@@ -86,20 +127,24 @@ def _tables(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = format_rows(rows)
-    md = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
-    md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table[1:]]
-    (sweep_dir / "trials.md").write_text("\n".join(md) + "\n")
+    (sweep_dir / "trials.md").write_text(tables.markdown(format_rows(rows)))
 
 
 def format_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The table people read: the trial, its state, the metric and the swept values."""
-    keys = [k for k in rows[0] if k not in ("last_reported", "seconds", "error", "run_dir", "host")]
+    hidden = ("last_reported", "seconds", "error", "run_dir", "run_dirs", "host")
+    keys = [
+        k
+        for k in rows[0]
+        if k not in hidden and (k not in ("values", "interval", "vs_best") or any(r[k] for r in rows))
+    ]
 
     def cell(r, k):
         v = r[k]
         if v is None and k == keys[2] and r["last_reported"] is not None:  # a pruned trial: where it stopped
             return f"({r['last_reported']:.4g})"
+        if k == "interval" and v:
+            return f"[{v[0]:.4g}, {v[1]:.4g}]"
         return "-" if v is None or v == "" else f"{v:.4g}" if isinstance(v, float) else str(v)
 
     return [keys] + [[cell(r, k) for k in keys] for r in rows]

@@ -28,9 +28,8 @@ KEYS = {
     "trials": Field(int, 20),
     "space": Field(dict, REQUIRED),
     "pruner": Field(dict, {}),
-    "processes": Field(
-        int, 1
-    ),  # each trial data-parallel on this many processes (sevenstep/loop/distributed.py)
+    "repeats": Field(int, 1),  # each trial the mean over seeds 1 to K, with its interval
+    "processes": Field(int, 1),  # each trial data-parallel on this many processes (loop/distributed.py)
 }
 PRUNER_KEYS = {
     "name": Field(PRUNERS, "none"),
@@ -80,6 +79,7 @@ class Sweep:
     space: list[Dimension]
     pruner: dict[str, Any]
     processes: int = 1
+    repeats: int = 1
 
     @property
     def direction(self) -> str:
@@ -103,7 +103,8 @@ class Sweep:
     def signature(self) -> str:
         """What must match for a run of this file to continue a stored study of the same name."""
         space = [[d.key, d.values, d.low, d.high, d.log] for d in self.space]
-        return json.dumps({"metric": self.metric, "sampler": self.sampler, "space": space, "base": self.base})
+        d = {"metric": self.metric, "sampler": self.sampler, "space": space, "base": self.base}
+        return json.dumps(d | ({"repeats": self.repeats} if self.repeats > 1 else {}))
 
 
 def show_params(params: dict[str, Any]) -> str:
@@ -120,6 +121,15 @@ def load(path: str | Path) -> Sweep:
     pruner = schema.check(d["pruner"], PRUNER_KEYS, str(path), prefix="pruner.")
     if d["processes"] < 1:
         raise UsageError(f"{path}: processes must be at least 1, got {d['processes']}")
+    if d["repeats"] < 1:
+        raise UsageError(f"{path}: repeats must be at least 1 (seeds per trial), got {d['repeats']}")
+    if d["repeats"] > 1 and pruner["name"] != "none":
+        raise UsageError(
+            f"{path}: a pruner stops a trial between epochs; with repeats = {d['repeats']} a trial is several "
+            'runs, one a seed. Use [pruner] name = "none", or repeats = 1'
+        )
+    if d["repeats"] > 1 and d["processes"] > 1:
+        raise UsageError(f"{path}: repeats and processes cannot be combined yet; choose one of them")
     if d["processes"] > 1 and pruner["name"] != "none":
         raise UsageError(
             f"{path}: a pruner needs each trial in one process (it stops a trial between epochs); "
@@ -143,6 +153,7 @@ def load(path: str | Path) -> Sweep:
         space,
         pruner,
         d["processes"],
+        d["repeats"],
     )
     for point in itertools.product(*(dim.ends() for dim in space)):
         sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point)}, name)

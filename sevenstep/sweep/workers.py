@@ -9,6 +9,7 @@ W&B run finished), puts its point back in the queue, and stops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -27,11 +28,14 @@ from . import study as studies
 class TrialReporter(SparseCallback):
     """The trial's side of a run: the metric to Optuna after every epoch (the pruner may stop the run there),
     and how the run ended once it is saved. Telling the study in `after_run` puts it inside the part of a run
-    that a Ctrl-C waits for, so a trial that was saved is never lost to the signal that stops its worker."""
+    that a Ctrl-C waits for, so a trial that was saved is never lost to the signal that stops its worker.
+
+    With `repeats = K` a trial is K runs, one a seed, each with a reporter of its own sharing `runs`: the study
+    is told once, after the last seed's run (or the first one that did not end well)."""
 
     order = PRUNER_ORDER
 
-    def __init__(self, sweep, study, storage, trial, params, log):
+    def __init__(self, sweep, study, storage, trial, params, log, runs: list | None = None):
         self.sweep, self.study, self.storage, self.trial, self.params, self.log = (
             sweep,
             study,
@@ -40,9 +44,12 @@ class TrialReporter(SparseCallback):
             params,
             log,
         )
+        self.runs = [] if runs is None else runs  # the results of this trial's runs so far, one a seed
         self.outcome, self.start = None, time.perf_counter()
 
     def after_epoch(self):
+        if self.sweep.repeats > 1:  # the epochs of several seeds are not one trial's steps
+            return
         row = self.learn.run_log.epochs[-1]
         self.trial.report(row[self.sweep.metric], step=row["epoch"])
         if self.trial.should_prune():
@@ -50,18 +57,30 @@ class TrialReporter(SparseCallback):
             raise CancelFitException()
 
     def after_run(self, result):
-        self.outcome = conclude(self.sweep, self.study, self.storage, self.trial, self.params, result.to_json(),
-                                time.perf_counter() - self.start, self.log)  # fmt: skip
+        self.runs.append(result.to_json())
+        if len(self.runs) == self.sweep.repeats or result.stop_reason != "epochs_done" and not _fine(result):
+            self.outcome = conclude(self.sweep, self.study, self.storage, self.trial, self.params, self.runs,
+                                    time.perf_counter() - self.start, self.log)  # fmt: skip
 
 
-def conclude(sweep, study, storage, trial, params, result: dict, seconds: float, log) -> str:
-    """Tell the study how a trial's run (its result.json) ended: complete, pruned, failed or interrupted."""
+def _fine(result) -> bool:
+    """A run that stopped by its own rule (a patience, target or time-budget stop) has a value like any other."""
+    return result.stop_reason in ("patience", "target", "time_budget")
+
+
+def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: float, log) -> str:
+    """Tell the study how a trial's runs (their result.json) ended: complete, pruned, failed or interrupted.
+    With several seeds the trial's value is the mean of theirs; each seed's value and the interval are kept."""
     from optuna.trial import TrialState
 
+    from ..compare import stats
+
+    result = runs[-1]
     n, shown, stop = trial.number, spec.show_params(params), result["stop_reason"]
-    trial.set_user_attr("run_dir", result["run_dir"])
+    trial.set_user_attr("run_dir", runs[0]["run_dir"])
+    trial.set_user_attr("run_dirs", [r["run_dir"] for r in runs])
     trial.set_user_attr("stop_reason", stop)
-    value = spec.metric_value(result, sweep.metric)
+    values = [spec.metric_value(r, sweep.metric) for r in runs]
     if stop == "interrupted":
         studies.requeue(study, storage, trial)
         log(f"trial {n}: interrupted ({shown}); saved in {result['run_dir']}, it will run again")
@@ -70,13 +89,19 @@ def conclude(sweep, study, storage, trial, params, result: dict, seconds: float,
         study.tell(trial, state=TrialState.PRUNED)
         log(f"trial {n}: pruned after {len(result['epochs'])} epoch(s)  {shown}  [{seconds:.1f} s]")
         return "pruned"
-    if stop == "diverged" or value is None:
+    if stop == "diverged" or None in values:
         trial.set_user_attr("error", result["message"])
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {n}: failed: {result['message']}  {shown}")
         return "failed"
+    value = sum(values) / len(values)
+    if len(values) > 1:
+        trial.set_user_attr("seeds", [r["recipe"]["seed"] for r in runs])
+        trial.set_user_attr("values", values)
+        trial.set_user_attr("interval", list(stats.interval(values, result["n_valid"])))
     study.tell(trial, value)
-    log(f"trial {n}: {sweep.metric} {value:.4f}  {shown}  [{seconds:.1f} s]")
+    each = f" (seeds: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
+    log(f"trial {n}: {sweep.metric} {value:.4f}{each}  {shown}  [{seconds:.1f} s]")
     return "complete"
 
 
@@ -92,18 +117,28 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
     config = {"trial.number": trial.number} | {f"trial.{k}": spec.decode(v) for k, v in params.items()}
     if sweep.processes > 1:
         return _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log)
-    reporter = TrialReporter(sweep, study, storage, trial, params, log)
-    cbs = [
-        functools.partial(wandb_logger.WandbLogger, session, config=config),
-        csv_logger.CsvLogger,
-        checkpoint.Checkpointer,
-        reporter,
-    ]
+    runs: list[dict] = []
+    reporters = [TrialReporter(sweep, study, storage, trial, params, log, runs) for _ in range(sweep.repeats)]
+    recipe = sweep.recipe(params, name)
     try:
-        # fastai's epoch tables from N workers at once would interleave: one line a trial instead
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            train.run(sweep.recipe(params, name), cbs, trials_dir, group=sweep.group, job_type="trial")
+        for k, reporter in enumerate(reporters, 1):
+            cbs = [
+                functools.partial(wandb_logger.WandbLogger, session, config=config),
+                csv_logger.CsvLogger,
+                checkpoint.Checkpointer,
+                reporter,
+            ]
+            if sweep.repeats > 1:  # seeds 1 to K, each its own run
+                recipe_k = dataclasses.replace(recipe, seed=k, name=f"{name}-seed{k}")
+            else:
+                recipe_k = recipe
+            # fastai's epoch tables from N workers at once would interleave: one line a trial instead
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                train.run(recipe_k, cbs, trials_dir, group=sweep.group, job_type="trial")
+            if reporter.outcome is not None:
+                return reporter.outcome
     except KeyboardInterrupt:
+        reporter = next((r for r in reporters if r.outcome is not None), reporters[0])
         if reporter.outcome is None:  # stopped before its run was saved
             studies.requeue(study, storage, trial)
             log(f"trial {trial.number}: interrupted before it was saved; it will run again")
@@ -113,7 +148,7 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: failed: {type(e).__name__}: {e}")
         return "failed"
-    return reporter.outcome
+    return reporters[-1].outcome
 
 
 def _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log) -> str:
@@ -156,7 +191,7 @@ def _run_trial_in_processes(sweep, study, storage, trial, params, name, session,
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: failed (exit code {proc.returncode}): {error}")
         return "failed"
-    return conclude(sweep, study, storage, trial, params, result, time.perf_counter() - start, log)
+    return conclude(sweep, study, storage, trial, params, [result], time.perf_counter() - start, log)
 
 
 def work(

@@ -103,7 +103,12 @@ def test_compare_writes_the_table_and_report(tmp_path, tiny_folder):
     assert float(rows[1]["accuracy"]) == pytest.approx(out["results"][1]["accuracy"])
     assert set(rows[0]) >= {"accuracy_a", "accuracy_b", "n_params", "status"}
     md = (report / "results.md").read_text().splitlines()
-    assert md[0].startswith("| method | accuracy") and len(md) == 2 + 3
+    table = [line for line in md if line.startswith("|")]  # the table; then the legend: what it means
+    assert (
+        md[0].startswith("| method | accuracy")
+        and len(table) == 2 + 3
+        and "McNemar" in md[-1 - (len(md) > 6)]
+    )
     for png in ("ideal_digits.png", "learning_curves.png", "weights-linear.png"):
         with Image.open(report / png) as im:
             assert im.format == "PNG" and np.asarray(im.convert("L")).std() > 5, png

@@ -43,7 +43,8 @@ def test_ctrl_c_during_a_comparisons_training_exits_130_with_the_report(tmp_path
     assert results["short"]["status"] == "ok" and results["long"]["status"] == "interrupted"
     assert "never" not in results and (report / "learning_curves.png").exists()
     runs = local_runs.list_runs(tmp_path / "wandb")
-    assert len(runs) == 3 and {r["state"] for r in runs} == {"finished"}
+    # the baseline, two runs, and the comparison's table (job type comparison)
+    assert len(runs) == 4 and {r["state"] for r in runs} == {"finished"}
     assert sorted(r["stop_reason"] for r in runs if r["job_type"] == "sgd") == ["epochs_done", "interrupted"]
 
 

@@ -88,7 +88,8 @@ def test_a_comparison_gives_each_run_fresh_callbacks_and_one_group(tmp_path, tin
 
     results, report = compare.run(compare.load(file), tmp_path / "runs", cbs=[factory], log=lambda *a: None)
     assert [r.status for r in results] == ["ok", "ok", "ok"]
-    assert len({id(cb) for cb in made}) == len(made) == 3  # the baseline's, and one per run
+    # the baseline's, one per run, and the comparison's (it hears after_comparison)
+    assert len({id(cb) for cb in made}) == len(made) == 4
     assert [h for h in heard if h[0] == "before_fit"] == [("before_fit", report.name, "sgd")] * 2
 
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from collections import Counter
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def test_shipped_sweeps_load():
     assert len(files) >= 3
     for f in files:
         sweep = sweeps.load(f)
-        assert sweep.space and sweep.sampler in spec.SAMPLERS
+        assert sweep.space and sweep.sampler in typing.get_args(spec.SAMPLERS)
 
 
 # --- running in parallel safely -------------------------------------------------------------------------
@@ -336,3 +337,36 @@ def test_the_median_pruner_stops_a_trial_that_lags_after_an_epoch(tmp_path):
     saved = json.loads((Path(trials[1e-6]["run_dir"]) / "result.json").read_text())
     assert saved["stop_reason"] == "pruned" and len(saved["epochs"]) == 1
     assert "pruned after 1 epoch(s)" in err
+
+
+def test_repeats_make_each_trial_the_mean_over_seeds_with_its_interval(tmp_path):
+    space = {"steps.init.name": ["zeros", "normal"]}
+    file = _sweep_file(tmp_path, space=space, extra="repeats = 3", sets='"steps.repeat.n" = [2]')
+    out, _ = _finish(_sweep(file, tmp_path / "runs", "--json"))
+    trials = json.loads(out)["trials"]
+    assert len(trials) == 2 and {t["state"] for t in trials} == {"complete"}
+    for t in trials:
+        values = [float(v) for v in t["values"].split()]
+        assert len(values) == 3 and len(t["run_dirs"]) == 3
+        seeds = [json.loads((Path(d) / "result.json").read_text())["recipe"]["seed"] for d in t["run_dirs"]]
+        saved = [json.loads((Path(d) / "result.json").read_text())["accuracy"] for d in t["run_dirs"]]
+        assert seeds == [1, 2, 3] and saved == pytest.approx(values)
+        assert t["accuracy"] == pytest.approx(sum(values) / 3)
+        assert t["interval"][0] <= t["accuracy"] <= t["interval"][1]
+    assert trials[0]["vs_best"] == "best"
+    assert trials[1]["vs_best"].split(" (p=")[0] in ("within noise", "worse")
+    table = (tmp_path / "runs" / "sweep-tiny" / "trials.md").read_text()
+    assert "| vs_best |" in table and "| interval |" in table
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("repeats = 0", "repeats must be at least 1"),
+        ('repeats = 2\n[pruner]\nname = "median"', "with repeats = 2 a trial is several runs"),
+    ],
+)
+def test_bad_repeats_are_refused(tmp_path, extra, expected):
+    file = _sweep_file(tmp_path, extra=extra)
+    result = CliRunner().invoke(app, ["sweep", str(file), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output

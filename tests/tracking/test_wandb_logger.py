@@ -120,8 +120,14 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     assert result.exit_code == 0, result.output
     report = Path(json.loads(result.stdout)["report_dir"])
     listed = json.loads(CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--json"]).stdout)
-    assert len(listed) == 3 and {r["group"] for r in listed} == {report.name}
-    assert sorted(r["job_type"] for r in listed) == ["baseline", "sgd", "sgd"]
+    assert len(listed) == 4 and {r["group"] for r in listed} == {report.name}
+    assert sorted(r["job_type"] for r in listed) == ["baseline", "comparison", "sgd", "sgd"]
+    assert {r["config"]["compare.label"] for r in listed if r["job_type"] == "sgd"} == {"one", "two"}
+    assert all(r["config"]["seed"] == 42 for r in listed if r["job_type"] != "comparison")
+    (table_run,) = [r for r in listed if r["job_type"] == "comparison"]
+    assert table_run["summary"]["mean/one"] == pytest.approx(json.loads(result.stdout)["methods"][1]["mean"])
+    records = _records(next(Path(table_run["path"]).glob("*.wandb")))
+    assert any("comparison" in json.dumps(r) and "table-file" in json.dumps(r) for r in records)
     base = next(r for r in listed if r["job_type"] == "baseline")
     assert base["summary"]["accuracy"] == 1.0 and base["config"]["baseline.distance"] == "l1"
 
@@ -139,7 +145,7 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     grouped = CliRunner().invoke(
         app, ["runs", str(tmp_path / "wandb"), "--group", report.name[:12], "--json"]
     )
-    assert len(json.loads(grouped.stdout)) == 3
+    assert len(json.loads(grouped.stdout)) == 4  # the baseline, two runs and the comparison's table
     none = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--group", "no-such-group"])
     assert none.exit_code == 0 and "no W&B runs with group containing 'no-such-group'" in none.output
 

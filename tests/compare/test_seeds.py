@@ -1,0 +1,170 @@
+"""Comparisons over several seeds: paired runs, per-image outcomes, intervals and verdicts in every output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LINEAR
+from sevenstep import compare, recipe
+from sevenstep.cli import app
+from sevenstep.errors import UsageError
+from sevenstep.loop import run_folder, train
+
+SIMPLE_NET = str(Path("experiments/fastbook_simple_net.toml").resolve())
+QUICK = '{ "steps.repeat.n" = 2, "data.bs" = 8 }'
+
+
+def _file(tmp_path: Path, body: str, name: str = "cmp.toml") -> Path:
+    file = tmp_path / name
+    file.write_text(body)
+    return file
+
+
+def test_a_runs_folder_keeps_each_validation_images_outcome(tmp_path, tiny_folder):
+    run = train.run(
+        recipe.load(LINEAR, [f"data.source=folder:{tiny_folder}", "data.bs=8"]), runs_dir=tmp_path
+    )
+    rows = run_folder.read_outcomes(run.run_dir)
+    assert len(rows) == run.n_valid == 8
+    assert {r["item"] for r in rows} == {f"valid/{c}/{i}.png" for c in "ab" for i in range(4)}
+    assert all(r["correct"] == (r["label"] == r["predicted"]) for r in rows)
+    assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(run.accuracy)
+    assert all(0 <= r["p_true"] <= 1 and r["loss"] >= 0 for r in rows)
+    # the probability of the true class is the one the run's own predictions give
+    preds, targs = run.learn.get_preds(dl=run.learn.dls.valid)
+    assert [r["p_true"] for r in rows] == pytest.approx(preds[range(len(targs)), targs].tolist(), abs=1e-5)
+
+
+def test_each_seed_equals_a_separate_run_with_that_seed(tmp_path, tiny_folder):
+    file = _file(
+        tmp_path,
+        f'source = "folder:{tiny_folder}"\nseeds = [1, 2, 3]\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "linear"\nset = {QUICK}\n',
+    )
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    sgd = [r for r in results if r.kind == "sgd"]
+    assert [r.seed for r in sgd] == [1, 2, 3]
+    for r in sgd:
+        alone = CliRunner().invoke(app, ["run", LINEAR, "--set", f"data.source=folder:{tiny_folder}",
+                                         "--set", "steps.repeat.n=2", "--set", "data.bs=8", "--set", f"seed={r.seed}",
+                                         "--json", "--wandb", "disabled", "--runs-dir", str(tmp_path / "alone")])  # fmt: skip
+        out = json.loads(alone.stdout.strip().splitlines()[-1])
+        assert out["accuracy"] == r.accuracy and out["epochs"][-1]["valid_loss"] == r.epochs[-1]["valid_loss"]
+    summary = json.loads((report / "results.json").read_text())
+    (linear,) = [m for m in summary["methods"] if m["method"] == "linear"]
+    assert linear["accuracies"] == [r.accuracy for r in sgd] and linear["seeds"] == [1, 2, 3]
+    assert linear["mean"] == pytest.approx(sum(linear["accuracies"]) / 3)
+    low, high = linear["interval"]
+    assert low <= linear["mean"] <= high
+    assert (
+        linear["vs_baseline"]["verdict"] in ("better", "worse", "no difference")
+        and 0 <= linear["vs_baseline"]["p"] <= 1
+    )
+    rows = {r["method"]: r for r in csv.DictReader(open(report / "results.csv"))}
+    assert rows["linear"]["accuracies"].split() == [f"{a:.4f}" for a in linear["accuracies"]]
+    assert rows["linear"]["vs_baseline"] == linear["vs_baseline"]["verdict"]
+    assert "95% interval" in (report / "results.md").read_text() and (report / "seeds.png").exists()
+
+
+def test_the_same_recipe_under_two_labels_is_never_called_different(tmp_path, tiny_folder):
+    run = f'recipe = "{LINEAR}"\nset = {QUICK}\n'
+    file = _file(tmp_path, f'source = "folder:{tiny_folder}"\nseeds = 3\n[[runs]]\n{run}label = "one"\n'
+                           f'[[runs]]\n{run}label = "two"\n')  # fmt: skip
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    methods = {m["method"]: m for m in json.loads((report / "results.json").read_text())["methods"]}
+    assert methods["one"]["accuracies"] == methods["two"]["accuracies"]
+    verdict = (
+        methods["two"]["vs_best"]
+        if methods["one"]["vs_best"]["verdict"] == "best"
+        else methods["one"]["vs_best"]
+    )
+    assert verdict["verdict"] == "no difference" and verdict["p"] == 1.0
+
+
+def test_a_model_far_above_the_baseline_is_called_better(tmp_path):
+    file = _file(
+        tmp_path,
+        'source = "mnist5k"\nseeds = 3\n'
+        f'[[runs]]\nrecipe = "{SIMPLE_NET}"\nlabel = "simple net"\n'
+        'set = { "steps.loss.name" = "cross_entropy", "steps.step.lr" = 0.5, "steps.repeat.n" = 5 }\n',
+    )
+    result = CliRunner().invoke(
+        app, ["compare", str(file), "--wandb", "disabled", "--runs-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    table = result.stdout.split("(seeds 1, 2, 3)")[1]  # the table, not the progress log
+    line = next(line for line in table.splitlines() if line.startswith("simple net"))
+    assert "better (p=" in line, table
+    assert "McNemar" in table
+
+
+def test_seeds_on_the_command_line_replace_the_files(tmp_path, tiny_folder):
+    file = _file(tmp_path, f'source = "folder:{tiny_folder}"\nseed = 7\n[[runs]]\nrecipe = "{LINEAR}"\n')
+    assert compare.load(file).seeds == [7]
+    assert compare.load(file, seeds=4).seeds == [1, 2, 3, 4]
+
+
+def test_a_per_seed_split_gives_every_seed_its_own_validation_images(tmp_path):
+    file = _file(
+        tmp_path, f'seeds = [1, 2]\nsplit = "per_seed"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {QUICK}\n'
+    )
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    base = [r for r in results if r.kind == "baseline"]
+    sgd = [r for r in results if r.kind == "sgd"]
+    assert [r.seed for r in base] == [1, 2] and base[0].outcomes.keys() != base[1].outcomes.keys()
+    for b, s in zip(base, sgd):  # each seed's runs validate on the same images as its baseline
+        assert b.outcomes.keys() == s.outcomes.keys() and len(b.outcomes) == 200
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("seeds = []", "seeds = []: list at least one seed"),
+        ("seeds = [1, 2, 1]", "seeds lists 1 more than once"),
+        ('seeds = ["one"]', "seeds: expected a list of an integer or an integer"),
+        ("seeds = 0", "seeds = 0: give a count of at least 1"),
+        ("seeds = 2.5", "seeds: expected a list of an integer or an integer"),
+    ],
+)
+def test_bad_seeds_are_one_clear_line(tmp_path, tiny_folder, line, expected):
+    file = _file(tmp_path, f'source = "folder:{tiny_folder}"\n{line}\n[[runs]]\nrecipe = "{LINEAR}"\n')
+    with pytest.raises(UsageError, match=expected.replace("[", r"\[")):
+        compare.load(file)
+    result = CliRunner().invoke(app, ["compare", str(file), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+
+
+def test_a_per_seed_split_of_a_folder_source_is_refused(tmp_path, tiny_folder):
+    file = _file(
+        tmp_path, f'source = "folder:{tiny_folder}"\nsplit = "per_seed"\n[[runs]]\nrecipe = "{LINEAR}"\n'
+    )
+    result = CliRunner().invoke(app, ["compare", str(file), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "split is its own train/ and valid/ folders" in result.output
+    for args in (["compare", str(file), "--seeds", "0"], ["run", LINEAR, "--seeds", "0"]):
+        result = CliRunner().invoke(app, [*args, "--runs-dir", str(tmp_path)])
+        assert result.exit_code == 2 and "--seeds" in result.output and "Traceback" not in result.output
+
+
+def test_run_over_seeds_prints_the_mean_interval_and_every_seed(tmp_path, tiny_folder):
+    result = CliRunner().invoke(app, ["run", LINEAR, "--seeds", "3", "--set", f"data.source=folder:{tiny_folder}",
+                                      "--set", "steps.repeat.n=2", "--set", "data.bs=8", "--wandb", "disabled",
+                                      "--runs-dir", str(tmp_path / "runs"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (
+        out["seeds"] == [1, 2, 3]
+        and len(out["accuracies"]) == 3
+        and len(list((tmp_path / "runs").iterdir())) == 3
+    )
+    assert out["interval"][0] <= out["mean"] <= out["interval"][1]
+    assert [re.search(r"-seed(\d+)-", Path(r["run_dir"]).name).group(1) for r in out["runs"]] == [
+        "1",
+        "2",
+        "3",
+    ]
