@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/sevenstep compare experiments/baseline_vs_sgd.toml
+	$(BIN)/sevenstep compare experiments/baseline_vs_sgd.toml --workers 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -65,6 +65,14 @@ SeedsOption = Annotated[
         help="Run over seeds 1 to N, and say how sure the result is (mean, 95% interval, verdicts)",
     ),
 ]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the study lives: an Optuna URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal "
+        "file; machines that share it share the work \\[default: a journal file in the sweep's or report's folder]",
+        metavar="URL",
+    ),
+]
 WandbDir = Annotated[
     Path | None,
     typer.Option(help="Folder whose wandb/ subfolder holds the runs \\[env: WANDB_DIR; default: .]"),

@@ -20,6 +20,7 @@ from .common import (
     RecipeFile,
     SeedsOption,
     SetOption,
+    StorageOption,
     WandbDir,
     WandbMode,
     app,
@@ -211,15 +212,22 @@ def compare_cmd(
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes on this machine that train the runs; they split its cores")
+    ] = 1,
+    storage: StorageOption = None,
 ):
     """The pixel-similarity baseline against SGD recipes on the same data and split, over one seed or several:
-    a table with intervals and paired verdicts (better, worse, no difference), and a report folder."""
+    a table with intervals and paired verdicts (better, worse, no difference), and a report folder.
+
+    Ctrl-C keeps every finished run in the report; run the same command again to continue the comparison."""
     from .. import compare
     from ..compare import report as reports
 
     plan = compare.load(file, seeds)  # the whole file and every recipe in it are checked first
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
-        results, report = compare.run(plan, runs_dir, cbs)
+        results, report = compare.run(plan, runs_dir, cbs, workers=workers, storage=storage,
+                                      log=lambda line: typer.echo(line, err=True))  # fmt: skip
         if as_json:
             typer.echo(json.dumps(compare.summary(plan, results, report)), file=out)
         else:
@@ -249,14 +257,7 @@ def sweep_cmd(
     workers: Annotated[
         int, typer.Option(min=1, help="Trial processes on this machine; they split its cores")
     ] = 1,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            help="Where the study lives: an Optuna URL (postgresql+psycopg://, mysql://, sqlite:///) or a journal "
-            "file; machines that share it share the sweep \\[default: a journal file in the sweep's folder]",
-            metavar="URL",
-        ),
-    ] = None,
+    storage: StorageOption = None,
     as_json: JsonFlag = False,
     runs_dir: Annotated[Path, typer.Option(help="Where the sweep's folder (sweep-<name>/) is kept")] = Path(
         "runs"

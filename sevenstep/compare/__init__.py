@@ -4,20 +4,13 @@ one report folder.
     plan.py      a comparison file, read and checked whole before anything trains (load -> Plan)
     runner.py    run(plan): the baseline, then each recipe, into one report folder
     baseline.py  fastbook's pixel-similarity baseline: the mean image of each class, the nearest one wins
-    report.py    the table (text, Markdown, CSV), results.json and the learning curves
+    stats.py     intervals, and paired verdicts (better, worse, no difference) between methods
+    report.py    one row per method (methods), the table (text, Markdown, CSV), results.json, the plots
 """
 
 from ..utils.lazy import exports
 
-__all__ = ["Plan", "load", "run", "Result", "summary", "table"]
+__all__ = ["Plan", "load", "run", "Result", "Method", "methods", "summary", "table", "legend"]
 __getattr__ = exports(
-    __name__,
-    {
-        "Plan": ".plan",
-        "load": ".plan",
-        "run": ".runner",
-        "Result": ".report",
-        "summary": ".report",
-        "table": ".report",
-    },
+    __name__, {"Plan": ".plan", "load": ".plan", "run": ".runner"} | {n: ".report" for n in __all__[3:]}
 )

@@ -42,6 +42,8 @@ class Plan:
     distance: str
     runs: list[tuple[str, recipes.Recipe]]  # (label, recipe with the source applied)
     split: str = "fixed"
+    file: Path | None = None  # the comparison file, which worker processes read again
+    seeds_option: int | None = None  # --seeds N, when it replaced the file's seeds
 
     @property
     def seed(self) -> int:
@@ -113,7 +115,7 @@ def load(path: str | Path, seeds: int | None = None) -> Plan:
     if len(set(labels)) != len(labels):
         raise UsageError(f'{path}: two runs share a label; give each [[runs]] its own label = "..."')
     name = schema.folder_name(d["name"] or path.stem, "name", str(path))
-    return Plan(name, source, seed_values, baseline["distance"], runs, d["split"])
+    return Plan(name, source, seed_values, baseline["distance"], runs, d["split"], path.resolve(), seeds)
 
 
 def slug(text: str) -> str:

@@ -1,57 +1,106 @@
-"""Running a comparison: the baseline, then each recipe, into one report folder; Ctrl-C keeps what finished."""
+"""Running a comparison: the baseline on each seed's split, and every (method, seed) run as a point of the
+comparison's grid (grid.py), on the sweep's workers; then the report. Ctrl-C keeps every finished run in the
+report, and running the same command again continues the comparison where it stopped."""
 
 from __future__ import annotations
 
 import dataclasses
-import traceback
+import functools
+import json
 from pathlib import Path
 
-from .. import recipe as recipes
-from .plan import Plan, slug
+from ..errors import UsageError
+from .grid import ComparisonGrid
+from .plan import Plan
 from .report import Result, summary, write
 
+STUDY = "study.journal"  # the comparison's Optuna journal, in its report folder
 
-def run(plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print) -> tuple[list[Result], Path]:
-    """For each seed, the baseline, then each recipe; a recipe that fails is reported and the others still
-    run. Ctrl-C (at any moment) ends the comparison: the run in progress is saved if it can be, marked
-    `interrupted`, and the report is written for what finished.
 
-    `cbs` (classes or factories: each run gets fresh ones) go to every run, e.g. the loggers; all runs and
-    the baseline share one group, the report folder's name, so W&B shows them side by side."""
-    from ..loop import run_folder
+def run(
+    plan: Plan, runs_dir: str | Path = "runs", cbs=(), log=print, workers: int = 1, storage: str | None = None
+) -> tuple[list[Result], Path]:
+    """The baseline for each seed, then every recipe on every seed; a run that fails is reported and the others
+    still run. Ctrl-C (at any moment) ends the comparison: the run in progress is saved if it can be, marked
+    `interrupted`, and the report is written for what finished; the same call again continues it.
+
+    `cbs` (classes or factories: each run gets fresh ones) go to every run, e.g. the loggers; all runs and the
+    baseline share one group, the report folder's name, so W&B shows them side by side. `workers` processes on
+    this machine train the runs (forked: they inherit `cbs`); `storage` is an Optuna storage that several
+    machines running the same comparison share."""
     from ..loop.callbacks import instantiate, notify
+    from ..sweep import workers as sweep_workers
     from ..utils import signals
+    from .grid import WeightsPicture
 
-    report = run_folder.new_folder(Path(runs_dir), f"compare-{plan.name}")
-    results: list[Result] = []
-    base = None
-    current = (f"baseline ({plan.distance})", "baseline", plan.seed)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    report, study, store = _open(plan, Path(runs_dir), storage, log)
+    grid = ComparisonGrid(plan, report)
+    if hasattr(store, "engine"):  # forked workers open their own connections, never the parent's
+        store.engine.dispose()
+    run_cbs = [*cbs, functools.partial(WeightsPicture, report, plan.seeds[0])]
+    baselines: dict[int, Result] = {}
+    interrupted = False
     try:
-        for seed in plan.seeds:
-            if len(plan.seeds) > 1:
-                log(f"\nseed {seed}")
-            current = (f"baseline ({plan.distance})", "baseline", seed)
-            base = _baseline(plan, seed, report, cbs, results, log, base)
-            for label, _ in plan.runs:
-                r = plan.recipe(label, seed)
-                log(f"\n{label}: {r.short()}")
-                current = (label, "sgd", seed)
-                if _sgd(plan, label, seed, r, report, cbs, results) == "interrupted":
-                    raise KeyboardInterrupt
+        if workers == 1:  # here, before training; with workers forked, after them (no torch before a fork)
+            _baselines(plan, report, cbs, baselines, log)
+        job = ("compare", str(plan.file), plan.seeds_option, str(report))
+        args = (job, storage, str(report), "disabled", ".", run_cbs)
+        interrupted = sweep_workers.run_workers(args, workers)
+        if workers > 1 and not interrupted:
+            _baselines(plan, report, cbs, baselines, log)
     except KeyboardInterrupt:
-        method, kind, seed = current
-        if not any(r.method == method and r.seed == seed for r in results):  # not recorded by the step itself
-            results.append(Result.without_metrics(method, kind, "interrupted", "interrupted", seed))
-    if any(r.status == "interrupted" for r in results):
-        log("interrupted: the comparison stops here; the report covers the runs so far")
+        interrupted = True
+    if interrupted and len(baselines) < len(plan.seeds):
+        pending = next(s for s in plan.seeds if s not in baselines)
+        baselines[pending] = Result.without_metrics(f"baseline ({plan.distance})", "baseline", "interrupted",
+                                                    "interrupted", pending)  # fmt: skip
+    results = _collect(plan, grid, study, baselines)
+    if interrupted:
+        log("interrupted: the comparison stops here; the report covers the runs so far. Run the same command "
+            "again to continue it")  # fmt: skip
     with signals.deferred():  # a report is small, and must not be half written
         rows = write(plan, results, report)
         notify(instantiate(cbs), "after_comparison", summary(plan, results, report, rows), report.name)
+        if not interrupted and not any(t.state.name in ("WAITING", "RUNNING") for t in study.get_trials()):
+            (report / UNFINISHED).unlink(missing_ok=True)
     return results, report
 
 
-def _baseline(plan: Plan, seed: int, report: Path, cbs, results: list[Result], log, previous):
-    """The baseline on this seed's split: computed once when every seed shares the split."""
+UNFINISHED = "UNFINISHED"  # in a report folder until every run of its comparison has ended
+
+
+def _open(plan: Plan, runs_dir: Path, storage: str | None, log):
+    """The report folder and study to run in: the newest unfinished one of this comparison (the same methods,
+    recipes and seeds), to continue it; else a new folder."""
+    from ..loop import run_folder
+    from ..sweep import study as studies
+
+    for folder in sorted(
+        runs_dir.glob(f"compare-{plan.name}-*"), key=lambda p: p.stat().st_mtime, reverse=True
+    ):
+        if not (folder / UNFINISHED).exists() or not ((folder / STUDY).exists() or storage):
+            continue
+        store = studies.storage_for(storage or str(folder / STUDY), folder)
+        try:
+            study = studies.open_study(ComparisonGrid(plan, folder), store)
+        except UsageError:  # another version of the comparison: it starts afresh below
+            break
+        if n := studies.recover_stale(study, store):
+            log(f"{n} run(s) left unfinished by a stopped process will run again")
+        log(f"continuing {folder}")
+        return folder, study, store
+    report = run_folder.new_folder(runs_dir, f"compare-{plan.name}")
+    (report / UNFINISHED).write_text(
+        "this comparison has not finished; run the same command again to continue\n"
+    )
+    store = studies.storage_for(storage or str(report / STUDY), report)
+    return report, studies.open_study(ComparisonGrid(plan, report), store), store
+
+
+def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> None:
+    """The baseline on each seed's split: computed once when every seed shares the split."""
     from .. import data
     from ..data import sources
     from ..loop.callbacks import instantiate, notify
@@ -59,31 +108,74 @@ def _baseline(plan: Plan, seed: int, report: Path, cbs, results: list[Result], l
     from . import baseline
 
     method = f"baseline ({plan.distance})"
-    if previous is not None and plan.split == "fixed":
-        results.append(dataclasses.replace(previous, seed=seed))
-        return previous
-    dls = data.dataloaders(plan.source, bs=256, seed=seed, **plan.split_options(seed))
-    base = baseline.run(dls, plan.distance)
-    split_seed = seed if plan.split == "per_seed" else sources.SPLIT_SEED
-    config = {
-        "data.source": plan.source,
-        "seed": seed,
-        "data.split_seed": split_seed,
-        "compare.label": method,
-    }
-    notify(
-        instantiate(cbs), "after_baseline", base, config | {"baseline.distance": base.distance}, report.name
-    )
-    items = [_item(f, dls.source.path) for f in dls.valid.items]
-    result = Result(
-        method, "baseline", base.accuracy, base.per_class, 0, base.fit_seconds, "ok", seed=seed,
-        n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
+    for seed in plan.seeds:
+        if done and plan.split == "fixed":
+            done[seed] = dataclasses.replace(next(iter(done.values())), seed=seed)
+            continue
+        dls = data.dataloaders(plan.source, bs=256, seed=seed, **plan.split_options(seed))
+        base = baseline.run(dls, plan.distance)
+        split_seed = seed if plan.split == "per_seed" else sources.SPLIT_SEED
+        config = {
+            "data.source": plan.source,
+            "seed": seed,
+            "data.split_seed": split_seed,
+            "compare.label": method,
+        }
+        loggers = instantiate(cbs)
+        notify(loggers, "after_baseline", base, config | {"baseline.distance": base.distance}, report.name)
+        items = [_item(f, dls.source.path) for f in dls.valid.items]
+        done[seed] = Result(
+            method, "baseline", base.accuracy, base.per_class, 0, base.fit_seconds, "ok", seed=seed,
+            n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
+        )  # fmt: skip
+        log(f"baseline{'' if plan.split == 'fixed' else f' (seed {seed})'}: accuracy {base.accuracy:.4f}")
+        if seed == plan.seeds[0]:
+            plots.save(plots.ideal_digits(base.ideals, base.vocab), report / "ideal_digits.png")
+
+
+def _collect(plan: Plan, grid: ComparisonGrid, study, baselines: dict[int, Result]) -> list[Result]:
+    """Every ended run of the study as a Result, in the plan's order: seed by seed, the baseline, then each
+    method. A point that ran twice (stopped, then run again) keeps its finished run."""
+    from ..sweep import spec
+    from ..sweep import study as studies
+
+    found: dict[tuple[str, int], Result] = {}
+    for t in study.get_trials(deepcopy=False):
+        if not t.params or t.state.name in ("WAITING", "RUNNING"):
+            continue
+        key = (spec.decode(t.params["label"]), int(t.params["seed"]))
+        result = _result(key, t, studies.interrupted(t))
+        if key not in found or found[key].status != "ok":
+            found[key] = result
+    ordered = []
+    for seed in plan.seeds:
+        if seed in baselines:
+            ordered.append(baselines[seed])
+        ordered += [found[(label, seed)] for label in grid.labels if (label, seed) in found]
+    return ordered
+
+
+def _result(key: tuple[str, int], trial, interrupted: bool) -> Result:
+    """A trial's run, read back from its folder (result.json, valid_outcomes.csv)."""
+    from ..loop import run_folder
+
+    label, seed = key
+    folder = trial.user_attrs.get("run_dir")
+    if not folder or not (Path(folder) / run_folder.RESULT).is_file():
+        if interrupted:
+            return Result.without_metrics(
+                label, "sgd", "interrupted", "interrupted before it was saved", seed
+            )
+        return Result.without_metrics(label, "sgd", "failed", trial.user_attrs.get("error", "failed"), seed)
+    saved = json.loads((Path(folder) / run_folder.RESULT).read_text())
+    stop = saved["stop_reason"]
+    status = {"diverged": "failed", "interrupted": "interrupted"}.get(stop, "ok")
+    outcomes = run_folder.read_outcomes(folder) if (Path(folder) / run_folder.OUTCOMES).is_file() else []
+    return Result(
+        label, "sgd", saved["accuracy"], saved["per_class"], saved["n_params"], saved["fit_seconds"], status,
+        None if status == "ok" else saved["message"], folder, saved["epochs"], seed=seed, n_valid=saved["n_valid"],
+        majority=_majority([o["label"] for o in outcomes]), outcomes={o["item"]: o["correct"] for o in outcomes},
     )  # fmt: skip
-    results.append(result)
-    log(f"baseline: accuracy {base.accuracy:.4f}")
-    if previous is None:
-        plots.save(plots.ideal_digits(base.ideals, base.vocab), report / "ideal_digits.png")
-    return result
 
 
 def _item(path, root) -> str:
@@ -93,39 +185,3 @@ def _item(path, root) -> str:
 
 def _majority(labels: list) -> float:
     return max(labels.count(c) for c in set(labels)) / len(labels) if labels else 0.5
-
-
-def _sgd(
-    plan: Plan, label: str, seed: int, r: recipes.Recipe, report: Path, cbs, results: list[Result]
-) -> str:
-    """One recipe of the comparison on one seed, saved in the report folder; its status."""
-    from ..loop import train
-    from ..tracking import plots
-
-    config = {"compare.name": plan.name, "compare.label": label}
-    try:
-        fitted = train.run(r, cbs, runs_dir=report, group=report.name, config=config)
-    except KeyboardInterrupt:
-        results.append(
-            Result.without_metrics(label, "sgd", "interrupted", "interrupted before it was saved", seed)
-        )
-        raise
-    except Exception as e:  # one broken run must not cost the others
-        results.append(Result.without_metrics(label, "sgd", "failed", f"{type(e).__name__}: {e}", seed))
-        (report / f"error-{slug(label)}-seed{seed}.txt").write_text(traceback.format_exc())
-        return "failed"
-    status = {"diverged": "failed", "interrupted": "interrupted"}.get(fitted.stop_reason, "ok")
-    error = None if status == "ok" else fitted.message
-    labels = [o["label"] for o in fitted.outcomes]
-    results.append(
-        Result(
-            label, "sgd", fitted.accuracy, fitted.per_class, fitted.n_params, fitted.fit_seconds, status,
-            error, fitted.run_dir, fitted.epochs, seed=seed, n_valid=fitted.n_valid, majority=_majority(labels),
-            outcomes={o["item"]: o["correct"] for o in fitted.outcomes},
-        )
-    )  # fmt: skip
-    if fitted.learn.step2_predict.pixels_to_weights and not fitted.diverged and seed == plan.seeds[0]:
-        dls = fitted.learn.dls
-        fig = plots.linear_weights(fitted.learn.model, dls.vocab, tuple(dls.valid.images.shape[1:]))
-        plots.save(fig, report / f"weights-{slug(label)}.png")
-    return status

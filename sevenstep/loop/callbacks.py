@@ -61,6 +61,8 @@ class RunInfo:
     # (epoch, batch, loss) where the training loss stopped being finite
     diverged_at: tuple[int, int, float] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # what else loggers record: a comparison's label
+    # whether the run draws its pictures (a comparison draws them for each method's first seed only)
+    pictures: bool = True
 
 
 class SparseCallback(Callback):

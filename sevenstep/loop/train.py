@@ -88,10 +88,12 @@ def run(
     job_type: str = "sgd",
     resume: tuple[Path, dict] | None = None,
     config: dict[str, Any] | None = None,
+    pictures: bool = True,
 ) -> Run:
     """Train, evaluate and (with `runs_dir`) save one recipe. A divergence or Ctrl-C during training ends it
     early but still yields a Run that says why; `group` and `job_type` tell loggers where it belongs, and
-    `config` what else they record (a comparison's label).
+    `config` what else they record (a comparison's label); `pictures=False` leaves out the pictures (top
+    losses, confusion matrix, W&B's images), which take longer than training a small model.
 
     The run's folder exists from the start (recipe.toml, and a checkpoint after every epoch with the
     Checkpointer), marked UNFINISHED until the run ends. `resume` is (a run folder, its checkpoint): the
@@ -102,7 +104,7 @@ def run(
     learn = build_learner(recipe, cbs)
     checkpoint.stateful(learn)  # two callbacks whose states would collide are refused before training
     info = learn.run_info
-    info.group, info.job_type, info.config = group, job_type, dict(config or {})
+    info.group, info.job_type, info.config, info.pictures = group, job_type, dict(config or {}), pictures
     if resume is not None:
         checkpoint.attach(learn, resume[1], resume[0])
     elif runs_dir is not None:

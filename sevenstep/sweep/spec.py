@@ -3,6 +3,7 @@ read and checked (every grid point, both ends of every range) before anything tr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -80,6 +81,29 @@ class Sweep:
     pruner: dict[str, Any]
     processes: int = 1
     repeats: int = 1
+
+    job_type = "trial"  # the W&B job type of its runs
+
+    def runs_folder(self, sweep_dir: Path) -> Path:
+        return Path(sweep_dir) / "trials"
+
+    def run_name(self, number: int, params: dict[str, Any]) -> str:
+        return f"{self.name}-trial-{number:04d}"
+
+    def run_config(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        """What W&B records of the trial beside the recipe."""
+        return {"trial.number": number} | {f"trial.{k}": decode(v) for k, v in params.items()}
+
+    def pictures(self, params: dict[str, Any]) -> bool:
+        """Whether the trial's runs draw their pictures (W&B's prediction and weights images)."""
+        return True
+
+    def callbacks(self, session) -> list:
+        """Each trial run's callbacks (factories), besides the trial's reporter."""
+        from ..loop.checkpoint import Checkpointer
+        from ..tracking import CsvLogger, WandbLogger
+
+        return [functools.partial(WandbLogger, session), CsvLogger, Checkpointer]
 
     @property
     def direction(self) -> str:
@@ -181,3 +205,14 @@ def metric_value(result: dict[str, Any], metric: str) -> float | None:
     epochs = result["epochs"]
     value = result["accuracy"] if metric == "accuracy" else (epochs[-1][metric] if epochs else None)
     return value if value is not None and math.isfinite(value) else None
+
+
+def load_job(job: tuple):
+    """What a worker runs, from what its parent hands it: ("sweep", file) or ("compare", file, seeds, report).
+    A file to read again, not an object: a worker of another machine, or a spawned one, starts from files."""
+    kind, *args = job
+    if kind == "sweep":
+        return load(*args)
+    from ..compare.grid import load as load_comparison
+
+    return load_comparison(*args)

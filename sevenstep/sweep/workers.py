@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import signal
 import sys
@@ -105,16 +104,17 @@ def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: fl
     return "complete"
 
 
-def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> str:
-    """Run one trial; the study is told how it ended: complete, pruned, failed or interrupted."""
+def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log, cbs=None) -> str:
+    """Run one trial; the study is told how it ended: complete, pruned, failed or interrupted. `sweep` is a
+    sweep, or a comparison's grid (sevenstep/compare/grid.py): both say how their runs are named, logged and
+    saved. `cbs` (factories) replace its own callbacks: a comparison's caller may hand in its own."""
     from optuna.trial import TrialState
 
-    from ..loop import checkpoint, train
-    from ..tracking import csv_logger, wandb_logger
+    from ..loop import train
 
     params = {d.key: spec.encode(d.suggest(trial)) for d in sweep.space}
-    name = f"{sweep.name}-trial-{trial.number:04d}"
-    config = {"trial.number": trial.number} | {f"trial.{k}": spec.decode(v) for k, v in params.items()}
+    name = sweep.run_name(trial.number, params)
+    config = sweep.run_config(trial.number, params)
     if sweep.processes > 1:
         return _run_trial_in_processes(sweep, study, storage, trial, params, name, session, trials_dir, log)
     runs: list[dict] = []
@@ -122,19 +122,15 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log) -> s
     recipe = sweep.recipe(params, name)
     try:
         for k, reporter in enumerate(reporters, 1):
-            cbs = [
-                functools.partial(wandb_logger.WandbLogger, session, config=config),
-                csv_logger.CsvLogger,
-                checkpoint.Checkpointer,
-                reporter,
-            ]
+            callbacks = [*(sweep.callbacks(session) if cbs is None else cbs), reporter]
             if sweep.repeats > 1:  # seeds 1 to K, each its own run
                 recipe_k = dataclasses.replace(recipe, seed=k, name=f"{name}-seed{k}")
             else:
                 recipe_k = recipe
             # fastai's epoch tables from N workers at once would interleave: one line a trial instead
             with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                train.run(recipe_k, cbs, trials_dir, group=sweep.group, job_type="trial")
+                train.run(recipe_k, callbacks, trials_dir, group=sweep.group, job_type=sweep.job_type,
+                          config=config, pictures=sweep.pictures(params))  # fmt: skip
             if reporter.outcome is not None:
                 return reporter.outcome
     except KeyboardInterrupt:
@@ -195,13 +191,14 @@ def _run_trial_in_processes(sweep, study, storage, trial, params, name, session,
 
 
 def work(
-    sweep_file: str, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, worker: int
+    job: tuple, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, cbs, worker: int
 ) -> bool:
-    """One worker: take trials until none is left (False) or it is interrupted (True)."""
+    """One worker: take trials until none is left (False) or it is interrupted (True). `job` says what to
+    load (spec.load_job); `cbs`, if not None, are the callbacks (factories) its runs get."""
     from ..tracking import wandb_logger
 
     _quiet_libraries()
-    sweep = spec.load(sweep_file)
+    sweep = spec.load_job(job)
     storage = studies.storage_for(storage_url, Path(sweep_dir))
     study = studies.open_study(sweep, storage)
     session = wandb_logger.WandbSession.from_options(wandb_mode, Path(wandb_dir))
@@ -222,10 +219,8 @@ def work(
                 return True
             if trial is None:
                 return False
-            if (
-                run_trial(sweep, study, storage, trial, session, Path(sweep_dir) / "trials", log)
-                == "interrupted"
-            ):
+            folder = sweep.runs_folder(Path(sweep_dir))
+            if run_trial(sweep, study, storage, trial, session, folder, log, cbs) == "interrupted":
                 return True
     finally:
         for note in session.notes:

@@ -23,7 +23,7 @@ class InterpretationPictures(SparseCallback):
         self.k = k
 
     def after_run(self, run):
-        if run.predictions is not None and run.run_dir:
+        if run.predictions is not None and run.run_dir and run.learn.run_info.pictures:
             write(run.learn, Path(run.run_dir), self.k)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -68,6 +69,7 @@ class WandbSession:
     dir: Path = Path(".")
     offline_runs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)  # when the command began: its runs are the newer ones
 
     @classmethod
     def from_options(cls, mode: str | None = None, dir: Path | None = None) -> WandbSession:
@@ -131,13 +133,19 @@ class WandbSession:
             self.notes.append(note)
 
     def summary_lines(self) -> list[str]:
+        """What to tell the user at the end: the notes, and where the offline runs are. Runs logged by worker
+        processes (forked with a copy of this session) are counted from the folder: those begun since."""
         lines = list(self.notes)
-        if self.offline_runs:
-            folder = self.offline_runs[0].parent
-            lines.append(
-                f"W&B: {len(self.offline_runs)} run(s) logged offline in {folder}/ "
-                f"(browse: wandb leet {folder}; upload: wandb sync {folder}/offline-run-*)"
-            )
+        folder = self.dir / "wandb"
+        if self.mode == "offline" and folder.is_dir():
+            mine = {p.resolve() for p in self.offline_runs}
+            since = [p for p in folder.glob("offline-run-*") if p.stat().st_mtime >= self.started]
+            n = len(mine | {p.resolve() for p in since})
+            if n:
+                lines.append(
+                    f"W&B: {n} run(s) logged offline in {folder}/ "
+                    f"(browse: wandb leet {folder}; upload: wandb sync {folder}/offline-run-*)"
+                )
         return lines
 
 
@@ -261,7 +269,7 @@ class WandbLogger(SparseCallback):
             | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
             | ({"resumed_from": run.resumed_from} if run.resumed_from else {})
         )
-        if run.predictions is not None:
+        if run.predictions is not None and learn.run_info.pictures:
             classes, targets = run.predictions
             vocab = [str(v) for v in learn.dls.vocab]
             images = learn.dls.valid.images.cpu()

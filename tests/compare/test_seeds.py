@@ -168,3 +168,58 @@ def test_run_over_seeds_prints_the_mean_interval_and_every_seed(tmp_path, tiny_f
         "2",
         "3",
     ]
+
+
+def _two_by_two(tmp_path, tiny_folder) -> Path:
+    zeros = '{ "steps.init.name" = "zeros", "steps.repeat.n" = 2, "data.bs" = 8 }'
+    return _file(tmp_path, f'name = "grid"\nsource = "folder:{tiny_folder}"\nseeds = 2\n'
+                           f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "zeros"\nset = {zeros}\n'
+                           f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "normal"\nset = {QUICK}\n')  # fmt: skip
+
+
+def _table(report: Path) -> list[tuple]:
+    methods = json.loads((report / "results.json").read_text())["methods"]
+    return [
+        (m["method"], m["seeds"], m["accuracies"], (m["vs_baseline"] or {}).get("verdict")) for m in methods
+    ]
+
+
+def test_one_worker_and_two_give_the_same_table(tmp_path, tiny_folder):
+    file = _two_by_two(tmp_path, tiny_folder)
+    tables = []
+    for workers in ("1", "2"):
+        result = CliRunner().invoke(app, ["compare", str(file), "--workers", workers, "--wandb", "disabled",
+                                          "--runs-dir", str(tmp_path / f"runs{workers}")])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (report,) = (tmp_path / f"runs{workers}").glob("compare-grid-*")
+        tables.append(_table(report))
+        assert not (report / "UNFINISHED").exists()
+    assert tables[0] == tables[1] and [t[0] for t in tables[0]] == ["baseline (l1)", "zeros", "normal"]
+
+
+def test_a_stopped_comparison_continues_where_it_stopped(tmp_path, tiny_folder, monkeypatch):
+    file = _two_by_two(tmp_path, tiny_folder)
+    real, calls = train.build_learner, []
+
+    def third_is_stopped(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "build_learner", third_is_stopped)
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    assert [(r.method, r.seed, r.status) for r in results if r.kind == "sgd"] == [
+        ("zeros", 1, "ok"), ("normal", 1, "ok"), ("zeros", 2, "interrupted")]  # fmt: skip
+    assert (report / "UNFINISHED").exists()
+    kept = sorted(p.name for p in report.iterdir() if p.is_dir())
+    monkeypatch.setattr(train, "build_learner", real)
+    again, same = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    assert same == report and not (report / "UNFINISHED").exists()
+    assert [(r.method, r.seed, r.status) for r in again if r.kind == "sgd"] == [
+        ("zeros", 1, "ok"), ("normal", 1, "ok"), ("zeros", 2, "ok"), ("normal", 2, "ok")]  # fmt: skip
+    runs = sorted(p.name for p in report.iterdir() if p.is_dir())
+    assert set(kept) < set(runs) and len(runs) == 4  # the two finished runs kept, two more
+    # a finished comparison is not continued: the same command again starts a new one
+    _, third = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    assert third != report
