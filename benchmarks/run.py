@@ -292,6 +292,42 @@ def bench_processes(repeats: int = 3) -> dict[int, float]:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def bench_seeds(repeats: int = 3) -> dict[str, float]:
+    """`make run`'s comparison over 5 seeds on 2 workers (what `make run` runs) against the same comparison on
+    1 seed, each a whole command with W&B offline, interleaved 1, 5, 1, 5, ...; and a 10-class comparison (the
+    linear model and the simple net, 5 seeds) on 2 workers against 1, interleaved the same way."""
+    import tempfile
+
+    exe = os.path.join(os.path.dirname(sys.executable), "sevenstep")
+    experiments = Path("experiments").resolve()
+    times: dict[str, list[float]] = {"1 seed": [], "5 seeds, 2 workers": [], "1 worker": [], "2 workers": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        ten = Path(tmp) / "ten.toml"
+        ten.write_text(
+            'name = "ten"\nsource = "mnist5k"\nseeds = 5\n'
+            f'[[runs]]\nrecipe = "{experiments / "fastbook_linear.toml"}"\nlabel = "linear"\n'
+            'set = { "steps.loss.name" = "cross_entropy", "steps.init.name" = "zeros", "steps.step.lr" = 0.5 }\n'
+            f'[[runs]]\nrecipe = "{experiments / "fastbook_simple_net.toml"}"\nlabel = "simple net"\n'
+            'set = { "steps.loss.name" = "cross_entropy", "steps.step.lr" = 0.5 }\n'
+        )
+        for i in range(repeats):
+            for name, args in (("1 seed", ["--seeds", "1"]), ("5 seeds, 2 workers", ["--workers", "2"])):
+                out = Path(tmp) / f"{i}-{name}"
+                times[name].append(_timed([exe, "compare", str(experiments / "baseline_vs_sgd.toml"), *args,
+                                           "--runs-dir", str(out), "--wandb-dir", str(out)]))  # fmt: skip
+            for name in ("1 worker", "2 workers"):
+                out = Path(tmp) / f"{i}-ten-{name}"
+                times[name].append(_timed([exe, "compare", str(ten), "--workers", name[0], "--wandb", "disabled",
+                                           "--runs-dir", str(out)]))  # fmt: skip
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main() -> None:
     print(
         f"sevenstep benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -345,6 +381,13 @@ def main() -> None:
     print(
         f"6. one epoch of the 10-class CNN: {procs[1]:.2f} s on 1 process, {procs[2]:.2f} s on 2 (data-parallel, "
         f"gloo): 2 processes run at {procs[1] / procs[2]:.2f}x the speed of 1"
+    )
+    seeds = bench_seeds()
+    print(
+        f"7. `make run`'s comparison: {seeds['1 seed']:.1f} s on 1 seed, {seeds['5 seeds, 2 workers']:.1f} s on 5 "
+        f"seeds with 2 workers (what `make run` runs): {seeds['5 seeds, 2 workers'] / seeds['1 seed']:.2f}x the time "
+        f"(target at most 2x)\n   a 10-class comparison (linear, simple net; 5 seeds): {seeds['1 worker']:.1f} s on "
+        f"1 worker, {seeds['2 workers']:.1f} s on 2: {seeds['1 worker'] / seeds['2 workers']:.2f}x the speed"
     )
     print(
         f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
