@@ -15,6 +15,7 @@ from .plan import Plan
 from .report import Result, summary, write
 
 STUDY = "study.journal"  # the comparison's Optuna journal, in its report folder
+THREADS = 1  # CPU threads each run of a comparison computes with
 
 
 def run(
@@ -47,7 +48,10 @@ def run(
             _baselines(plan, report, cbs, baselines, log)
         job = ("compare", str(plan.file), plan.seeds_option, str(report))
         args = (job, storage, str(report), "disabled", ".", run_cbs)
-        interrupted = sweep_workers.run_workers(args, workers)
+        # one CPU thread a run, however many workers: a convolution sums in another order on 2 threads than
+        # on 1, so the table would depend on --workers (a CNN's seed moved by an image); small models are
+        # bound by per-batch overhead, and N workers use N cores
+        interrupted = sweep_workers.run_workers(args, workers, threads=THREADS)
         if workers > 1 and not interrupted:
             _baselines(plan, report, cbs, baselines, log)
     except KeyboardInterrupt:

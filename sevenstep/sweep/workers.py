@@ -261,16 +261,23 @@ def _worker_process(args, threads: int):
         pass
 
 
-def run_workers(args: tuple, workers: int) -> bool:
-    """Run `workers` worker processes (or one worker here); True if they were interrupted."""
+def run_workers(args: tuple, workers: int, threads: int | None = None) -> bool:
+    """Run `workers` worker processes (or one worker here); True if they were interrupted. Each uses `threads`
+    CPU threads (default: its share of the cores; one worker here keeps this process's)."""
     if workers == 1:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
         try:
             return work(*args, 0)
         except KeyboardInterrupt:
             return True
+        finally:
+            torch.set_num_threads(before)
     import multiprocessing
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     # fork, not spawn: a spawned worker spends ~3 s importing torch and fastai again, longer than a small
     # trial. Safe here because this process has not computed with torch yet (no thread pool to inherit)
     # and has no W&B run or database connection open; each worker opens its own.
