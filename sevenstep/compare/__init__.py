@@ -1,8 +1,9 @@
-"""Comparisons: the pixel-similarity baseline and several recipes on one source, split and seed, one table and
-one report folder.
+"""Comparisons: the pixel-similarity baseline and several recipes on one source and split, over one seed or
+several, one table that says how sure it is, and one report folder.
 
     plan.py      a comparison file, read and checked whole before anything trains (load -> Plan)
-    runner.py    run(plan): the baseline, then each recipe, into one report folder
+    runner.py    run(plan): the baseline, then every recipe on every seed, into one report folder
+    grid.py      the (method, seed) runs as a grid on the sweep's workers: --workers, Ctrl-C, continuing
     baseline.py  fastbook's pixel-similarity baseline: the mean image of each class, the nearest one wins
     stats.py     intervals, and paired verdicts (better, worse, no difference) between methods
     report.py    one row per method (methods), the table (text, Markdown, CSV), results.json, the plots
