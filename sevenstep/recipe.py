@@ -83,7 +83,8 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
     for step in given:
         if step not in registry.STEPS:
             raise UsageError(
-                f"{where}: unknown step steps.{step}; the seven steps are: {', '.join(registry.STEPS)}"
+                f"{where}: unknown step steps.{step}{schema.did_you_mean(step, registry.STEPS)}; the seven steps "
+                f"are: {', '.join(registry.STEPS)}"
             )
     for step in registry.STEPS:
         if not isinstance(given.get(step, {}), dict):
@@ -150,11 +151,22 @@ def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]], where: str = "--s
                 option.check({param: value}, f"{where} {key}")
             choice[param] = value
         else:
+            known = ["name", "seed", *(f"data.{k}" for k in data.OPTIONS)]
+            known += [f"steps.{s}.{p}" for s in registry.STEPS for p in ("name", *_params(d, s))]
+            hint = schema.did_you_mean(key, known)
             raise UsageError(
-                f"{where} {key}: no such key; keys are name, seed, data.{{{','.join(data.OPTIONS)}}}, "
+                f"{where} {key}: no such key{hint}; keys are name, seed, data.{{{','.join(data.OPTIONS)}}}, "
                 f"steps.<step>.name and steps.<step>.<parameter> (see `sevenstep steps`)"
             )
     return d
+
+
+def _params(d: dict[str, Any], step: str) -> list[str]:
+    """The parameters of the option a recipe dict chose for `step` (for suggestions)."""
+    choice = d.get("steps", {}).get(step, {})
+    name = choice.get("name", STEP_DEFAULTS[step]) if isinstance(choice, dict) else STEP_DEFAULTS[step]
+    options = registry.REGISTRY.get(step, {})
+    return list(options[name].params) if name in options else []
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

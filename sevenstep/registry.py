@@ -126,11 +126,14 @@ def option(step: str):
 
 def get(step: str, name: str) -> Option:
     if step not in REGISTRY:
-        raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(STEPS)}")
+        raise UsageError(
+            f"unknown step {step!r}{schema.did_you_mean(step, STEPS)}; the seven steps are: {', '.join(STEPS)}"
+        )
     options = REGISTRY[step]
     if name not in options:
         raise UsageError(
-            f"unknown {step} option {name!r}; valid options: {', '.join(options)} "
+            f"unknown {step} option {name!r}{schema.did_you_mean(name, options)}; valid options: "
+            f"{', '.join(options)} "
             '(your own options come from a recipe\'s plugins = ["my_steps.py"])'
         )
     return options[name]

@@ -51,13 +51,15 @@ def check(
     for key, value in values.items():
         if key not in schema:
             valid = ", ".join(schema) or "none"
+            hint = did_you_mean(key, schema, "" if owner else prefix)
             if owner:
-                raise UsageError(f"{where}: {owner} has no parameter {key!r}; its parameters: {valid}")
-            raise UsageError(f"{where}: unknown key {prefix + key!r}; valid keys: {valid}")
+                raise UsageError(f"{where}: {owner} has no parameter {key!r}{hint}; its parameters: {valid}")
+            raise UsageError(f"{where}: unknown key {prefix + key!r}{hint}; valid keys: {valid}")
         expected = schema[key].type
         if typing.get_origin(expected) is typing.Literal and not fits(value, expected):
             choices = ", ".join(map(str, typing.get_args(expected)))
-            raise UsageError(f"{where}: {prefix}{key} must be one of {choices}; got {value!r}")
+            hint = did_you_mean(str(value), typing.get_args(expected))
+            raise UsageError(f"{where}: {prefix}{key} must be one of {choices}; got {value!r}{hint}")
         if not fits(value, expected):
             raise UsageError(
                 f"{where}: {prefix}{key}: expected {type_name(expected)}, got {value!r} ({type(value).__name__})"
@@ -72,6 +74,23 @@ def check(
         raise UsageError(f"{where}: missing key {prefix + missing[0]!r}")
     # copies: a recipe that changes its `hidden` list must not change the option's default
     return {k: values[k] if k in values else copy.deepcopy(f.default) for k, f in schema.items()}
+
+
+# names people reach for from other tools (fastai's, Keras') that difflib cannot guess from spelling alone
+SYNONYMS = {"batch_size": "bs", "batchsize": "bs", "learning_rate": "lr", "epochs": "n", "n_epochs": "n"}
+
+
+def did_you_mean(word: str, choices, prefix: str = "") -> str:
+    """' (did you mean 'data.bs'?)' for a close name among `choices` (difflib), `prefix` before it; or ''."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    head, _, last = word.rpartition(".")
+    synonym = SYNONYMS.get(last)
+    same_place = [c for c in choices if synonym and c in (synonym, f"{head}.{synonym}")]
+    guess = same_place[0] if same_place else None
+    guess = guess or next(iter(difflib.get_close_matches(word, choices, n=1, cutoff=0.6)), None)
+    return f" (did you mean {prefix + guess!r}?)" if guess else ""
 
 
 def folder_name(value: str, key: str, where: str) -> str:

@@ -188,3 +188,30 @@ def test_steps_command_lists_the_registry():
             assert name in result.output and opt.doc in result.output
     bad = CliRunner().invoke(app, ["steps", "jump"])
     assert bad.exit_code == 2 and "the seven steps are" in bad.output
+
+
+@pytest.mark.parametrize(
+    "sets, hint",
+    [
+        (["data.batch_size=8"], "did you mean 'data.bs'?"),
+        (["sede=3"], "did you mean 'seed'?"),
+        (["steps.step.learning_rate=0.1"], "did you mean 'lr'?"),
+        (["steps.repeat.epochs=3"], "did you mean 'n'?"),
+        (["steps.loss.name=cross_entopy"], "did you mean 'cross_entropy'?"),
+        (["data.source=mnist5k3v7"], "did you mean 'mnist5k-3v7'?"),
+        (["steps.predict.name=mlp", "steps.predict.activation=rellu"], "did you mean 'relu'?"),
+    ],
+)
+def test_a_typo_gets_a_did_you_mean(sets, hint, tmp_path):
+    args = [a for s in sets for a in ("--set", s)]
+    result = CliRunner().invoke(
+        app, ["run", LINEAR, *args, "--runs-dir", str(tmp_path), "--wandb", "disabled"]
+    )
+    assert result.exit_code == 2 and hint in result.output and "Traceback" not in result.output
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"sevenstep {version('sevenstep')}"

@@ -52,11 +52,22 @@ class PipeSafe:
         return getattr(self._stream, name)
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"sevenstep {version('sevenstep')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where embedded data is written \\[env: SEVENSTEP_CACHE]")
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
 ):
     if cache_dir:
         os.environ["SEVENSTEP_CACHE"] = str(cache_dir)

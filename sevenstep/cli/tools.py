@@ -50,7 +50,10 @@ def lr_find_cmd(
         typer.echo(json.dumps({"suggestions": found, "plot": str(out)}))
         return
     for name, lr in found.items():
-        typer.echo(f"{name:<8} {lr:.3g}" + ("   (fastai's default suggestion)" if name == "valley" else ""))
+        shown = (
+            "minimum/10" if name == "minimum" else name
+        )  # fastai's `minimum` is a tenth of the lowest loss's lr
+        typer.echo(f"{shown:<10} {lr:.3g}" + ("   (fastai's default suggestion)" if name == "valley" else ""))
     typer.echo(f"plot: {out}")
     kept = "".join(f" --set {s}" for s in set_ or [] if not s.startswith("steps.step.lr="))
     typer.secho(f"try it: sevenstep run {file}{kept} --set steps.step.lr={found['valley']:.3g}", bold=True)

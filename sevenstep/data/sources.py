@@ -75,8 +75,11 @@ def resolve(name: str) -> Source:
     kind_name, sep, argument = name.partition(":")
     kind = SOURCES.get(kind_name)
     if kind is None or bool(sep) != bool(kind.argument):
+        from ..schema import did_you_mean
+
         known = ", ".join(k.usage for k in SOURCES.values())
-        raise UsageError(f"unknown data source {name!r}; expected one of: {known}")
+        hint = did_you_mean(name, [k.name for k in SOURCES.values() if not k.argument])
+        raise UsageError(f"unknown data source {name!r}{hint}; expected one of: {known}")
     path = kind.fetch(argument) if kind.argument else kind.fetch()
     return check_folder(path, name)
 

@@ -170,7 +170,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         n_params=sum(p.numel() for p in learn.model.parameters()),
         fit_seconds=fit_seconds,
         stop_reason=learn.run_info.stop_reason,
-        message=_message(recipe, learn),
+        message=_message(recipe, learn) + _at_chance(recipe, outcomes),
         run_dir=str(learn.run_info.run_dir or ""),
         resumed_from=learn.run_info.resumed_from,
         n_valid=n_valid,
@@ -200,6 +200,25 @@ def per_image(dls, targs, classes, probs, losses) -> list[dict[str, Any]]:
             dls.valid.items, targs.tolist(), classes.tolist(), p_true.tolist(), losses.tolist()
         )
     ]
+
+
+def _at_chance(recipe: Recipe, outcomes: list[dict[str, Any]]) -> str:
+    """A warning for a run that ended no better than always answering the most common class."""
+    if not outcomes:
+        return ""
+    from ..compare.stats import at_chance
+
+    labels = [o["label"] for o in outcomes]
+    common = max(set(labels), key=labels.count)
+    accuracy = sum(o["correct"] for o in outcomes) / len(outcomes)
+    if not at_chance(accuracy, len(outcomes), labels.count(common) / len(labels)):
+        return ""
+    lr = recipe.steps["step"].get("lr")
+    return (
+        f"; but it ended at chance level ({100 * accuracy:.1f}%, about what always answering {common!r} gets): "
+        f"it learned nothing. Try another learning rate than steps.step.lr = {lr:g} (`sevenstep lr-find` "
+        "suggests one) or another init"
+    )
 
 
 def _message(recipe: Recipe, learn: Learner) -> str:

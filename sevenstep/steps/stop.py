@@ -9,7 +9,7 @@ import time
 from typing import Literal
 
 from fastai.callback.core import CancelFitException, CancelTrainException
-from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 
 from ..errors import UsageError
 from ..loop.callbacks import STOP_ORDER
@@ -54,9 +54,15 @@ class Patience(Stop, EarlyStoppingCallback):
         self.restored = state
 
     def after_epoch(self):
-        try:
-            super().after_epoch()
-        except CancelFitException:
+        """fastai's rule (is this epoch a new best? if not for `patience` epochs, stop), saying the best epoch
+        as the table counts it, from 1 (fastai's own message counts from 0)."""
+        TrackerCallback.after_epoch(self)
+        if self.new_best:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            print(f"No improvement since epoch {self.epoch - self.wait + 1}: early stopping")
             self.halt("patience")
 
 

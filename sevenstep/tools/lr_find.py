@@ -30,6 +30,10 @@ def run(recipe: Recipe, out: Path) -> dict[str, float]:
         learn.path, learn.model_dir = Path(tmp), "."  # the finder saves and restores the weights here
         found = learn.lr_find(suggest_funcs=(valley, minimum, steep, slide), show_plot=True)
     fig = plt.gcf()
+    legend = fig.axes[0].get_legend()
+    for text in legend.get_texts() if legend else []:  # fastai labels minimum/10 by its function's name
+        if text.get_text() == "minimum":
+            text.set_text("minimum/10")
     fig.axes[0].set_title(f"{recipe.name}: loss against learning rate (fastai's lr_find)")
     plots.save(fig, out)
     return {name: float(getattr(found, name)) for name in SUGGESTIONS}

@@ -1,4 +1,5 @@
-"""`epochs.csv` in a run's folder: its per-epoch metrics, for a spreadsheet or pandas."""
+"""`epochs.csv` in a run's folder: its per-epoch metrics, for a spreadsheet or pandas; written again as each
+epoch ends, so a long run can be watched (`tail -f`, a spreadsheet that reloads)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 
 from ..loop.callbacks import LOGGER_ORDER, SparseCallback
 from ..loop.run_folder import EPOCHS
-from ..utils import tables
 
 
 class CsvLogger(SparseCallback):
@@ -14,6 +14,25 @@ class CsvLogger(SparseCallback):
 
     order = LOGGER_ORDER
 
+    def after_epoch(self):
+        run_dir, epochs = self.learn.run_info.run_dir, self.learn.run_log.epochs
+        if run_dir is not None and epochs:
+            _write(Path(run_dir), epochs)
+
     def after_run(self, run):
         if run.run_dir and run.epochs:
-            tables.write_csv(Path(run.run_dir) / EPOCHS, run.epochs)
+            _write(Path(run.run_dir), run.epochs)
+
+
+def _write(run_dir: Path, epochs: list[dict]) -> None:
+    """The whole file each time, renamed into place: a reader sees every epoch so far, never half a row."""
+    import csv
+    import io
+
+    from ..utils import atomic
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(epochs[0]))
+    writer.writeheader()
+    writer.writerows(epochs)
+    atomic.write_bytes(run_dir / EPOCHS, buf.getvalue().encode())

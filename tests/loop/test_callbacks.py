@@ -64,6 +64,31 @@ def test_an_error_reaches_after_error_and_is_raised(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-saved
 
 
+def test_epochs_csv_is_written_as_each_epoch_ends(tmp_path):
+    seen = []
+
+    class Watcher(Callback):  # what `tail -f epochs.csv` would see, just after each epoch
+        order = tracking.CsvLogger.order + 1
+
+        def after_epoch(self):
+            with open(self.learn.run_info.run_dir / "epochs.csv") as f:
+                seen.append([int(r["epoch"]) for r in csv.DictReader(f)])
+
+    train.run(
+        recipe.load(LINEAR, ["steps.repeat.n=3"]), cbs=[tracking.CsvLogger, Watcher()], runs_dir=tmp_path
+    )
+    assert seen == [[1], [1, 2], [1, 2, 3]]
+
+
+def test_a_run_at_chance_level_says_so_and_points_to_the_lr_finder(tmp_path):
+    out = train.run(
+        recipe.load(LINEAR, ["seed=5"]), runs_dir=tmp_path
+    )  # fastbook's recipe: seed 5 stays at 50%
+    assert out.accuracy < 0.55 and "chance level" in out.message and "lr-find" in out.message
+    fine = train.run(recipe.load(LINEAR, ["seed=1"]), runs_dir=tmp_path)
+    assert fine.accuracy > 0.9 and "chance" not in fine.message
+
+
 def test_csv_logger_writes_the_runs_epochs(tmp_path):
     run = train.run(recipe.load(LINEAR, ["steps.repeat.n=3"]), cbs=[tracking.CsvLogger], runs_dir=tmp_path)
     with open(Path(run.run_dir) / "epochs.csv") as f:
@@ -137,8 +162,14 @@ def test_comparison_files_use_the_same_checker(tmp_path):
     with pytest.raises(UsageError, match=r"cmp.toml: seed: expected an integer, got 'one' \(str\)"):
         compare.load(file)
     file.write_text(f'[baseline]\ndistanse = "l2"\n[[runs]]\nrecipe = "{LINEAR}"\n')
-    with pytest.raises(UsageError, match=r"unknown key 'baseline.distanse'; valid keys: distance"):
+    with pytest.raises(
+        UsageError,
+        match=r"unknown key 'baseline.distanse' \(did you mean 'baseline.distance'\?\); valid keys: distance",
+    ):
         compare.load(file)
     file.write_text(f'[[runs]]\nrecipe = "{LINEAR}"\nlabels = "x"\n')
-    with pytest.raises(UsageError, match=r"runs #1: unknown key 'labels'; valid keys: recipe, label, set"):
+    with pytest.raises(
+        UsageError,
+        match=r"runs #1: unknown key 'labels' \(did you mean 'label'\?\); valid keys: recipe, label, set",
+    ):
         compare.load(file)

@@ -190,11 +190,13 @@ def _scripted_learner(tiny_folder, values, stop_cb):
     return learn
 
 
-def test_patience_stops_at_the_right_epoch(tiny_folder):
+def test_patience_stops_at_the_right_epoch(tiny_folder, capsys):
     # best 0.7 at epoch 3; epochs 4, 5, 6 do not beat it: stop after epoch 6
     values = [0.5, 0.6, 0.7, 0.65, 0.69, 0.7, 0.9, 0.95]
     learn = _scripted_learner(tiny_folder, values, Patience(monitor="scripted", patience=3))
     assert len(learn.run_log.epochs) == 6 and learn.run_info.stop_reason == "patience"
+    # the message counts epochs from 1, as the table and result.json do (fastai's own says "epoch 2")
+    assert "No improvement since epoch 3: early stopping" in capsys.readouterr().out
 
 
 def test_patience_min_delta_counts_small_gains_as_none(tiny_folder):

@@ -80,6 +80,8 @@ def test_lr_find_writes_its_plot_and_a_positive_suggestion(tmp_path):
     }
     human = CliRunner().invoke(app, ["lr-find", str(EXPERIMENTS / "fastbook_linear.toml"), "--out", str(tmp_path / "b.png")])  # fmt: skip
     assert human.exit_code == 0 and "--set steps.step.lr=" in human.output
+    # fastai's `minimum` is a tenth of the lowest loss's learning rate: said so, not left to look like it
+    assert "minimum/10" in human.output and "\nminimum " not in human.output
 
 
 def _mixed_sizes(root: Path) -> Path:
