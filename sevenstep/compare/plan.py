@@ -32,6 +32,9 @@ KEYS = {
 BASELINE_KEYS = {"distance": Field(Literal["l1", "l2"], "l1")}
 RUN_KEYS = {"recipe": Field(str, REQUIRED), "label": Field(str, None), "set": Field(dict, {})}
 VALID_PCT = 0.2  # a per-seed split's validation share: the embedded sources' own 80/20
+# data options that decide which images, at which size, a run validates on: every run of a comparison, and
+# its baseline, must share them to be paired image by image
+SAME_IMAGES = ("size", "channels", "valid_pct", "split_seed")
 
 
 @dataclass
@@ -57,9 +60,20 @@ class Plan:
         data = r.data | (self.split_options(seed) if self.split == "per_seed" else {})
         return dataclasses.replace(r, name=name, seed=seed, data=data)
 
+    @property
+    def one_split(self) -> bool:
+        """Whether every seed validates on the same images (not: a per-seed split, or runs that draw a random
+        split from their own seed)."""
+        data = self.runs[0][1].data
+        return self.split == "fixed" and (data.get("valid_pct") is None or data.get("split_seed") is not None)
+
     def split_options(self, seed: int) -> dict:
-        """The data options of the split a seed validates on (none: the source's own folders)."""
-        return {"valid_pct": VALID_PCT, "split_seed": seed} if self.split == "per_seed" else {}
+        """The data options of the images a seed validates on, for the baseline: the runs' own (their size,
+        channels, random split), with split = "per_seed" the seed's own split."""
+        shared = {k: v for k, v in self.runs[0][1].data.items() if k in SAME_IMAGES and v is not None}
+        if self.split == "per_seed" or (shared.get("valid_pct") and shared.get("split_seed") is None):
+            shared |= {"valid_pct": shared.get("valid_pct") or VALID_PCT, "split_seed": seed}
+        return shared
 
 
 def seed_list(seeds, where: str) -> list[int]:
@@ -111,6 +125,14 @@ def load(path: str | Path, seeds: int | None = None) -> Plan:
         if entry["label"]:  # the run's folder and W&B name say which run of the comparison it is
             r = dataclasses.replace(r, name=slug(entry["label"]) or r.name)
         runs.append((entry["label"] or r.name, r))
+    for key in SAME_IMAGES:
+        values = {label: r.data.get(key) for label, r in runs}
+        if len(set(map(repr, values.values()))) > 1:
+            shown = ", ".join(f"{label}: {v}" for label, v in values.items())
+            raise UsageError(
+                f"{path}: the runs differ in data.{key} ({shown}); a comparison pairs its runs image by image, "
+                f"so every run (and the baseline) validates on the same images: give them one data.{key}"
+            )
     labels = [label for label, _ in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(f'{path}: two runs share a label; give each [[runs]] its own label = "..."')

@@ -71,7 +71,7 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
     from . import stats
 
     order = list(dict.fromkeys(r.method for r in results))
-    fixed = plan.split == "fixed"
+    fixed = plan.one_split
     rows, by_method = [], {}
     for name in order:
         runs = [r for r in results if r.method == name]
@@ -203,11 +203,7 @@ def table(rows: list[Method]) -> list[list[str]]:
 def legend(plan: Plan, rows: list[Method]) -> str:
     """What the table's numbers mean, in the words a learner reads them in."""
     n = len(plan.seeds)
-    split = (
-        "one split drawn per seed"
-        if plan.split == "per_seed"
-        else "the same validation images for every seed"
-    )
+    split = "the same validation images for every seed" if plan.one_split else "one split drawn per seed"
     lines = [
         f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
         + (

@@ -113,12 +113,13 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
 
     method = f"baseline ({plan.distance})"
     for seed in plan.seeds:
-        if done and plan.split == "fixed":
+        if done and plan.one_split:
             done[seed] = dataclasses.replace(next(iter(done.values())), seed=seed)
             continue
         dls = data.dataloaders(plan.source, bs=256, seed=seed, **plan.split_options(seed))
         base = baseline.run(dls, plan.distance)
-        split_seed = seed if plan.split == "per_seed" else sources.SPLIT_SEED
+        options = plan.split_options(seed)
+        split_seed = options.get("split_seed", seed) if "valid_pct" in options else sources.SPLIT_SEED
         config = {
             "data.source": plan.source,
             "seed": seed,
@@ -132,7 +133,7 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
             method, "baseline", base.accuracy, base.per_class, 0, base.fit_seconds, "ok", seed=seed,
             n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
         )  # fmt: skip
-        log(f"baseline{'' if plan.split == 'fixed' else f' (seed {seed})'}: accuracy {base.accuracy:.4f}")
+        log(f"baseline{'' if plan.one_split else f' (seed {seed})'}: accuracy {base.accuracy:.4f}")
         if seed == plan.seeds[0]:
             plots.save(plots.ideal_digits(base.ideals, base.vocab), report / "ideal_digits.png")
 

@@ -223,3 +223,23 @@ def test_a_stopped_comparison_continues_where_it_stopped(tmp_path, tiny_folder, 
     # a finished comparison is not continued: the same command again starts a new one
     _, third = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
     assert third != report
+
+
+def test_the_baseline_validates_on_the_runs_images_at_their_size(tmp_path):
+    from PIL import Image
+
+    from conftest import make_folder
+
+    folder = make_folder(tmp_path / "mixed")
+    for i, f in enumerate(sorted(folder.rglob("*.png"))[::3]):
+        Image.open(f).resize((20 + i % 3 * 7, 31)).save(f)  # other sizes: only data.size can compare them
+    sized = '{ "data.size" = 16, "steps.repeat.n" = 1, "data.bs" = 8 }'
+    file = _file(tmp_path, f'source = "folder:{folder}"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {sized}\n')
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    base, sgd = results
+    assert base.status == sgd.status == "ok" and base.outcomes.keys() == sgd.outcomes.keys()
+    other = '{ "data.size" = 20, "steps.repeat.n" = 1, "data.bs" = 8 }'
+    file = _file(tmp_path, f'source = "folder:{folder}"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {sized}\nlabel = "a"\n'
+                           f'[[runs]]\nrecipe = "{LINEAR}"\nset = {other}\nlabel = "b"\n', "two.toml")  # fmt: skip
+    with pytest.raises(UsageError, match=r"the runs differ in data.size \(a: 16, b: 20\)"):
+        compare.load(file)
