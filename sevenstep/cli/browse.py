@@ -54,7 +54,8 @@ def data_show(
         typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
     out = out or Path(f"{source.replace(':', '-').replace('/', '_')}-samples.png")
     quiet_libraries()
-    plots.save(plots.sample_grid(data.dataloaders(src, bs=64)), out)
+    split = {"valid_pct": 0.2} if src.valid is None else {}  # a folder of class folders: a sample of it
+    plots.save(plots.sample_grid(data.dataloaders(src, bs=64, **split)), out)
     typer.echo(f"sample grid written to {out}")
 
 

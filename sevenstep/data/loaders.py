@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..schema import fields_of
-from .sources import Source, image_files, resolve
+from .sources import Source, resolve
 
 
 def dataloaders(
@@ -59,7 +59,12 @@ def dataloaders(
     check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels, valid_pct=valid_pct,
                   split_seed=split_seed)  # fmt: skip
     src = source if isinstance(source, Source) else resolve(source)
-    items = image_files(src.path / src.train) + image_files(src.path / src.valid)
+    items = src.items()
+    if valid_pct is None and src.valid is None:
+        raise UsageError(
+            f"{src.path} is a folder of class folders with no train/ and valid/ split; set data.valid_pct = 0.2 "
+            "to validate on a random fifth of its images (fastai's RandomSplitter, seeded by the run's seed)"
+        )
     if valid_pct is None:
         splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     else:

@@ -62,12 +62,19 @@ class Source:
 
     name: str
     path: Path
-    train: str
-    valid: str
+    train: str  # "." for a plain folder of class folders, which has no split of its own
+    valid: str | None  # None: no validation folder, so a run draws a random split (data.valid_pct)
 
     @property
     def classes(self) -> list[str]:
-        return sorted(p.name for p in (self.path / self.train).iterdir() if p.is_dir())
+        return sorted(
+            p.name for p in (self.path / self.train).iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def items(self) -> list[Path]:
+        """Every image of the source: its training folder's, then its validation folder's (class by class)."""
+        folders = [self.train] if self.valid is None else [self.train, self.valid]
+        return [f for split in folders for c in self.classes for f in image_files(self.path / split / c)]
 
 
 def resolve(name: str) -> Source:
@@ -227,30 +234,37 @@ def check_folder(path: Path, name: str | None = None) -> Source:
     """Refuse a folder that would fail mid-training: wrong layout, too few classes, unreadable images."""
     from PIL import Image
 
-    expected = "train/<class>/*.png + valid/<class>/*.png (or training/ + testing/)"
+    expected = (
+        "train/<class>/*.png + valid/<class>/*.png (or training/ + testing/), or <class>/*.png folders "
+        "with data.valid_pct for a random split"
+    )
     if not path.exists():
         raise UsageError(f"data folder {path} does not exist; expected a folder laid out as {expected}")
     if not path.is_dir():
         raise UsageError(f"{path} is a file, not a folder; expected a folder laid out as {expected}")
     layout = _find_layout(path)
-    if layout is None:
-        raise UsageError(f"{path} has no train/ or training/ folder; expected {expected}")
+    if layout is None:  # a plain folder of class folders, as fastai's ImageDataLoaders.from_folder takes it
+        if not any(image_files(c) for c in path.iterdir() if c.is_dir()):
+            raise UsageError(
+                f"{path} has no train/ or training/ folder and no class folders of images; expected {expected}"
+            )
+        layout = (".", None)
     train, valid = layout
-    if not (path / valid).is_dir():
+    if valid is not None and not (path / valid).is_dir():
         raise UsageError(f"{path} has {train}/ but no {valid}/ folder: the validation split is missing")
     src = Source(name or f"folder:{path}", path, train, valid)
     classes = src.classes
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "none"
         raise UsageError(f"{path / train} needs at least 2 class folders to classify; found {found}")
-    for split in (train, valid):
+    for split in (train, valid) if valid is not None else (train,):
         for c in classes:
             if not image_files(path / split / c):
                 raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     if (path / MARKER).exists():
         return src
     bad, wide = [], []
-    for f in image_files(path / train) + image_files(path / valid):
+    for f in src.items():
         try:
             with Image.open(f) as im:
                 if im.mode in WIDE_MODES:
@@ -275,6 +289,8 @@ def _listed(files: list[Path]) -> str:
 
 def counts(src: Source) -> dict[str, dict[str, int]]:
     """Images per split and class, for `sevenstep data show`."""
+    if src.valid is None:  # a plain folder of class folders: no split of its own
+        return {"all": {c: len(image_files(src.path / c)) for c in src.classes}}
     return {
         split: {c: len(image_files(src.path / split / c)) for c in src.classes}
         for split in (src.train, src.valid)

@@ -179,3 +179,27 @@ def test_cli_module_does_not_import_torch_or_fastai():
     code = "import sys, sevenstep.cli; print('torch' in sys.modules, 'fastai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_plain_folder_of_class_folders_trains_on_a_random_split(tmp_path):
+    """fastai's ImageDataLoaders.from_folder(valid_pct=0.2) layout: shapes/<class>/*.png, no train/ or valid/."""
+    from conftest import LINEAR, make_folder
+    from sevenstep import recipe
+    from sevenstep.loop import run_folder, train
+
+    made = make_folder(tmp_path / "made", n_train=10, n_valid=0, splits=("all", "none"))
+    shapes = made / "all"  # shapes/a/*.png, shapes/b/*.png
+    with pytest.raises(UsageError, match="no train/ and valid/ split; set data.valid_pct = 0.2"):
+        data.dataloaders(f"folder:{shapes}", bs=4)
+    dls = data.dataloaders(f"folder:{shapes}", bs=4, valid_pct=0.2, seed=3)
+    assert len(dls.train.items) == 16 and len(dls.valid.items) == 4 and set(dls.vocab) == {"a", "b"}
+    assert {str(p) for p in dls.valid.items} != {str(p) for p in data.dataloaders(f"folder:{shapes}", bs=4, valid_pct=0.2, seed=4).valid.items}  # fmt: skip
+    r = recipe.load(
+        LINEAR, [f"data.source=folder:{shapes}", "data.valid_pct=0.2", "data.bs=4", "steps.repeat.n=1"]
+    )
+    run = train.run(r, runs_dir=tmp_path / "runs")
+    learn = run_folder.load_learner(run.run_dir)  # the saved run rebuilds the same split from its recipe
+    assert [str(p) for p in learn.dls.valid.items] == [str(p) for p in run.learn.dls.valid.items]
+    assert sources.counts(sources.resolve(f"folder:{shapes}")) == {"all": {"a": 10, "b": 10}}
+    result = CliRunner().invoke(app, ["data", "show", f"folder:{shapes}", "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0 and "all" in result.output and (tmp_path / "g.png").exists()
