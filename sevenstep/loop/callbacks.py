@@ -61,6 +61,7 @@ class RunInfo:
     # (epoch, batch, loss) where the training loss stopped being finite
     diverged_at: tuple[int, int, float] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # what else loggers record: a comparison's label
+    weights_epoch: int | None = None  # the epoch whose weights the model holds at the end, if not the last
     # whether the run draws its pictures (a comparison draws them for each method's first seed only)
     pictures: bool = True
 

@@ -39,6 +39,7 @@ class Run:
     message: str
     run_dir: str = ""
     resumed_from: int | None = None  # the epoch a resumed run continued from
+    weights_epoch: int | None = None  # the epoch whose weights the result holds (the best, or the last)
     n_valid: int = 0  # validation images the final metrics counted
     processes: int = 1
     learn: Any = field(default=None, repr=False)
@@ -173,6 +174,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         message=_message(recipe, learn) + _at_chance(recipe, outcomes),
         run_dir=str(learn.run_info.run_dir or ""),
         resumed_from=learn.run_info.resumed_from,
+        weights_epoch=learn.run_info.weights_epoch or len(learn.run_log.epochs) or None,
         n_valid=n_valid,
         processes=distributed.world_size(),
         learn=learn,
@@ -238,4 +240,6 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         "interrupted": f"was interrupted after {n} complete epoch(s)",
         "pruned": f"was pruned by its sweep after {n} epoch(s)",
     }
-    return f"{recipe.name} {reasons[learn.run_info.stop_reason]}"
+    best = learn.run_info.weights_epoch
+    kept = f", with the weights of its best epoch, {best}" if best and best != n else ""
+    return f"{recipe.name} {reasons[learn.run_info.stop_reason]}{kept}"

@@ -38,20 +38,40 @@ class Stop(StepCallback):
 
 
 class Patience(Stop, EarlyStoppingCallback):
-    """fastai's EarlyStoppingCallback, recording the reason it stopped."""
+    """fastai's EarlyStoppingCallback, recording the reason it stopped. With `restore_best`, the best epoch's
+    weights are kept (in memory, and in the checkpoint) and put back when the fit ends, as fastai's
+    SaveModelCallback does with a file: the result then says which epoch's weights it holds."""
 
     restored = None
 
+    def __init__(self, *args, restore_best: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.restore_best, self.best_weights, self.best_epoch = restore_best, None, None
+
     def before_fit(self):
         super().before_fit()
+        self.best_weights, self.best_epoch = None, None
         if self.restored:
             self.best, self.wait = self.restored["best"], self.restored["wait"]
+            self.best_weights, self.best_epoch = self.restored.get("weights"), self.restored.get("best_epoch")
 
     def state_dict(self):
-        return {"best": float(self.best), "wait": self.wait}
+        state = {"best": float(self.best), "wait": self.wait}
+        if self.restore_best and self.best_weights is not None:
+            state |= {"weights": self.best_weights, "best_epoch": self.best_epoch}
+        return state
 
     def load_state_dict(self, state):
         self.restored = state
+
+    def after_fit(self):
+        if (
+            self.restore_best
+            and self.best_weights is not None
+            and self.learn.run_info.stop_reason != "diverged"
+        ):
+            self.learn.model.load_state_dict(self.best_weights)
+            self.learn.run_info.weights_epoch = self.best_epoch
 
     def after_epoch(self):
         """fastai's rule (is this epoch a new best? if not for `patience` epochs, stop), saying the best epoch
@@ -59,6 +79,10 @@ class Patience(Stop, EarlyStoppingCallback):
         TrackerCallback.after_epoch(self)
         if self.new_best:
             self.wait = 0
+            if self.restore_best:  # a copy, on the CPU: the model goes on changing
+                model = getattr(self.learn.model, "module", self.learn.model)  # unwrapped from DDP
+                self.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                self.best_epoch = self.epoch + 1
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -121,11 +145,13 @@ def patience(
     metric: Literal["valid_loss", "accuracy", "train_loss"] = "valid_loss",
     patience: int = 3,
     min_delta: float = 0.0,
+    restore_best: bool = False,
 ) -> Stop:
-    """Early stopping: stop once `metric` has not improved by min_delta for `patience` epochs."""
+    """Early stopping: stop once `metric` has not improved by min_delta for `patience` epochs (restore_best:
+    end with the best epoch's weights)."""
     positive("steps.stop.patience", patience)
     positive("steps.stop.min_delta", min_delta, allow_zero=True)
-    return Patience(monitor=metric, patience=patience, min_delta=min_delta)
+    return Patience(monitor=metric, patience=patience, min_delta=min_delta, restore_best=restore_best)
 
 
 @option("stop")

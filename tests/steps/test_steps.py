@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from fastai.callback.core import CancelBackwardException, CancelStepException
+from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from fastai.learner import Learner
 from fastai.metrics import Metric
 from torch import nn
@@ -175,7 +175,7 @@ class Scripted(Metric):
         return "scripted"
 
 
-def _scripted_learner(tiny_folder, values, stop_cb):
+def _scripted_learner(tiny_folder, values, stop_cb, extra=()):
     dls = data.dataloaders(f"folder:{tiny_folder}", bs=8)
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2))
     learn = Learner(
@@ -183,7 +183,7 @@ def _scripted_learner(tiny_folder, values, stop_cb):
         model,
         loss_func=loss_step.cross_entropy().func,
         metrics=[Scripted(values)],
-        cbs=[stop_cb, RunLog()],
+        cbs=[stop_cb, RunLog(), *extra],
     )
     with learn.no_bar(), learn.no_logging():
         learn.fit(len(values), 0.01)
@@ -305,3 +305,25 @@ def test_adam_is_fastais_adam_step_by_step():
         assert sa.keys() == sb.keys() and sa["step"] == sb["step"]
         torch.testing.assert_close(sa["sqr_avg"], sb["sqr_avg"], rtol=0, atol=1e-7)
     assert opts[0].state[ours[2]]["step"] == 3  # it had a gradient on three steps of six
+
+
+def test_patience_can_end_with_the_best_epochs_weights(tiny_folder):
+    class Weights(Callback):  # the weights at the end of each epoch, before the stop rule decides
+        order = Patience.order - 1
+
+        def __init__(self):
+            self.seen = []
+
+        def after_epoch(self):
+            self.seen.append({k: v.clone() for k, v in self.learn.model.state_dict().items()})
+
+    values = [0.5, 0.9, 0.6, 0.7, 0.8]  # best at epoch 2; epochs 3 and 4 do not beat it: stop after 4
+    weights = Weights()
+    stop = Patience(monitor="scripted", patience=2, restore_best=True)
+    learn = _scripted_learner(tiny_folder, values, stop, extra=[weights])
+    assert len(learn.run_log.epochs) == 4 and learn.run_info.weights_epoch == 2
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(v, weights.seen[1][k]) and not torch.equal(v, weights.seen[3][k])
+    assert set(stop.state_dict()) == {"best", "wait", "weights", "best_epoch"}  # kept for a resumed run
+    plain = _scripted_learner(tiny_folder, values, Patience(monitor="scripted", patience=2))
+    assert plain.run_info.weights_epoch is None  # without it, the last epoch's weights, as before
