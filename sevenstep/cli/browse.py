@@ -15,6 +15,7 @@ from .common import (
     app,
     data_app,
     friendly,
+    output_folder,
     quiet_libraries,
 )
 
@@ -36,7 +37,10 @@ def data_list():
 @friendly
 def data_show(
     source: Annotated[str, typer.Argument(help="A source name (see `sevenstep data list`), or folder:PATH")],
-    out: Annotated[Path | None, typer.Option(help="PNG file for the grid of sample digits")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="PNG file for the grid of sample digits \\[default: runs/<source>-samples.png]"),
+    ] = None,
 ):
     """Counts per split and class, and a PNG grid of sample digits with their labels."""
     from .. import data
@@ -52,7 +56,11 @@ def data_show(
     for split, per_class in counts.items():
         row = " ".join(f"{per_class[c]:>6}" for c in classes)
         typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
-    out = out or Path(f"{source.replace(':', '-').replace('/', '_')}-samples.png")
+    # by default beside the other outputs, under runs/ (which git ignores), not in the current folder
+    out = (
+        out
+        or output_folder(Path("runs"), "runs") / f"{source.replace(':', '-').replace('/', '_')}-samples.png"
+    )
     quiet_libraries()
     split = {"valid_pct": 0.2} if src.valid is None else {}  # a folder of class folders: a sample of it
     plots.save(plots.sample_grid(data.dataloaders(src, bs=64, **split)), out)

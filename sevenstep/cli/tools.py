@@ -29,7 +29,7 @@ def lr_find_cmd(
     file: RecipeFile,
     set_: SetOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="The plot's PNG file \\[default: lr-find-<name>.png]")
+        Path | None, typer.Option(help="The plot's PNG file \\[default: runs/lr-find-<name>.png]")
     ] = None,
     as_json: JsonFlag = False,
     device: DeviceOption = None,
@@ -40,7 +40,9 @@ def lr_find_cmd(
     from ..recipe import load
 
     recipe = load(file, set_)
-    out = output_folder(out.parent, "--out") / out.name if out else Path(f"lr-find-{recipe.name}.png")
+    out = output_folder(out.parent if out else Path("runs"), "--out") / (
+        out.name if out else f"lr-find-{recipe.name}.png"
+    )
     before_training(Path("."), "disabled", None, device)
     from ..tools import lr_find
 
