@@ -161,7 +161,7 @@ def _launch(recipe, args: list[str], processes: int, device: str | None) -> int:
     import subprocess
 
     from ..data import device as devices
-    from ..loop.distributed import launch_command
+    from ..loop.distributed import launch_command, launch_env
 
     devices.choose(device, processes)  # the processes torchrun starts inherit it
     if recipe.steps["stop"]["name"] == "time_budget":
@@ -169,7 +169,7 @@ def _launch(recipe, args: list[str], processes: int, device: str | None) -> int:
 
         raise UsageError(PARALLEL_TIME_BUDGET)
     try:
-        return subprocess.run(launch_command(args, processes)).returncode
+        return subprocess.run(launch_command(args, processes), env=launch_env(processes)).returncode
     except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly
         return 130
 

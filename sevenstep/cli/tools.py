@@ -76,10 +76,18 @@ def predict_cmd(
     devices.choose(device)
     quiet_libraries()
     with redirect_stdout(sys.stderr):
-        found = predict.predict(run_dir, images)
+        found, skipped = predict.predict(run_dir, images)
+    for problem in skipped:  # the others are predicted; these are said, and the exit code is 1
+        typer.secho(f"skipped: {problem}", fg="yellow", err=True)
     if as_json:
         typer.echo(json.dumps(found))
-        return
+    else:
+        _print_predictions(found)
+    if skipped:
+        raise typer.Exit(1)
+
+
+def _print_predictions(found) -> None:
     from ..utils import tables
 
     rows = [["image", "class", "probability"]] + [

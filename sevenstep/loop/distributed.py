@@ -82,6 +82,13 @@ def teardown() -> None:
         torch.distributed.destroy_process_group()
 
 
+def launch_env(processes: int) -> dict[str, str]:
+    """The launched processes' environment: each its share of the cores. (torchrun sets OMP_NUM_THREADS=1 and
+    prints a banner saying so when it is not set; a choice made here says nothing.)"""
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    return os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+
+
 def launch_command(args: list[str], processes: int) -> list[str]:
     """The torchrun command that runs `sevenstep ARGS` on `processes` processes of this machine."""
     import sys

@@ -132,7 +132,9 @@ class Sweep:
 
 
 def show_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={decode(v)}" for k, v in params.items())
+    """`steps.step.lr=0.0316 seed=2`: numbers to 4 significant digits, not a float's 17."""
+    shown = (decode(v) for v in params.values())
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(params, shown))
 
 
 def load(path: str | Path) -> Sweep:

@@ -157,7 +157,7 @@ def _run_trial_in_processes(sweep, study, storage, trial, params, name, session,
     import tomli_w
     from optuna.trial import TrialState
 
-    from ..loop.distributed import launch_command
+    from ..loop.distributed import launch_command, launch_env
 
     start = time.perf_counter()
     trials_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,8 @@ def _run_trial_in_processes(sweep, study, storage, trial, params, name, session,
         f.write(tomli_w.dumps(sweep.recipe(params, name).to_dict()))
     args = ["run", file, "--json", "--runs-dir", str(trials_dir), "--wandb", session.mode, "--wandb-dir",
             str(session.dir), "--group", sweep.group, "--job-type", "trial"]  # fmt: skip
-    proc = subprocess.Popen(launch_command(args, sweep.processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(launch_command(args, sweep.processes), env=launch_env(sweep.processes),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     try:
         out, err = proc.communicate()

@@ -29,26 +29,31 @@ def images(paths: list[Path]) -> list[Path]:
     return found
 
 
-def check_fits(files: list[Path], size: tuple[int, int], resize: int | None) -> None:
-    """Without data.size, the model only knows images of its training size: say so before predicting."""
+def problems(files: list[Path], size: tuple[int, int], resize: int | None) -> dict[Path, str]:
+    """The images the model cannot take, each with why: unreadable, or (without data.size) not of the size it
+    was trained on. Found before predicting, so that the others can be."""
     from PIL import Image, UnidentifiedImageError
 
+    found = {}
     for f in files:
         try:
             with Image.open(f) as im:
                 got = (im.size[1], im.size[0])
         except (OSError, UnidentifiedImageError) as e:
-            raise UsageError(f"{f}: cannot read this image ({e})") from None
+            found[f] = f"{f}: cannot read this image ({e})"
+            continue
         if resize is None and got != size:
-            raise UsageError(
+            found[f] = (
                 f"{f} is {got[1]}x{got[0]} pixels, but this run's model was trained on {size[1]}x{size[0]} "
                 f"images; resize it to {size[1]}x{size[0]}, or train with data.size = {size[0]} to resize "
                 "every image"
             )
+    return found
 
 
-def predict(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
-    """Each image's predicted class, its probability, and every class's probability."""
+def predict(run_dir: Path, paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each image's predicted class, its probability, and every class's probability; and what was wrong with
+    the images it could not take (all of them wrong: a UsageError)."""
     from ..loop import run_folder
 
     for needed in ("recipe.toml", "model.pth"):
@@ -58,7 +63,10 @@ def predict(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             )
     files = images(paths)
     learn = run_folder.load_learner(run_dir)
-    check_fits(files, tuple(learn.dls.valid.images.shape[-2:]), learn.run_info.recipe.data.get("size"))
+    bad = problems(files, tuple(learn.dls.valid.images.shape[-2:]), learn.run_info.recipe.data.get("size"))
+    files = [f for f in files if f not in bad]
+    if not files:
+        raise UsageError("; ".join(bad.values()))
     with learn.no_bar():
         probs = learn.get_preds(dl=learn.dls.test_dl(files))[0]
     vocab = [str(v) for v in learn.dls.vocab]
@@ -70,4 +78,4 @@ def predict(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             "probabilities": {v: round(float(x), 4) for v, x in zip(vocab, p)},
         }
         for f, p in zip(files, probs)
-    ]
+    ], list(bad.values())

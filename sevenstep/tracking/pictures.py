@@ -2,7 +2,7 @@
 
 Every SGD run of `sevenstep run` and `compare` saves `top_losses.png` (the validation images with the highest
 loss, titled prediction/actual/loss/probability, as fastai's plot_top_losses draws them) and
-`confusion_matrix.png` in its folder; the W&B logger sends the same two files.
+`confusion_matrix.png` in its folder (and a linear model's `weights.png`); the W&B logger sends the same.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from ..loop.callbacks import PICTURES_ORDER, SparseCallback
 
 PICTURES = ("top_losses.png", "confusion_matrix.png")
+WEIGHTS = "weights.png"  # a linear model's weights, one image per output
 
 
 class InterpretationPictures(SparseCallback):
@@ -28,13 +29,20 @@ class InterpretationPictures(SparseCallback):
 
 
 def write(learn, folder: Path, k: int = 9) -> list[Path]:
+    """The two interpretation pictures, and for a linear model `weights.png`: its weights drawn as images."""
     from fastai.interpret import ClassificationInterpretation
 
     from . import plots
 
     with learn.no_bar():
         interp = ClassificationInterpretation.from_learner(learn)
-        return [
+        written = [
             plots.save(plots.top_losses(interp, k), folder / PICTURES[0]),
             plots.save(plots.confusion_matrix(interp), folder / PICTURES[1]),
         ]
+    if learn.step2_predict.pixels_to_weights:
+        shape = tuple(learn.dls.valid.images.shape[1:])
+        written.append(
+            plots.save(plots.linear_weights(learn.model, learn.dls.vocab, shape), folder / WEIGHTS)
+        )
+    return written

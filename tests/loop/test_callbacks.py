@@ -89,6 +89,16 @@ def test_a_run_at_chance_level_says_so_and_points_to_the_lr_finder(tmp_path):
     assert fine.accuracy > 0.9 and "chance" not in fine.message
 
 
+def test_a_linear_runs_folder_has_its_weights_picture(tmp_path):
+    from PIL import Image
+
+    run = train.run(
+        recipe.load(LINEAR, ["steps.repeat.n=1"]), cbs=[tracking.InterpretationPictures], runs_dir=tmp_path
+    )
+    with Image.open(Path(run.run_dir) / "weights.png") as im:
+        assert im.format == "PNG" and im.size[0] > 200
+
+
 def test_csv_logger_writes_the_runs_epochs(tmp_path):
     run = train.run(recipe.load(LINEAR, ["steps.repeat.n=3"]), cbs=[tracking.CsvLogger], runs_dir=tmp_path)
     with open(Path(run.run_dir) / "epochs.csv") as f:

@@ -56,9 +56,23 @@ def test_predict_gives_the_runs_own_validation_predictions(saved_run, tmp_path):
     assert not_run.exit_code == 2 and "is not a saved run" in not_run.output
 
 
+def test_predict_on_a_folder_with_one_wrong_image_predicts_the_others(saved_run, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i, f in enumerate(image_files(resolve("mnist5k-3v7").path / "valid" / "3")[:3]):
+        Image.open(f).save(folder / f"{i}.png")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(folder / "wide.png")
+    result = CliRunner().invoke(app, ["predict", saved_run.run_dir, str(folder), "--json"])
+    assert result.exit_code == 1  # something was skipped, and said
+    assert "skipped:" in result.stderr and "wide.png is 30x20 pixels" in result.stderr
+    found = json.loads(result.stdout)
+    assert sorted(Path(p["file"]).name for p in found) == ["0.png", "1.png", "2.png"]
+
+
 def test_top_losses_are_the_highest_losses(saved_run):
     folder = Path(saved_run.run_dir)
     assert (folder / "top_losses.png").stat().st_size > 5_000 and (folder / "confusion_matrix.png").is_file()
+    assert not (folder / "weights.png").exists()  # a simple net has no one weight per pixel to draw
     from fastai.interpret import ClassificationInterpretation
 
     learn = saved_run.learn
