@@ -193,6 +193,17 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
-    """A recipe file with `--set KEY=VALUE` overrides (whose folder: paths are from the current folder)."""
-    d = apply_sets(read(path), parse_sets(sets or []))
-    return from_dict(d, where=str(path))
+    """A recipe file with `--set KEY=VALUE` overrides (whose folder: paths are from the current folder). A
+    mistake in a --set names the --set, not the file: when the file alone is fine, the --set is what is not."""
+    file = read(path)
+    try:
+        return from_dict(apply_sets(file, parse_sets(sets or [])), where=str(path))
+    except UsageError as e:
+        if not sets:
+            raise
+        try:
+            from_dict(file, where=str(path))
+        except UsageError:
+            raise e from None  # the file's own mistake
+        message = str(e).removeprefix(f"{path}: ")
+        raise UsageError(f"--set {' --set '.join(sets)}: {message}") from None

@@ -51,7 +51,8 @@ def test_set_overrides_with_toml_values_and_bare_strings():
 
 def test_set_changing_a_step_drops_its_old_parameters():
     r = recipe.load(LINEAR, ["steps.stop.name=patience", "steps.stop.patience=2", "steps.init.name=kaiming"])
-    assert r.steps["stop"] == {"name": "patience", "metric": "valid_loss", "patience": 2, "min_delta": 0.0}
+    assert r.steps["stop"] == {"name": "patience", "metric": "valid_loss", "patience": 2, "min_delta": 0.0,
+                               "restore_best": False}  # fmt: skip
     assert r.steps["init"] == {"name": "kaiming"}  # std belonged to 'normal'
 
 
@@ -215,3 +216,15 @@ def test_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"sevenstep {version('sevenstep')}"
+
+
+def test_a_mistake_in_a_set_names_the_set_not_the_file(tmp_path):
+    with pytest.raises(UsageError, match=r"^--set steps.step.lr=abc: steps.step.lr: expected a number"):
+        recipe.load(LINEAR, ["steps.step.lr=abc"])
+    with pytest.raises(UsageError, match=r"^--set data.bs=0: data.bs must be at least 1"):
+        recipe.load(LINEAR, ["data.bs=0"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[steps.step]\nname = "sgd"\nlr = "fast"\n')
+    with pytest.raises(UsageError, match=f"^{bad}: steps.step.lr: expected a number"):  # the file's own
+        recipe.load(bad, ["data.bs=8"])
+    assert recipe.load(bad, ["steps.step.lr=0.1"]).steps["step"]["lr"] == 0.1  # a --set may mend the file
