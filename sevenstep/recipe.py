@@ -70,8 +70,9 @@ class Recipe:
         return built
 
 
-def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Check every key, type and value against the schemas and the registry; fill in defaults."""
+def from_dict(d: dict[str, Any], where: str = "recipe", build: bool = True) -> Recipe:
+    """Check every key, type and value against the schemas and the registry; fill in defaults. `build=False`
+    skips the factories' own checks, which import the steps (and torch): only what the schemas say."""
     top = schema.check(d, TOP, where)
     hashes = plugins.load(top["plugins"], where)
     for plugin, saved in top["plugin_sha256"].items():
@@ -96,7 +97,8 @@ def from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
         steps[step] = {"name": name, **registry.get(step, name).check(choice, where)}
     name = schema.folder_name(top["name"], "name", where)
     recipe = Recipe(name, top["seed"], options, steps, top["description"], hashes)
-    recipe.build_steps()  # value checks (lr > 0, known activation, ...) happen in the factories
+    if build:
+        recipe.build_steps()  # the factories' own checks (a model's shape, ...); the steps import torch
     return recipe
 
 
@@ -202,7 +204,7 @@ def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
         if not sets:
             raise
         try:
-            from_dict(file, where=str(path))
+            from_dict(file, where=str(path), build=False)
         except UsageError:
             raise e from None  # the file's own mistake
         message = str(e).removeprefix(f"{path}: ")

@@ -35,11 +35,25 @@ class Option:
     module: str = ""  # where its factory is defined, imported when it is first built
     factory: Callable[..., Any] | None = field(default=None, repr=False)
     plugin: str = ""  # the user's file or module that defined it (sevenstep/plugins.py); "" for built-ins
+    # parameter -> whether zero is allowed, for the factory's own `positive(...)` checks, read from its source
+    # so that a negative learning rate is refused before the step's module (and torch) is imported
+    minimums: dict[str, bool] = field(default_factory=dict)
 
     def check(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """The option's parameters, checked and with every default filled in."""
         owner = f"{self.step} option {self.name!r}"
-        return schema.check(values, self.params, where, prefix=f"steps.{self.step}.", owner=owner)
+        checked = schema.check(values, self.params, where, prefix=f"steps.{self.step}.", owner=owner)
+        for param, allow_zero in self.minimums.items():
+            value = checked.get(param)
+            for v in value if isinstance(value, list) else [value]:
+                if (
+                    isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and (v < 0 or (v == 0 and not allow_zero))
+                ):
+                    must = "zero or more" if allow_zero else "greater than zero"
+                    raise UsageError(f"steps.{self.step}.{param} must be {must}, got {v}")
+        return checked
 
     def build(self, values: dict[str, Any]):
         """What the factory returns: the step's Callback (recipe.build_steps checks that it is one); value
@@ -67,7 +81,28 @@ def _declared() -> dict[str, dict[str, Option]]:
                 for a, d in zip(args, defaults)
             }
             doc = (ast.get_docstring(node) or "").split("\n")[0]
-            found[step][node.name] = Option(step, node.name, params, doc, f"sevenstep.steps.{path.stem}")
+            option = Option(step, node.name, params, doc, f"sevenstep.steps.{path.stem}")
+            option.minimums = _minimums(node, set(params))
+            found[step][node.name] = option
+    return found
+
+
+def _minimums(factory: ast.FunctionDef, params: set[str]) -> dict[str, bool]:
+    """`positive("steps.step.lr", lr)` (or `allow_zero=True`) in a factory's body: which parameters it checks."""
+    # `for h in hidden: positive(..., h)` checks every item of the list parameter `hidden`
+    loops = {
+        n.target.id: n.iter.id
+        for n in ast.walk(factory)
+        if isinstance(n, ast.For) and isinstance(n.target, ast.Name) and isinstance(n.iter, ast.Name)
+    }
+    found = {}
+    for call in ast.walk(factory):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "positive" and len(call.args) >= 2:
+            target = call.args[1]
+            name = loops.get(target.id, target.id) if isinstance(target, ast.Name) else None
+            if name in params:
+                zero = any(k.arg == "allow_zero" and getattr(k.value, "value", False) for k in call.keywords)
+                found[name] = zero
     return found
 
 

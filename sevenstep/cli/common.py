@@ -144,15 +144,24 @@ def training(
             typer.echo(line, err=True)
 
 
+def check_names(wandb: str | None = None, device: str | None = None) -> None:
+    """--wandb and --device spelled right, checked first: before a recipe is built and torch is imported."""
+    from ..data.device import check_name
+    from ..tracking.wandb_logger import WandbSession
+
+    WandbSession.from_options(wandb)
+    check_name(device)
+
+
 def before_training(runs_dir: Path, wandb: str | None, wandb_dir: Path | None, device: str | None = None):
     """Every training command's setup: the device and output folders checked (the folders written to), quiet
     libraries, SIGTERM as Ctrl-C. Returns the W&B session."""
     from ..data import device as devices
 
+    session = wandb_session(wandb, wandb_dir)  # a mistyped mode is refused before torch is imported
     devices.choose(device)
     output_folder(runs_dir, "--runs-dir")
     quiet_libraries()
-    session = wandb_session(wandb, wandb_dir)
     signals.sigterm_as_ctrl_c()
     return session
 

@@ -25,6 +25,7 @@ from .common import (
     WandbMode,
     app,
     before_training,
+    check_names,
     friendly,
     quiet_libraries,
     training,
@@ -57,6 +58,7 @@ def run_cmd(
     the mean accuracy, its 95% interval and every seed's value."""
     from ..recipe import load
 
+    check_names(wandb, device)
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if seeds is not None:
         if processes > 1:
@@ -190,6 +192,7 @@ def resume_cmd(
     """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
 
     On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
+    check_names(wandb, device)
     from ..loop import checkpoint
 
     recipe, state = checkpoint.prepare(run_dir, set_)
@@ -224,6 +227,7 @@ def compare_cmd(
     from .. import compare
     from ..compare import report as reports
 
+    check_names(wandb, device)
     plan = compare.load(file, seeds)  # the whole file and every recipe in it are checked first
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         results, report = compare.run(plan, runs_dir, cbs, workers=workers, storage=storage,
@@ -271,6 +275,7 @@ def sweep_cmd(
     Run the same command again to continue a sweep; run it on several machines with one --storage to share it."""
     from .. import sweep as sweeps
 
+    check_names(wandb, device)
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
     session = before_training(runs_dir, wandb, wandb_dir, device)
     progress = functools.partial(typer.echo, err=True)

@@ -18,6 +18,7 @@ def choose(name: str | None, processes: int = 1) -> None:
     """Check `--device` against this machine and make it every later run's device."""
     if name is None:
         return
+    check_name(name)
     import torch
 
     try:
@@ -46,6 +47,14 @@ def choose(name: str | None, processes: int = 1) -> None:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"--device {name!r}: sevenstep runs on cpu, cuda or mps")
     os.environ[ENV] = name
+
+
+def check_name(name: str | None) -> None:
+    """A device's name, without torch: cpu, cuda, cuda:N or mps (whether this machine has it, `choose` says)."""
+    import re
+
+    if name is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise UsageError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N (N from 0) or mps")
 
 
 def default():

@@ -151,6 +151,7 @@ OPTIONS = fields_of(dataloaders, skip=("seed", "device", "fast"))  # a recipe's 
 
 
 def check_options(
+    source: str = "mnist5k-3v7",
     bs: int = 64,
     pad: int | None = None,
     augment: bool = False,
@@ -161,6 +162,10 @@ def check_options(
     **_,
 ) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
+    from .sources import kind_of
+
+    if isinstance(source, str):
+        kind_of(source)  # a known source's name: its folder is checked when it is loaded
     if bs < 1:
         raise UsageError(f"data.bs must be at least 1, got {bs}")
     if pad is not None and pad < 0:

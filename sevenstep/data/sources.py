@@ -77,8 +77,9 @@ class Source:
         return [f for split in folders for c in self.classes for f in image_files(self.path / split / c)]
 
 
-def resolve(name: str) -> Source:
-    """Turn a source name into a checked folder, preparing or downloading it first if needed."""
+def kind_of(name: str) -> tuple[Kind, str]:
+    """The registered source a name means, and its argument; a name that means none is refused, at once (no
+    folder is looked at: a recipe's typo is found when it is read)."""
     kind_name, sep, argument = name.partition(":")
     kind = SOURCES.get(kind_name)
     if kind is None or bool(sep) != bool(kind.argument):
@@ -87,6 +88,12 @@ def resolve(name: str) -> Source:
         known = ", ".join(k.usage for k in SOURCES.values())
         hint = did_you_mean(name, [k.name for k in SOURCES.values() if not k.argument])
         raise UsageError(f"unknown data source {name!r}{hint}; expected one of: {known}")
+    return kind, argument
+
+
+def resolve(name: str) -> Source:
+    """Turn a source name into a checked folder, preparing or downloading it first if needed."""
+    kind, argument = kind_of(name)
     path = kind.fetch(argument) if kind.argument else kind.fetch()
     return check_folder(path, name)
 

@@ -92,27 +92,25 @@ class ForeachAdam(Optimizer):
             torch._foreach_addcdiv_(ps, grad_avgs, denoms, [-lr / debias(mom, 1 - mom, n) for n in steps])
 
 
-def _check(lr, wd):
-    positive("steps.step.lr", lr)
-    positive("steps.step.wd", wd, allow_zero=True)
-
-
 @option("step")
 def sgd(lr: float = 0.1, wd: float = 0.0) -> Step:
     """Plain SGD written out by hand, as fastbook does: p -= lr * (p.grad + wd * p)."""
-    _check(lr, wd)
+    positive("steps.step.lr", lr)
+    positive("steps.step.wd", wd, allow_zero=True)
     return HandSGD(partial(SGD, mom=0.0, wd=wd, decouple_wd=False), lr)
 
 
 @option("step")
 def momentum(lr: float = 0.1, mom: float = 0.9, wd: float = 0.0) -> Step:
     """fastai's SGD with momentum: a running average of gradients smooths the steps."""
-    _check(lr, wd)
+    positive("steps.step.lr", lr)
+    positive("steps.step.wd", wd, allow_zero=True)
     return Step(partial(SGD, mom=mom, wd=wd), lr)
 
 
 @option("step")
 def adam(lr: float = 0.001, wd: float = 0.01) -> Step:
     """fastai's Adam (decoupled weight decay): a step size per weight from gradient statistics."""
-    _check(lr, wd)
+    positive("steps.step.lr", lr)
+    positive("steps.step.wd", wd, allow_zero=True)
     return Step(partial(ForeachAdam, wd=wd), lr)
