@@ -107,6 +107,7 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
     """The baseline on each seed's split: computed once when every seed shares the split."""
     from .. import data
     from ..data import sources
+    from ..loop import run_folder
     from ..loop.callbacks import instantiate, notify
     from ..tracking import plots
     from . import baseline
@@ -128,7 +129,7 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
         }
         loggers = instantiate(cbs)
         notify(loggers, "after_baseline", base, config | {"baseline.distance": base.distance}, report.name)
-        items = [_item(f, dls.source.path) for f in dls.valid.items]
+        items = [run_folder.item_name(f, dls.source.path) for f in dls.valid.items]
         done[seed] = Result(
             method, "baseline", base.accuracy, base.per_class, 0, base.fit_seconds, "ok", seed=seed,
             n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
@@ -181,11 +182,6 @@ def _result(key: tuple[str, int], trial, interrupted: bool) -> Result:
         None if status == "ok" else saved["message"], folder, saved["epochs"], seed=seed, n_valid=saved["n_valid"],
         majority=_majority([o["label"] for o in outcomes]), outcomes={o["item"]: o["correct"] for o in outcomes},
     )  # fmt: skip
-
-
-def _item(path, root) -> str:
-    """An image as the runs' valid_outcomes.csv name it: its path from the source's folder."""
-    return Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else str(path)
 
 
 def _majority(labels: list) -> float:

@@ -86,6 +86,11 @@ def new_folder(parent: Path, stem: str) -> Path:
     raise FileExistsError(f"{parent / stem}: too many runs with this name in one second")
 
 
+def item_name(path, root) -> str:
+    """An image as valid_outcomes.csv names it: its path from the source's folder (the same on every machine)."""
+    return Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else str(path)
+
+
 def read_outcomes(run_dir: str | Path) -> list[dict[str, Any]]:
     """A saved run's per-image outcomes (valid_outcomes.csv), with numbers as numbers."""
     with open(Path(run_dir) / OUTCOMES, newline="") as f:

@@ -191,7 +191,7 @@ def per_image(dls, targs, classes, probs, losses) -> list[dict[str, Any]]:
     p_true = probs.gather(1, targs[:, None].long())[:, 0]
     return [
         {
-            "item": Path(item).relative_to(root).as_posix() if Path(item).is_relative_to(root) else str(item),
+            "item": run_folder.item_name(item, root),
             "label": vocab[t],
             "predicted": vocab[c],
             "correct": int(t == c),
