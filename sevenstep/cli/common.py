@@ -147,7 +147,7 @@ def training(
 def check_names(wandb: str | None = None, device: str | None = None) -> None:
     """--wandb and --device spelled right, checked first: before a recipe is built and torch is imported."""
     from ..data.device import check_name
-    from ..tracking.wandb_logger import WandbSession
+    from ..tracking.wandb_session import WandbSession
 
     WandbSession.from_options(wandb)
     check_name(device)

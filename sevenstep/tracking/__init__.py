@@ -1,6 +1,7 @@
 """Tracking: what a run leaves behind to look at, beside its folder.
 
-wandb_logger.py  WandbLogger (a callback) and WandbSession: every run in W&B, offline by default
+wandb_logger.py  WandbLogger (a callback): every run in W&B, offline by default
+wandb_session.py WandbSession: the mode and folder the runs of one command share (no torch: checked first)
 csv_logger.py    CsvLogger: epochs.csv in the run folder
 pictures.py      InterpretationPictures: top_losses.png and confusion_matrix.png, from fastai's interpretation
 plots.py         the figures (learning curves, ideal digits, a linear model's weights, ...)
@@ -14,7 +15,7 @@ __getattr__ = exports(
     __name__,
     {
         "WandbLogger": ".wandb_logger",
-        "WandbSession": ".wandb_logger",
+        "WandbSession": ".wandb_session",
         "CsvLogger": ".csv_logger",
         "InterpretationPictures": ".pictures",
     },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sevenstep import tracking
-from sevenstep.tracking import wandb_logger
+from sevenstep.tracking import wandb_session
 
 # 8. the W&B fallback is tried once per command, and leaves no empty run behind
 
@@ -13,7 +13,7 @@ def test_an_unreachable_wandb_server_is_tried_once(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
-    monkeypatch.setattr(wandb_logger, "ONLINE_INIT_TIMEOUT", 5)
+    monkeypatch.setattr(wandb_session, "ONLINE_INIT_TIMEOUT", 5)
     modes, real_init = [], wandb.init
     monkeypatch.setattr(wandb, "init", lambda **k: modes.append(k["mode"]) or real_init(**k))
     session = tracking.WandbSession.from_options("online", tmp_path)

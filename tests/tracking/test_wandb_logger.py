@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from sevenstep import tracking
 from sevenstep.cli import app
 from sevenstep.registry import STEPS
-from sevenstep.tracking import local_runs, wandb_logger
+from sevenstep.tracking import local_runs, wandb_session
 
 LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
 
@@ -189,7 +189,7 @@ def test_online_without_a_key_carries_on_offline(tmp_path, monkeypatch):
 def test_online_with_no_server_carries_on_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback, nothing listening
-    monkeypatch.setattr(wandb_logger, "ONLINE_INIT_TIMEOUT", 5)
+    monkeypatch.setattr(wandb_session, "ONLINE_INIT_TIMEOUT", 5)
     tracker = tracking.WandbSession.from_options("online", tmp_path)
     run = tracker.start("t", "sgd", {"x": 1})
     run.finish()
