@@ -129,6 +129,18 @@ def parse_sets(sets: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+FOLDER_KEYS = ("source", "test")  # data keys that may name a folder:PATH
+
+
+def absolute(sets: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A --set's `folder:PATH` is from the current folder, and kept so: the saved recipe.toml then works from
+    any folder (resume, predict, run RUN/recipe.toml)."""
+    keys = {f"data.{k}" for k in FOLDER_KEYS}
+    return [
+        (k, sources.relative_to(v, Path.cwd()) if k in keys and isinstance(v, str) else v) for k, v in sets
+    ]
+
+
 def apply_sets(d: dict[str, Any], sets: list[tuple[str, Any]], where: str = "--set") -> dict[str, Any]:
     """Override keys of a recipe dict. Changing a step's name drops that step's old parameters.
     `where` says where the keys came from, for messages: --set, a comparison's `set`, a sweep's [space]."""
@@ -185,8 +197,9 @@ def read(path: str | Path) -> dict[str, Any]:
     d = read_toml(path)
     folder = Path(path).parent
     options = d.get("data")
-    if isinstance(options, dict) and isinstance(options.get("source"), str):
-        options["source"] = sources.relative_to(options["source"], folder)
+    for key in FOLDER_KEYS:
+        if isinstance(options, dict) and isinstance(options.get(key), str):
+            options[key] = sources.relative_to(options[key], folder)
     if "plugins" in d:
         given = schema.check({"plugins": d["plugins"]}, {"plugins": TOP["plugins"]}, str(path))["plugins"]
         d["plugins"] = [plugins.relative_to(p, folder) for p in given]
@@ -199,7 +212,7 @@ def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
     mistake in a --set names the --set, not the file: when the file alone is fine, the --set is what is not."""
     file = read(path)
     try:
-        return from_dict(apply_sets(file, parse_sets(sets or [])), where=str(path))
+        return from_dict(apply_sets(file, absolute(parse_sets(sets or []))), where=str(path))
     except UsageError as e:
         if not sets:
             raise

@@ -31,6 +31,7 @@ def test_notebook_runs_and_shows_its_plots(path, tmp_path, monkeypatch):
     # a scratch copy of the repository's shape: the notebook's runs/ and wandb/ land in tmp_path
     (tmp_path / "experiments").symlink_to(Path("experiments").resolve())
     (tmp_path / "nbs").mkdir()
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))  # the kernel inherits it, as from a shell
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "nbs")}}
@@ -42,6 +43,13 @@ def test_notebook_runs_and_shows_its_plots(path, tmp_path, monkeypatch):
     drawing = plot_cells(nb)
     assert drawing, f"{path} has no plot"
     assert [c.source.splitlines()[0] for c in drawing if not has_png(c)] == []
+    for c in drawing:  # a figure drawn, then shown again as the cell's value, is one picture twice
+        pngs = [o["data"]["image/png"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert len(pngs) == len(set(pngs)), f"a picture shown twice by: {c.source.splitlines()[0]}"
+    # W&B runs go where WANDB_DIR says, never into the repository's wandb/
+    assert not (tmp_path / "wandb").exists()
+    if "WandbSession" in "".join(c.source for c in nb.cells):
+        assert list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*"))
 
 
 def test_notebooks_are_committed_with_their_pictures():

@@ -41,30 +41,56 @@ def data_show(
         Path | None,
         typer.Option(help="PNG file for the grid of sample digits \\[default: runs/<source>-samples.png]"),
     ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=200, help="How many images to draw")] = 24,
+    split: Annotated[
+        str,
+        typer.Option(help="Which images to draw: train, valid or test (a test/ folder, when there is one)"),
+    ] = "valid",
+    size: Annotated[
+        int | None,
+        typer.Option(min=1, max=4096, help="Resize every image to SIZE x SIZE first, as data.size does"),
+    ] = None,
+    channels: Annotated[
+        int, typer.Option(min=1, max=3, help="1: greyscale, 3: colour, as data.channels")
+    ] = 1,
 ):
-    """Counts per split and class, and a PNG grid of sample digits with their labels."""
+    """Counts per split and class, and a PNG grid of sample images with their labels."""
     from .. import data
     from ..data import sources
     from ..tracking import plots
 
+    splits = ("train", "valid", "test")
+    if split not in splits:
+        raise UsageError(f"--split {split!r}: expected one of {', '.join(splits)}")
+    data.check_options(source=source, size=size, channels=channels)
     signals.sigterm_as_ctrl_c()  # a prepare cut short by `kill` cleans up after itself
     src = sources.resolve(source)
     counts = sources.counts(src)
     classes = src.classes
     typer.echo(f"{src.name}: {src.path}")
     typer.echo("split   " + " ".join(f"{c:>6}" for c in classes) + "   total")
-    for split, per_class in counts.items():
+    for name, per_class in counts.items():
         row = " ".join(f"{per_class[c]:>6}" for c in classes)
-        typer.echo(f"{split:<7} {row}  {sum(per_class.values()):>6}")
+        typer.echo(f"{name:<7} {row}  {sum(per_class.values()):>6}")
     # by default beside the other outputs, under runs/ (which git ignores), not in the current folder
     out = (
         out
         or output_folder(Path("runs"), "runs") / f"{source.replace(':', '-').replace('/', '_')}-samples.png"
     )
     quiet_libraries()
-    split = {"valid_pct": 0.2} if src.valid is None else {}  # a folder of class folders: a sample of it
-    plots.save(plots.sample_grid(data.dataloaders(src, bs=64, **split)), out)
-    typer.echo(f"sample grid written to {out}")
+    random = {"valid_pct": 0.2} if src.valid is None else {}  # a folder of class folders: a sample of it
+    dls = data.dataloaders(src, bs=64, size=size, channels=channels, **random)
+    if split == "test":
+        if not dls.test_items:
+            raise UsageError(
+                f"{src.path} has no test/ folder beside train/ and valid/; use --split valid or train"
+            )
+        dl = dls.test_dl(dls.test_items, with_labels=True)
+    else:
+        # the training split without augmentation or shuffling: the images as they are
+        dl = dls.valid if split == "valid" else dls.valid.new(dls.train.dataset)
+    plots.save(plots.sample_grid(dl, n), out)
+    typer.echo(f"{min(n, len(dl.dataset))} {split} image(s) drawn in {out}")
 
 
 @app.command("steps")

@@ -197,6 +197,8 @@ def resume_cmd(
 
     recipe, state = checkpoint.prepare(run_dir, set_)
     typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
+    if state.get("kept"):
+        typer.echo(f"its finished {state['epoch']}-epoch result is kept in {state.pop('kept')}", err=True)
     with training(run_dir.parent, wandb, wandb_dir, as_json, device) as (cbs, out):
         from ..loop import train
 
@@ -322,6 +324,14 @@ def _print_summary(run, out) -> None:
     if run.accuracy is not None:
         per_class = ", ".join(f"{k}: {v:.3f}" for k, v in run.per_class.items())
         typer.secho(f"accuracy {run.accuracy:.4f}  (per class {per_class})", bold=True, file=out)
+    if run.test:
+        t = run.test
+        typer.secho(
+            f"test accuracy {t['accuracy']:.4f} on {t['n']} held-out image(s), with the final weights "
+            "(never used for stopping or choosing)",
+            bold=True,
+            file=out,
+        )
     if not run.diverged:  # a divergence's message is the error line
         typer.echo(f"{run.message}; {run.fit_seconds:.1f} s, {run.n_params:,} parameters", file=out)
     resumed = f" (resumed after epoch {run.resumed_from})" if run.resumed_from else ""

@@ -37,6 +37,7 @@ class BaselineResult:
     vocab: list[str] = field(default_factory=list)
     correct: list[int] = field(default_factory=list, repr=False)  # per validation image: 1 if right, else 0
     labels: list[str] = field(default_factory=list, repr=False)  # per validation image
+    test: dict[str, Any] | None = None  # on the held-out test images (data.test): accuracy, n
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +45,7 @@ class BaselineResult:
             "per_class": self.per_class,
             "fit_seconds": self.fit_seconds,
             "distance": self.distance,
-        }
+        } | ({"test": self.test} if self.test else {})
 
 
 def run(dls, distance: str = "l1") -> BaselineResult:
@@ -65,4 +66,20 @@ def run(dls, distance: str = "l1") -> BaselineResult:
         vocab=list(dls.vocab),
         correct=(pred == targ).int().tolist(),
         labels=[str(dls.vocab[t]) for t in targ.tolist()],
+        test=_on_test_images(dls, ideal, distance),
     )
+
+
+def _on_test_images(dls, ideal: torch.Tensor, distance: str) -> dict[str, Any] | None:
+    """The same ideals on the held-out images, decoded as the validation images were (same mode and side)."""
+    items = getattr(dls, "test_items", None)
+    if not items:
+        return None
+    from fastai.data.all import parent_label
+
+    from ..data.image_cache import decoded
+
+    images = decoded(items, dls.mode, dls.valid.images.shape[-1]).to(ideal.device)
+    targ = torch.tensor([dls.vocab.o2i[parent_label(f)] for f in items], device=ideal.device)
+    pred = distances(images, ideal, distance).argmin(1)
+    return {"accuracy": (pred == targ).float().mean().item(), "n": len(items)}

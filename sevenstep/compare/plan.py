@@ -34,7 +34,7 @@ RUN_KEYS = {"recipe": Field(str, REQUIRED), "label": Field(str, None), "set": Fi
 VALID_PCT = 0.2  # a per-seed split's validation share: the embedded sources' own 80/20
 # data options that decide which images, at which size, a run validates on: every run of a comparison, and
 # its baseline, must share them to be paired image by image
-SAME_IMAGES = ("size", "channels", "valid_pct", "split_seed")
+SAME_IMAGES = ("size", "channels", "valid_pct", "split_seed", "test")
 
 
 @dataclass

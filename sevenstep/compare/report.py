@@ -31,6 +31,7 @@ class Result:
     n_valid: int = 0
     majority: float = 0.5  # the most common class's share of the validation images: accuracy at chance
     outcomes: dict[str, int] = field(default_factory=dict, repr=False)  # image -> 1 if right, else 0
+    test: dict[str, Any] | None = None  # on the held-out test images: accuracy, n (never used to choose)
 
     @classmethod
     def without_metrics(cls, method: str, kind: str, status: str, error: str, seed=None) -> Result:
@@ -59,10 +60,13 @@ class Method:
     vs_baseline: dict[str, Any] | None = None
     vs_best: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+    test_mean: float | None = None  # the held-out test set's accuracy, mean over seeds (data.test)
+    test_interval: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["interval"] = list(self.interval) if self.interval else None
+        d["test_interval"] = list(self.test_interval) if self.test_interval else None
         return d
 
 
@@ -97,6 +101,12 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             at_chance=[r.seed for r in done if stats.at_chance(r.accuracy, r.n_valid, r.majority)],
             errors=[r.error for r in bad if r.error],
         )
+        tested = [r.test for r in done if r.test]
+        if tested and len(tested) == len(done):
+            test_accs = [t["accuracy"] for t in tested]
+            row.test_mean = sum(test_accs) / len(test_accs)
+            one = fixed and runs[0].kind == "baseline"
+            row.test_interval = stats.interval(test_accs[:1] if one else test_accs, tested[0]["n"])
         rows.append(row)
         by_method[name] = done
     _verdicts(rows, by_method)
@@ -183,9 +193,12 @@ def _verdict(v: dict[str, Any] | None) -> str:
 
 def table(rows: list[Method]) -> list[list[str]]:
     """The table people read: accuracies in percent, the interval, every seed (* at chance), the verdicts."""
+    tested = any(m.test_mean is not None for m in rows)
     out = [
         ["method", "accuracy", "95% interval", "seeds", "vs baseline", "vs best", "params", "fit s", "status"]
     ]
+    if tested:
+        out[0].insert(6, "test (held out)")
     for m in rows:
         seeds = " ".join(
             _percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
@@ -197,6 +210,11 @@ def table(rows: list[Method]) -> list[list[str]]:
         vs_base = "-" if m.kind == "baseline" else _verdict(m.vs_baseline)
         out.append([m.method, _percent(m.mean), interval, seeds or "-", vs_base, _verdict(m.vs_best),
                     f"{m.n_params:,}", f"{m.fit_seconds:.2f}", status])  # fmt: skip
+        if tested:
+            test = "-" if m.test_mean is None else _percent(m.test_mean)
+            if m.test_interval:
+                test += f" [{_percent(m.test_interval[0])}, {_percent(m.test_interval[1])}]"
+            out[-1].insert(6, test)
     return out
 
 
@@ -216,6 +234,11 @@ def legend(plan: Plan, rows: list[Method]) -> str:
         "'better' or 'worse' only when both say so at 5%, Holm-corrected for the comparisons in this table. "
         "'no difference' means none this data can detect.",
     ]
+    if any(m.test_mean is not None for m in rows):
+        lines.append(
+            "Test (held out): accuracy on the test images, with each run's final weights; nothing stopped, "
+            "chose or was tested on them, so it is the figure to quote, not to choose by."
+        )
     if n == 1:
         lines.append("With one seed, the seed's own noise is not measured: run more seeds (--seeds 5).")
     chance = [f"{m.method} seed {s}" for m in rows for s in m.at_chance]
@@ -239,6 +262,7 @@ def _write_csv(rows: list[Method], report: Path) -> None:
                 "seeds": " ".join(map(str, m.seeds)),
                 "accuracies": " ".join(f"{a:.4f}" for a in m.accuracies),
                 "at_chance": " ".join(map(str, m.at_chance)),
+                "test_accuracy": m.test_mean,
                 "vs_baseline": vb.get("verdict", ""),
                 "p_vs_baseline": vb.get("p"),
                 "vs_best": vbest.get("verdict", ""),

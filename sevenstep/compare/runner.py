@@ -133,6 +133,7 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
         done[seed] = Result(
             method, "baseline", base.accuracy, base.per_class, 0, base.fit_seconds, "ok", seed=seed,
             n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
+            test=base.test,
         )  # fmt: skip
         log(f"baseline{'' if plan.one_split else f' (seed {seed})'}: accuracy {base.accuracy:.4f}")
         if seed == plan.seeds[0]:
@@ -181,6 +182,7 @@ def _result(key: tuple[str, int], trial, interrupted: bool) -> Result:
         label, "sgd", saved["accuracy"], saved["per_class"], saved["n_params"], saved["fit_seconds"], status,
         None if status == "ok" else saved["message"], folder, saved["epochs"], seed=seed, n_valid=saved["n_valid"],
         majority=_majority([o["label"] for o in outcomes]), outcomes={o["item"]: o["correct"] for o in outcomes},
+        test=saved.get("test"),
     )  # fmt: skip
 
 

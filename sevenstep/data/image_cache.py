@@ -86,7 +86,7 @@ def _decode(files: list[Path], mode: str, size: int | None) -> torch.Tensor:
         elif im.size != first[0]:
             raise UsageError(
                 f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]} but {f} is "
-                f"{im.size[0]}x{im.size[1]}; set data.size = N to resize every image to N x N (or resize "
+                f"{im.size[0]}x{im.size[1]}; set data.size = N to resize every image to N x N (`data show --size N`; or resize "
                 "them yourself)"
             )
         pixels = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)

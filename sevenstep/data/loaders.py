@@ -7,6 +7,8 @@ batches, decoded.py. This module imports fastai only inside `dataloaders`: a rec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UsageError
 from ..schema import fields_of
 from .sources import Source, resolve
@@ -22,6 +24,7 @@ def dataloaders(
     channels: int = 1,
     valid_pct: float | None = None,
     split_seed: int | None = None,
+    test: str | None = None,
     *,
     seed: int = 42,
     device=None,
@@ -35,9 +38,11 @@ def dataloaders(
     pixels; `pad` defaults to a ninth of the image's side, as fastbook's chapter 4 pads 28 -> 34 -> 28 (3
     pixels), which is 1 pixel on 8x8 images. `size` resizes every image to size x size (squished, as fastai's
     Resize(method="squish")), so a folder of mixed sizes trains; `channels = 3` keeps colour (PILImage instead
-    of PILImageBW). `valid_pct` ignores the source's own train/valid split: all its images are split at random
-    by fastai's RandomSplitter(valid_pct, seed=split_seed; the run's seed when not given). `normalize=False`
-    keeps pixels in [0, 1], as fastbook's
+    of PILImageBW). `test` is a folder of class folders held out from training and choosing (`folder:PATH`;
+    default: the source's own test/ folder beside train/ and valid/, if it has one), evaluated once with the
+    final weights (`dls.test_items`). `valid_pct` ignores the source's own train/valid split: all its images
+    are split at random by fastai's RandomSplitter(valid_pct, seed=split_seed; the run's seed when not
+    given). `normalize=False` keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (decoded.py); `fast=False` is
     fastbook's per-item path."""
@@ -57,7 +62,7 @@ def dataloaders(
     from .test_items import SevenstepDataLoaders
 
     check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels, valid_pct=valid_pct,
-                  split_seed=split_seed)  # fmt: skip
+                  split_seed=split_seed, test=test)  # fmt: skip
     src = source if isinstance(source, Source) else resolve(source)
     items = src.items()
     if valid_pct is None and src.valid is None:
@@ -82,7 +87,25 @@ def dataloaders(
     _plain_statistics(after_batch)
     dls.mode = "L" if channels == 1 else "RGB"
     dls.source = src
+    dls.test_items = held_out(src, test)
     return dls
+
+
+def held_out(src: Source, test: str | None) -> list:
+    """The test images: `data.test`'s folder of class folders, else the source's own test/ folder."""
+    from .sources import check_folder, check_test_classes, kind_of
+
+    if test is None:
+        return src.test_items()
+    folder = kind_of(test)[1]
+    test_src = check_folder(Path(folder).expanduser(), test)
+    if test_src.valid is not None:
+        raise UsageError(
+            f"data.test = {test!r} has its own train/ and valid/ folders; data.test is a folder of class "
+            f"folders (<class>/*.png) that training never sees"
+        )
+    check_test_classes(test_src.path, src.classes)
+    return test_src.items()
 
 
 def _decoded_loaders(dsets, splits, after_batch, augment, pad, size, channels, **kwargs):
@@ -159,6 +182,7 @@ def check_options(
     channels: int = 1,
     valid_pct: float | None = None,
     split_seed: int | None = None,
+    test: str | None = None,
     **_,
 ) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
@@ -166,6 +190,10 @@ def check_options(
 
     if isinstance(source, str):
         kind_of(source)  # a known source's name: its folder is checked when it is loaded
+    if test is not None and kind_of(test)[0].name != "folder":
+        raise UsageError(
+            f"data.test = {test!r}: expected folder:PATH, a folder of class folders (<class>/*.png)"
+        )
     if bs < 1:
         raise UsageError(f"data.bs must be at least 1, got {bs}")
     if pad is not None and pad < 0:

@@ -21,6 +21,7 @@ from ..errors import UsageError
 SPLIT_SEED = 2024  # fixed: the embedded split is the same on every machine
 VALID_FRACTION = 0.2
 LAYOUTS = (("train", "valid"), ("training", "testing"))  # MNIST_SAMPLE's and MNIST's
+TEST = "test"  # a held-out split beside train/ and valid/ (MNIST's testing/ is its validation split here)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes of more than 8 bits a channel
 MARKER = ".sevenstep-checked"  # written only by our own atomic prepare: the PNGs below were made by us
@@ -64,6 +65,7 @@ class Source:
     path: Path
     train: str  # "." for a plain folder of class folders, which has no split of its own
     valid: str | None  # None: no validation folder, so a run draws a random split (data.valid_pct)
+    test: str | None = None  # a held-out test/ folder beside train/ and valid/, evaluated once at the end
 
     @property
     def classes(self) -> list[str]:
@@ -75,6 +77,12 @@ class Source:
         """Every image of the source: its training folder's, then its validation folder's (class by class)."""
         folders = [self.train] if self.valid is None else [self.train, self.valid]
         return [f for split in folders for c in self.classes for f in image_files(self.path / split / c)]
+
+    def test_items(self) -> list[Path]:
+        """The held-out images, class by class (a class the test folder lacks is simply not tested)."""
+        if self.test is None:
+            return []
+        return [f for c in self.classes for f in image_files(self.path / self.test / c)]
 
 
 def kind_of(name: str) -> tuple[Kind, str]:
@@ -259,7 +267,8 @@ def check_folder(path: Path, name: str | None = None) -> Source:
     train, valid = layout
     if valid is not None and not (path / valid).is_dir():
         raise UsageError(f"{path} has {train}/ but no {valid}/ folder: the validation split is missing")
-    src = Source(name or f"folder:{path}", path, train, valid)
+    test = TEST if valid is not None and (path / TEST).is_dir() else None
+    src = Source(name or f"folder:{path}", path, train, valid, test)
     classes = src.classes
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "none"
@@ -268,10 +277,12 @@ def check_folder(path: Path, name: str | None = None) -> Source:
         for c in classes:
             if not image_files(path / split / c):
                 raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+    if test is not None:
+        check_test_classes(path / test, classes)
     if (path / MARKER).exists():
         return src
     bad, wide = [], []
-    for f in src.items():
+    for f in src.items() + src.test_items():
         try:
             with Image.open(f) as im:
                 if im.mode in WIDE_MODES:
@@ -289,6 +300,19 @@ def check_folder(path: Path, name: str | None = None) -> Source:
     return src
 
 
+def check_test_classes(folder: Path, classes: list[str]) -> None:
+    """A test set's classes must be ones the model learns: an unknown one could never be predicted right."""
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    extra = [c for c in found if c not in classes]
+    if extra:
+        raise UsageError(
+            f"test folder {folder} has class folder(s) {', '.join(extra)} that training does not have "
+            f"({', '.join(classes)}): a model cannot learn them; remove them or add them to training"
+        )
+    if not any(image_files(folder / c) for c in found):
+        raise UsageError(f"test folder {folder} holds no images in class folders ({', '.join(classes)})")
+
+
 def _listed(files: list[Path]) -> str:
     more = f"\n  ... and {len(files) - 5} more" if len(files) > 5 else ""
     return "\n  " + "\n  ".join(str(f) for f in files[:5]) + more
@@ -298,7 +322,5 @@ def counts(src: Source) -> dict[str, dict[str, int]]:
     """Images per split and class, for `sevenstep data show`."""
     if src.valid is None:  # a plain folder of class folders: no split of its own
         return {"all": {c: len(image_files(src.path / c)) for c in src.classes}}
-    return {
-        split: {c: len(image_files(src.path / split / c)) for c in src.classes}
-        for split in (src.train, src.valid)
-    }
+    splits = (src.train, src.valid) + ((src.test,) if src.test else ())
+    return {split: {c: len(image_files(src.path / split / c)) for c in src.classes} for split in splits}

@@ -219,4 +219,30 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
             f"{run_dir} has done {done} of steps.repeat.n = {n} epochs: nothing is left to run; "
             f"give it more with --set steps.repeat.n={done + 5}"
         )
+    if stopped == "epochs_done":  # a finished run, extended: what it finished with is kept, not overwritten
+        state["kept"] = keep_finished(run_dir, done)
     return recipe, state
+
+
+def finished_folder(run_dir: Path, epochs: int) -> Path:
+    return run_dir / f"finished-at-epoch-{epochs}"
+
+
+def keep_finished(run_dir: Path, epochs: int) -> Path:
+    """A copy of a finished run's outputs (result, weights, epochs, outcomes, pictures) in
+    RUN/finished-at-epoch-N/, made whole before the extension writes over them (a copy, then one rename)."""
+    import shutil
+    import tempfile
+
+    from ..tracking.pictures import PICTURES, WEIGHTS
+    from .run_folder import EPOCHS, MODEL, OUTCOMES, TEST_OUTCOMES
+
+    dest = finished_folder(run_dir, epochs)
+    if dest.is_dir():
+        return dest
+    tmp = Path(tempfile.mkdtemp(prefix=".finished-", dir=run_dir))
+    for name in (RESULT, RECIPE, MODEL, EPOCHS, OUTCOMES, TEST_OUTCOMES, *PICTURES, WEIGHTS):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, tmp / name)
+    tmp.rename(dest)
+    return dest

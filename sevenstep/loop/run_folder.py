@@ -8,7 +8,9 @@
     epochs.csv       one row per epoch (sevenstep/tracking/csv_logger.py)
     valid_outcomes.csv   one row per validation image: label, predicted class, probability of the true
                      class, loss (train.per_image), for comparing runs image by image later
+    test_outcomes.csv    the same for the held-out test images, when the data has a test set (data.test)
     top_losses.png, confusion_matrix.png   fastai's interpretation pictures (sevenstep/tracking/pictures.py)
+    finished-at-epoch-N/  what a finished run held before `resume --set steps.repeat.n=M` extended it
 
 Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader sees the old one or the new one.
 """
@@ -33,6 +35,7 @@ RESULT = "result.json"
 MODEL = "model.pth"
 EPOCHS = "epochs.csv"
 OUTCOMES = "valid_outcomes.csv"
+TEST_OUTCOMES = "test_outcomes.csv"
 
 
 def start(runs_dir: Path, recipe) -> Path:
@@ -60,12 +63,13 @@ def save(result, run_dir: str | Path) -> Path:
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)
         atomic.write_bytes(run_dir / MODEL, buf.getvalue())
-    if result.outcomes:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(result.outcomes[0]))
-        writer.writeheader()
-        writer.writerows(result.outcomes)
-        atomic.write_bytes(run_dir / OUTCOMES, buf.getvalue().encode())
+    for name, rows in ((OUTCOMES, result.outcomes), (TEST_OUTCOMES, result.test_outcomes)):
+        if rows:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic.write_bytes(run_dir / name, buf.getvalue().encode())
     atomic.write_bytes(run_dir / RESULT, json.dumps(result.to_json(), indent=2).encode())
     if result.stop_reason != "interrupted":
         (run_dir / UNFINISHED).unlink(missing_ok=True)
@@ -91,9 +95,9 @@ def item_name(path, root) -> str:
     return Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else str(path)
 
 
-def read_outcomes(run_dir: str | Path) -> list[dict[str, Any]]:
-    """A saved run's per-image outcomes (valid_outcomes.csv), with numbers as numbers."""
-    with open(Path(run_dir) / OUTCOMES, newline="") as f:
+def read_outcomes(run_dir: str | Path, name: str = OUTCOMES) -> list[dict[str, Any]]:
+    """A saved run's per-image outcomes (valid_outcomes.csv, or test_outcomes.csv), with numbers as numbers."""
+    with open(Path(run_dir) / name, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         r["correct"], r["p_true"], r["loss"] = int(r["correct"]), float(r["p_true"]), float(r["loss"])

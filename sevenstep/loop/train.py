@@ -41,17 +41,20 @@ class Run:
     resumed_from: int | None = None  # the epoch a resumed run continued from
     weights_epoch: int | None = None  # the epoch whose weights the result holds (the best, or the last)
     n_valid: int = 0  # validation images the final metrics counted
+    # the held-out test set (data.test), evaluated once with the final weights: accuracy, loss, n, per_class
+    test: dict[str, Any] | None = None
     processes: int = 1
     learn: Any = field(default=None, repr=False)
     predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
     outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one per validation image
+    test_outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one per test image
 
     @property
     def diverged(self) -> bool:
         return self.stop_reason == "diverged"
 
     def to_json(self) -> dict[str, Any]:
-        memory_only = ("learn", "predictions", "outcomes")
+        memory_only = ("learn", "predictions", "outcomes", "test_outcomes")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in memory_only}
 
 
@@ -151,16 +154,26 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     """The final validation metrics (unless it diverged), as a Run."""
     from . import distributed
 
-    acc, per_class, predictions, outcomes = None, {}, None, []
+    acc, per_class, predictions, outcomes, test, test_outcomes = None, {}, None, [], None, []
     if learn.run_info.stop_reason != "diverged":
-        # inner=True: no fit/epoch events, which would reset the run's log and stop reason
-        with learn.no_bar():
-            probs, targs, losses = learn.get_preds(dl=learn.dls.valid, inner=True, with_loss=True)
+        probs, targs, losses = _predictions(learn, learn.dls.valid)
         classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
         acc = (classes == targs).float().mean().item()
         per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
         predictions = (classes, targs)
-        outcomes = per_image(learn.dls, targs, classes, probs, losses)
+        outcomes = per_image(learn.dls, learn.dls.valid.items, targs, classes, probs, losses)
+        test_items = getattr(learn.dls, "test_items", None)
+        if test_items:  # once, at the end: nothing chose or stopped on these images
+            test_dl = learn.dls.test_dl(test_items, with_labels=True)
+            probs, targs, losses = _predictions(learn, test_dl)
+            classes = probs.argmax(-1)
+            test_outcomes = per_image(learn.dls, test_items, targs, classes, probs, losses)
+            test = {
+                "accuracy": (classes == targs).float().mean().item(),
+                "loss": losses.mean().item(),
+                "n": len(targs),
+                "per_class": per_class_accuracy(classes, targs, learn.dls.vocab),
+            }
     n_valid = len(predictions[1]) if predictions else 0
     return Run(
         name=recipe.name,
@@ -176,15 +189,24 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         resumed_from=learn.run_info.resumed_from,
         weights_epoch=learn.run_info.weights_epoch or len(learn.run_log.epochs) or None,
         n_valid=n_valid,
+        test=test,
         processes=distributed.world_size(),
         learn=learn,
         predictions=predictions,
         outcomes=outcomes,
+        test_outcomes=test_outcomes,
     )
 
 
-def per_image(dls, targs, classes, probs, losses) -> list[dict[str, Any]]:
-    """Each validation image's outcome: its file (from the source's folder, the same for every run on that
+def _predictions(learn: Learner, dl):
+    """Probabilities, targets and per-image losses. inner=True: no fit/epoch events, which would reset the
+    run's log and stop reason."""
+    with learn.no_bar():
+        return learn.get_preds(dl=dl, inner=True, with_loss=True)
+
+
+def per_image(dls, items, targs, classes, probs, losses) -> list[dict[str, Any]]:
+    """Each validation (or test) image's outcome: its file (from the source's folder, the same for every run on that
     source), label, predicted class, probability of its true class, and loss. Two runs on the same images can
     be compared from these alone (sevenstep/compare/stats.py), without training again."""
     vocab, root = [str(v) for v in dls.vocab], Path(dls.source.path)
@@ -199,7 +221,7 @@ def per_image(dls, targs, classes, probs, losses) -> list[dict[str, Any]]:
             "loss": round(loss, 6),
         }
         for item, t, c, p, loss in zip(
-            dls.valid.items, targs.tolist(), classes.tolist(), p_true.tolist(), losses.tolist()
+            items, targs.tolist(), classes.tolist(), p_true.tolist(), losses.tolist()
         )
     ]
 

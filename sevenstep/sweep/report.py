@@ -162,24 +162,34 @@ def _plots(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> li
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []
     out = []
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # a key with one value has nothing to show across its values: no panel for it
+    varied = [d.key for d in sweep.space if len({repr(t.params.get(d.key)) for t in done}) > 1]
     with warnings.catch_warnings(), plt.rc_context({"figure.max_open_warning": 0}):
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         history = ovm.plot_optimization_history(study, target_name=sweep.metric)
-        per_key = np.atleast_1d(
-            ovm.plot_slice(study, params=[d.key for d in sweep.space], target_name=sweep.metric)
+        per_key = (
+            np.atleast_1d(ovm.plot_slice(study, params=varied, target_name=sweep.metric)) if varied else []
         )
+    baseline = baseline_accuracy is not None and sweep.metric == "accuracy"
     for ax in [history, *per_key]:
-        if baseline_accuracy is not None and sweep.metric == "accuracy":
-            line = ax.axhline(
-                baseline_accuracy, color="grey", linestyle=":", label="pixel-similarity baseline"
-            )
-            if ax is not history:
-                ax.legend(handles=[line], fontsize="small", loc="lower right")
-    if baseline_accuracy is not None and sweep.metric == "accuracy":
-        history.legend(fontsize="small", loc="lower right")
+        line = baseline and ax.axhline(
+            baseline_accuracy, color="grey", linestyle=":", label="pixel-similarity baseline"
+        )
+    if baseline:
+        history.legend(fontsize="small", loc="best")
     history.set_title(f"{sweep.name}: {sweep.metric} per trial")
-    per_key[0].figure.set_size_inches(1.5 + 3.5 * len(per_key), 4.5)
-    per_key[0].figure.suptitle(f"{sweep.name}: {sweep.metric} per value of each swept key")
     out.append(plots.save(history.figure, sweep_dir / "history.png"))
-    out.append(plots.save(per_key[0].figure, sweep_dir / "per_key.png"))
+    if len(per_key):
+        for ax in per_key:
+            for points in ax.collections:  # Optuna colours by trial number from white: outline trial 0 too
+                points.set_edgecolor("black")
+                points.set_linewidth(0.5)
+            ax.tick_params(axis="x", labelrotation=30, labelsize="small")  # long values no longer collide
+        fig = per_key[0].figure
+        fig.set_size_inches(2 + 3.5 * len(per_key), 4.8)
+        fig.suptitle(f"{sweep.name}: {sweep.metric} per value of each swept key")
+        if baseline:  # once, above the panels, where it covers no point
+            fig.legend(handles=[line], fontsize="small", loc="upper right")
+        out.append(plots.save(fig, sweep_dir / "per_key.png"))
     return out

@@ -121,12 +121,17 @@ def list_runs(folder: Path, group: str | None = None, name: str | None = None) -
 def table(found: list[dict[str, Any]]) -> list[list[str]]:
     """Rows for `sevenstep runs`: a header, then one row a run."""
     header = ["started", "name", "group", "steps (init predict loss gradient step repeat stop)"]
-    rows = [header + ["accuracy", "stop", "path"]]
+    tested = any("test/accuracy" in r["summary"] for r in found)  # a column only where a run had a test set
+    rows = [header + ["accuracy", *(["test"] if tested else []), "stop", "path"]]
     for r in found:
         acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
+        test = r["summary"].get("test/accuracy")
+        if tested:
+            acc = [acc, f"{test:.4f}" if isinstance(test, (int, float)) else "-"]
         stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
         if r["summary"].get("resumed_from"):
             stop += f" (resumed after epoch {r['summary']['resumed_from']})"
         started = r["started"][:19].replace("T", " ") or "-"
-        rows.append([started, r["name"], r["group"] or "-", r["steps"], acc, stop, r["path"]])
+        accs = acc if isinstance(acc, list) else [acc]
+        rows.append([started, r["name"], r["group"] or "-", r["steps"], *accs, stop, r["path"]])
     return rows

@@ -31,19 +31,29 @@ def to_image(fig):
 
 
 def _imshow(ax, img) -> None:
-    """A (C, H, W) image, uint8 or in [0, 1]: greyscale as dark ink on white, colour as it is."""
+    """A (C, H, W) image, uint8 or in [0, 1], as its pixels are: greyscale 0 black, the brightest white."""
     img = img.detach().cpu()
     if img.shape[0] == 1:
-        ax.imshow(img[0].numpy(), cmap="Greys")
+        ax.imshow(img[0].numpy(), cmap=GREY)
     else:
         ax.imshow(
             (img.float() / (255 if img.dtype == torch.uint8 else 1)).clamp(0, 1).permute(1, 2, 0).numpy()
         )
 
 
-def sample_grid(dls, n: int = 24):
-    """Validation digits (never augmented) with their labels, drawn by fastai's own show_batch."""
-    dls.valid.new(shuffle=True).show_batch(max_n=n, nrows=3, ncols=n // 3, figsize=(n // 3, 3.6), show=True)
+# fastai draws greyscale with matplotlib's "Greys", which inverts it (255 black): white shapes on black would
+# look black on white, unlike the same images in colour. Every picture here draws pixels as they are.
+GREY = "gray"
+
+
+def sample_grid(dl, n: int = 24):
+    """Images of one split (validation: never augmented) with their labels, drawn by fastai's own show_batch."""
+    n = max(1, min(n, len(dl.dataset)))
+    cols = min(n, 12)
+    rows = -(-n // cols)
+    dl.new(shuffle=True, bs=min(n, len(dl.dataset))).show_batch(
+        max_n=n, nrows=rows, ncols=cols, figsize=(max(cols, 2), 1.2 * rows), show=True, cmap=GREY
+    )
     return plt.gcf()
 
 
@@ -69,8 +79,11 @@ def predictions_grid(images, classes, targets, vocab, n: int = 32):
 def top_losses(interp, k: int = 9):
     """The validation images the model got most wrong, drawn by fastai's plot_top_losses."""
     k = min(k, len(interp.losses))
-    interp.plot_top_losses(k, nrows=(k + 2) // 3, figsize=(7, 2.5 * ((k + 2) // 3)))
-    return plt.gcf()
+    interp.plot_top_losses(k, nrows=(k + 2) // 3, figsize=(7, 2.6 * ((k + 2) // 3)), cmap=GREY)
+    fig = plt.gcf()
+    for ax in fig.axes:  # fastai's one-line titles overlap once class names are longer than a digit
+        ax.set_title(ax.get_title().replace(" / ", "\n", 1), fontsize=8)
+    return fig
 
 
 def confusion_matrix(interp):

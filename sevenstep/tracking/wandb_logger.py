@@ -159,6 +159,7 @@ class WandbLogger(SparseCallback):
             _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
             | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
             | ({"resumed_from": run.resumed_from} if run.resumed_from else {})
+            | _test_summary(run.test)
         )
         if run.predictions is not None and learn.run_info.pictures:
             classes, targets = run.predictions
@@ -229,6 +230,14 @@ class WandbLogger(SparseCallback):
 def _finish_stopped(wb, error: BaseException) -> None:
     wb.summary["stop_reason"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
     wb.finish(exit_code=1)
+
+
+def _test_summary(test: dict[str, Any] | None) -> dict[str, Any]:
+    """The held-out test set's figures, under test/ beside the validation ones."""
+    if not test:
+        return {}
+    per_class = {f"test/per_class/{k}": v for k, v in test["per_class"].items()}
+    return {"test/accuracy": test["accuracy"], "test/loss": test["loss"], "test/n": test["n"]} | per_class
 
 
 def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:

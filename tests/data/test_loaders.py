@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -170,6 +171,29 @@ def test_data_show_writes_a_grid_png(tmp_path, tiny_folder):
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 200
         assert np.asarray(im.convert("L")).std() > 10  # not a blank canvas
+
+
+def test_data_show_draws_the_split_and_number_asked_at_the_size_asked(tmp_path):
+    folder = make_folder(tmp_path / "mixed", n_train=6, n_valid=3)
+    make_folder(folder, n_train=2, n_valid=0, splits=("test", "unused"))
+    Image.open(folder / "train" / "a" / "0.png").resize((40, 30)).save(folder / "train" / "a" / "0.png")
+    show = ["data", "show", f"folder:{folder}"]
+    refused = CliRunner().invoke(app, [*show, "--out", str(tmp_path / "no.png")])
+    assert refused.exit_code == 2 and "data show --size N" in refused.output
+    for split, n, drawn in (("train", 5, 5), ("test", 9, 4)):
+        out = tmp_path / f"{split}.png"
+        result = CliRunner().invoke(
+            app, [*show, "--split", split, "--n", str(n), "--size", "16", "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert f"{drawn} {split} image(s) drawn in {out}" in result.output
+        assert re.search(r"^test\s+2\s+2\s+4$", result.output, re.M), result.output
+        # white shapes on a dark background stay so: pixels drawn as they are, not fastai's inverted "Greys"
+        with Image.open(out) as im:
+            pixels = np.asarray(im.convert("L"))
+        assert (pixels < 60).mean() > 0.15, "the images' dark backgrounds are drawn dark"
+    no_test = CliRunner().invoke(app, ["data", "show", "mnist5k-3v7", "--split", "test"])
+    assert no_test.exit_code == 2 and "has no test/ folder" in no_test.output
 
 
 def test_cli_module_does_not_import_torch_or_fastai():

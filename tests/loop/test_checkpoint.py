@@ -156,10 +156,17 @@ def test_a_finished_epochs_run_can_be_given_more_epochs(tmp_path):
     three = train.run(
         recipe.load(LINEAR, ["steps.repeat.n=3"]), [checkpoint.Checkpointer], runs_dir=tmp_path / "a"
     )
+    finished = {f.name: f.read_bytes() for f in Path(three.run_dir).iterdir() if f.is_file()}
     again, state = checkpoint.prepare(three.run_dir, ["steps.repeat.n=5"])
     five = train.run(again, [checkpoint.Checkpointer], resume=(Path(three.run_dir), state))
     alone = train.run(recipe.load(LINEAR, ["steps.repeat.n=5"]), runs_dir=tmp_path / "b")
     assert _metrics(five) == _metrics(alone) and _same_weights(five, alone) and five.resumed_from == 3
+    # what the run was when it finished is kept beside the extension, byte for byte
+    kept = Path(three.run_dir) / "finished-at-epoch-3"
+    for name in ("result.json", "model.pth", "valid_outcomes.csv", "recipe.toml"):
+        assert (kept / name).read_bytes() == finished[name], name
+    assert json.loads((kept / "result.json").read_text())["accuracy"] == three.accuracy
+    assert len(json.loads((Path(three.run_dir) / "result.json").read_text())["epochs"]) == 5
 
 
 class _Counter(Callback):
