@@ -12,6 +12,7 @@ import typer
 from ..errors import UsageError
 from ..utils import signals, tables
 from .common import (
+    StorageOption,
     app,
     data_app,
     friendly,
@@ -170,3 +171,54 @@ def runs_cmd(
     rows = local_runs.table(found)
     typer.echo(tables.text(rows))
     typer.echo(f"\nbrowse them with: wandb leet {folder}")
+
+
+@app.command("report")
+@friendly
+def report_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A comparison's report folder, a sweep's folder, or run folders (runs/<name>-<time>)"
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The HTML file \\[default: report.html in the comparison's or sweep's folder; for run "
+            "folders runs/runs-<time>.html]"
+        ),  # fmt: skip
+    ] = None,
+    storage: StorageOption = None,
+):
+    """One self-contained HTML page: tables, interactive charts and pictures, opened with a double click (no
+    server, no network). `compare` and `sweep` write theirs on their own; this makes one for any folder."""
+    import time
+
+    from ..tracking import page
+
+    for p in paths:
+        if not p.is_dir():
+            raise UsageError(
+                f"{p}: no such folder; give a comparison's report folder, a sweep's folder or run folders"
+            )
+    kinds = {p: page.kind_of(p) for p in paths}
+    if unknown := [str(p) for p, k in kinds.items() if k == "unknown"]:
+        raise UsageError(
+            f"{', '.join(unknown)}: not a comparison (results.json), a sweep (trials.json) or a run (result.json)"
+        )
+    if out is not None:
+        output_folder(out.parent if str(out.parent) else Path("."), "--out's folder")
+    single = len(paths) == 1 and kinds[paths[0]] in ("comparison", "sweep")
+    if single and kinds[paths[0]] == "comparison":
+        written = page.comparison(paths[0], out=out)
+    elif single:
+        written = page.sweep(paths[0], storage=storage, out=out)
+    else:
+        if others := [str(p) for p, k in kinds.items() if k != "run"]:
+            raise UsageError(f"{', '.join(others)}: give one comparison or sweep folder, or only run folders")
+        out = out or output_folder(Path("runs"), "runs") / f"runs-{time.strftime('%Y%m%d-%H%M%S')}.html"
+        written = page.runs(paths, out)
+    typer.echo(
+        f"page: {written} ({written.stat().st_size / 1e6:.1f} MB; opens in a browser, no server needed)"
+    )

@@ -245,6 +245,7 @@ def compare_cmd(
             typer.echo(tables.text(compare.table(rows)), file=out)
             typer.echo("\n" + reports.legend(plan, rows), file=out)
             typer.echo(f"\nreport: {report}", file=out)
+            typer.echo(f"page:   {report / 'report.html'} (opens in a browser, no server needed)", file=out)
     failed = [r.method for r in results if r.status == "failed"]
     if any(r.status == "interrupted" for r in results):
         raise typer.Exit(130)
@@ -294,6 +295,8 @@ def sweep_cmd(
             typer.echo(f"\nbest: trial {best['trial']}, {sweep.metric} {best[sweep.metric]:.4f}")
             typer.echo(f"reproduce it: sevenstep run {summary['best_recipe']}")
         typer.echo(f"report: {summary['sweep_dir']}")
+        if summary.get("page"):
+            typer.echo(f"page:   {summary['page']} (opens in a browser, no server needed)")
     if session.mode != "disabled":
         folder = Path(session.dir) / "wandb"
         typer.echo(

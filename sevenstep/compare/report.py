@@ -152,7 +152,8 @@ def _per_image(runs: dict[int, Result], seeds: list[int]) -> dict[str, list[int]
 
 
 def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
-    from ..tracking import plots
+    """results.md, .csv and .json, the pictures, and the page (report.html) that shows them all."""
+    from ..tracking import page, plots
 
     rows = methods(plan, results)
     baseline = next((m for m in rows if m.kind == "baseline" and m.mean is not None), None)
@@ -162,6 +163,7 @@ def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     (report / "results.md").write_text(tables.markdown(table(rows)) + "\n" + legend(plan, rows) + "\n")
     _write_csv(rows, report)
     (report / "results.json").write_text(json.dumps(summary(plan, results, report, rows), indent=2))
+    page.comparison(report)
     return rows
 
 
@@ -176,6 +178,7 @@ def summary(plan: Plan, results: list[Result], report: Path, rows: list[Method] 
         "report_dir": str(report),
         "methods": [m.to_json() for m in rows],
         "results": [r.to_json() for r in results],
+        "legend": legend(plan, rows),
     }
 
 

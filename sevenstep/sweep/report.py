@@ -117,6 +117,9 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         "trials": rows,
     }
     (sweep_dir / "trials.json").write_text(json.dumps(summary, indent=2))
+    from ..tracking import page
+
+    summary["page"] = str(page.sweep(sweep_dir, study))
     return summary
 
 

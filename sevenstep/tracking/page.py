@@ -1,0 +1,375 @@
+"""One self-contained HTML page per comparison, sweep or selection of runs: opened with a double click, mailed,
+committed beside a notebook. No server and no network: everything it shows is inside the file.
+
+The charts are plotly figures (a sweep's are Optuna's own plotly visualisations); only the page around them is
+written here. plotly.js is 4.8 MB, so it is embedded once, gzip-compressed (about 1.4 MB), and unpacked by the
+browser's own DecompressionStream before the figures are drawn: a page stays well under 5 MB. Pictures the
+runs already drew (top losses, confusion matrix, weights) are embedded as PNGs.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic
+
+PAGE = "report.html"
+REFRESH_SECONDS = 10  # while a comparison or sweep is running, its page reloads itself this often
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}td.differs{background:#fff3bf;font-weight:600}.verdict-better{color:#1b7f2a}
+.verdict-worse{color:#b3261e}.note{color:#555;font-size:.9em;max-width:70em}.chart{min-height:420px}
+.pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:380px}
+figcaption{font-size:.85em;color:#555}.running{background:#e7f1ff;padding:.5em;border-radius:4px}
+"""
+
+LOADER = """
+(async () => {
+  const packed = Uint8Array.from(atob(document.getElementById("plotly-gz").textContent), c => c.charCodeAt(0));
+  const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const script = document.createElement("script");
+  script.text = await new Response(stream).text();
+  document.head.appendChild(script);
+  let drawn = 0;
+  for (const el of document.querySelectorAll("[data-figure]")) {
+    const spec = JSON.parse(document.getElementById(el.dataset.figure).textContent);
+    await Plotly.newPlot(el, spec.data, spec.layout, {responsive: true, displaylogo: false});
+    el.dataset.drawn = "yes";
+    drawn += 1;
+  }
+  document.body.dataset.charts = String(drawn);
+})();
+"""
+
+
+@functools.cache
+def _plotly_js_packed() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 6, mtime=0)).decode()
+
+
+class Page:
+    """Sections of a page, in order; `write` puts them in one file with plotly.js and every figure's JSON."""
+
+    def __init__(self, title: str, subtitle: str = "", running: bool = False):
+        self.title, self.subtitle, self.running = title, subtitle, running
+        self.parts: list[str] = []
+        self.figures: list[str] = []
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def note(self, text: str) -> None:
+        self.parts.append(f'<p class="note">{html.escape(text)}</p>')
+
+    def table(self, rows: list[list[Any]], differs: set[tuple[int, int]] = frozenset(), id: str = "") -> None:
+        """rows[0] is the header; `differs` holds (row, column) cells to highlight (1-based rows of data)."""
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
+        body = []
+        for i, row in enumerate(rows[1:], 1):
+            cells = []
+            for j, c in enumerate(row):
+                classes = ["differs"] if (i, j) in differs else []
+                text = str(c)
+                if text.startswith(("better", "worse")):
+                    classes.append(f"verdict-{text.split()[0]}")
+                cls = f' class="{" ".join(classes)}"' if classes else ""
+                cells.append(f"<td{cls}>{html.escape(text)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        ident = f' id="{id}"' if id else ""
+        self.parts.append(
+            f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+    def figure(self, fig) -> None:
+        """A plotly figure, drawn in the browser from its JSON."""
+        n = len(self.figures)
+        self.figures.append(f'<script type="application/json" id="fig{n}">{_safe(fig.to_json())}</script>')
+        self.parts.append(f'<div class="chart" data-figure="fig{n}"></div>')
+
+    def pictures(self, pngs: list[tuple[str, Path]]) -> None:
+        found = [(caption, p) for caption, p in pngs if Path(p).is_file()]
+        if not found:
+            return
+        figures = [
+            f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,'
+            f'{base64.b64encode(Path(p).read_bytes()).decode()}"><figcaption>{html.escape(c)}</figcaption></figure>'
+            for c, p in found
+        ]
+        self.parts.append(f'<div class="pictures">{"".join(figures)}</div>')
+
+    def html(self) -> str:
+        refresh = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if self.running else ""
+        running = (
+            f'<p class="running">Still running: this page reloads itself every {REFRESH_SECONDS} s.</p>'
+            if self.running
+            else ""
+        )
+        return (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">{refresh}'
+            f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1><p class='note'>{html.escape(self.subtitle)}</p>{running}"
+            + "".join(self.parts)
+            + "".join(self.figures)
+            + f'<script type="application/octet-stream" id="plotly-gz">{_plotly_js_packed()}</script>'
+            + f"<script>{LOADER}</script></body></html>"
+        )
+
+    def write(self, path: Path) -> Path:
+        atomic.write_bytes(path, self.html().encode())  # a reader (or the browser reloading) sees it whole
+        return path
+
+
+def _safe(text: str) -> str:
+    """JSON inside a <script> element: `</` would end the element early."""
+    return text.replace("</", "<\\/")
+
+
+# --- a comparison ----------------------------------------------------------------------------------------
+
+
+def comparison(report: Path, running: bool = False, out: Path | None = None) -> Path:
+    """The page of a comparison's report folder, from its results.json and its runs' folders."""
+    from ..compare.report import Method, table
+
+    summary = json.loads((report / "results.json").read_text())
+    methods = [Method(**_method(m)) for m in summary["methods"]]
+    results = summary["results"]
+    seeds = ", ".join(map(str, summary["seeds"])) if isinstance(summary["seeds"], list) else summary["seeds"]
+    page = Page(
+        f"Comparison: {summary['name']}",
+        f"data {summary['source']}, seeds {seeds}, split {summary['split']}; folder {report}",
+        running,
+    )
+    page.heading("Is the difference real?")
+    page.table(table(methods), id="verdicts")
+    if summary.get("legend"):
+        for line in summary["legend"].splitlines():
+            page.note(line)
+    page.heading("Learning curves")
+    page.note("Each method's mean over seeds, with a band from its lowest to its highest seed; click a legend "
+              "entry to show each seed's own curve.")  # fmt: skip
+    page.figure(_curves(results, methods))
+    page.heading("Every seed")
+    page.figure(_seed_dots(methods))
+    page.heading("What each run was")
+    _configs(
+        page, [(f"{r['method']} seed {r['seed']}", r.get("run_dir")) for r in results if r.get("run_dir")]
+    )
+    page.heading("Pictures")
+    pngs = [("ideal digits (the baseline's model)", report / "ideal_digits.png")]
+    pngs += [(f"weights: {p.stem.removeprefix('weights-')}", p) for p in sorted(report.glob("weights-*.png"))]
+    for m in methods:
+        first = next((r for r in results if r["method"] == m.method and r.get("run_dir")), None)
+        if first:
+            folder = Path(first["run_dir"])
+            pngs += [(f"{m.method}, seed {first['seed']}: {name.split('.')[0].replace('_', ' ')}", folder / name)
+                     for name in ("top_losses.png", "confusion_matrix.png")]  # fmt: skip
+    page.pictures(pngs)
+    return page.write(out or report / PAGE)
+
+
+def _method(m: dict[str, Any]) -> dict[str, Any]:
+    from ..compare.report import Method
+
+    known = {f for f in Method.__dataclass_fields__}
+    m = {k: v for k, v in m.items() if k in known}
+    for key in ("interval", "test_interval"):
+        m[key] = tuple(m[key]) if m.get(key) else None
+    return m
+
+
+def _curves(results: list[dict[str, Any]], methods) -> Any:
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    fig = go.Figure()
+    sgd = [m for m in methods if m.kind == "sgd"]
+    for i, m in enumerate(sgd):
+        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+        runs = [r for r in results if r["method"] == m.method and r.get("epochs")]
+        if not runs:
+            continue
+        n = min(len(r["epochs"]) for r in runs)  # the epochs every seed reached
+        epochs = list(range(1, n + 1))
+        per_epoch = [[r["epochs"][e]["accuracy"] for r in runs] for e in range(n)]
+        low, high = [min(a) for a in per_epoch], [max(a) for a in per_epoch]
+        fig.add_trace(go.Scatter(x=epochs + epochs[::-1], y=high + low[::-1], fill="toself", opacity=0.2,
+                                 line=dict(width=0), fillcolor=colour, hoverinfo="skip", showlegend=False,
+                                 legendgroup=m.method))  # fmt: skip
+        mean = [sum(a) / len(a) for a in per_epoch]
+        fig.add_trace(go.Scatter(x=epochs, y=mean, name=f"{m.method} (mean of {len(runs)})", mode="lines+markers",
+                                 line=dict(color=colour, width=3), legendgroup=m.method))  # fmt: skip
+        for r in runs:
+            fig.add_trace(go.Scatter(x=[e["epoch"] for e in r["epochs"]], y=[e["accuracy"] for e in r["epochs"]],
+                                     name=f"{m.method} seed {r['seed']}", visible="legendonly",
+                                     line=dict(color=colour, width=1, dash="dot")))  # fmt: skip
+    base = next((m for m in methods if m.kind == "baseline" and m.mean is not None), None)
+    if base:
+        fig.add_hline(y=base.mean, line_dash="dash", line_color="grey", annotation_text=base.method)
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=460,
+                      xaxis=dict(dtick=1 if max((len(r.get("epochs") or []) for r in results), default=0) <= 20 else None))  # fmt: skip
+    return fig
+
+
+def _seed_dots(methods) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for m in methods:
+        if m.mean is None:
+            continue
+        error = None
+        if m.interval:
+            error = dict(type="data", symmetric=False, array=[m.interval[1] - m.mean],
+                         arrayminus=[m.mean - m.interval[0]], thickness=2, width=12)  # fmt: skip
+        fig.add_trace(go.Scatter(x=[m.method], y=[m.mean], error_y=error, mode="markers", marker=dict(size=14,
+                                 symbol="line-ew-open"), name=f"{m.method}: mean, 95% interval"))  # fmt: skip
+        fig.add_trace(go.Scatter(x=[m.method] * len(m.accuracies), y=m.accuracies, mode="markers",
+                                 text=[f"seed {s}" for s in m.seeds], hovertemplate="%{text}: %{y:.3f}",
+                                 marker=dict(size=8, opacity=0.7), name=f"{m.method}: each seed"))  # fmt: skip
+    fig.update_layout(yaxis_title="validation accuracy", height=420, showlegend=False)
+    return fig
+
+
+def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
+    """One row per run, one column per recipe key; the keys whose values differ between runs first, and
+    highlighted."""
+    import tomllib
+
+    from ..recipe import flatten
+
+    configs = []
+    for label, folder in runs:
+        file = Path(folder or "") / "recipe.toml"
+        if file.is_file():
+            configs.append((label, dict(flatten(tomllib.loads(file.read_text())))))
+    if not configs:
+        page.note("No run folder could be read.")
+        return
+    keys = sorted({k for _, c in configs for k in c if not k.startswith("plugin_sha256")})
+    differs = [k for k in keys if len({repr(c.get(k)) for _, c in configs}) > 1]
+    same = [k for k in keys if k not in differs]
+    columns = differs + same
+    rows = [["run", *columns]] + [[label, *(c.get(k, "-") for k in columns)] for label, c in configs]
+    cells = {(i, j + 1) for i in range(1, len(rows)) for j in range(len(differs))}
+    page.note(
+        f"{len(differs)} key(s) differ between these runs (highlighted, first): {', '.join(differs) or 'none'}."
+    )
+    page.table(rows, cells, id="configs")
+
+
+# --- a sweep ---------------------------------------------------------------------------------------------
+
+
+def sweep(
+    sweep_dir: Path, study=None, running: bool = False, storage: str | None = None, out: Path | None = None
+) -> Path:
+    """The page of a sweep's folder: its trials table and Optuna's own plotly figures (the study read from
+    `storage`, by default the folder's journal, when none is given)."""
+    import warnings
+
+    import optuna
+    import optuna.visualization as ov
+
+    summary = json.loads((sweep_dir / "trials.json").read_text())
+    page = Page(f"Sweep: {summary['name']}", f"{summary['direction']} {summary['metric']}, sampler "
+                f"{summary['sampler']}; folder {sweep_dir}", running)  # fmt: skip
+    page.heading("Trials")
+    trials = summary["trials"]
+    if trials:
+        skip = {"run_dir", "run_dirs", "host", "error"}
+        keys = [k for k in trials[0] if k not in skip]
+        page.table([keys] + [[_cell(t.get(k)) for k in keys] for t in trials], id="trials")
+    best = summary.get("best")
+    if best:
+        page.note(
+            f"best: trial {best.get('trial')}, {summary['metric']} {_cell(best.get(summary['metric']))}"
+        )
+    if study is None and (storage or (sweep_dir / "study.journal").is_file()):
+        from ..sweep.study import storage_for
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=summary["name"], storage=storage_for(storage, sweep_dir))
+    if study is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for title, draw in (("Optimisation history", ov.plot_optimization_history),
+                                ("Parallel coordinates", ov.plot_parallel_coordinate),
+                                ("The metric per value of each key", ov.plot_slice),
+                                ("Which keys mattered (fANOVA importance)", ov.plot_param_importances)):  # fmt: skip
+                try:
+                    fig = draw(study, target_name=summary["metric"])
+                except (ValueError, RuntimeError) as e:  # too few trials, or one value per key
+                    page.heading(title)
+                    page.note(f"not drawn: {e}")
+                    continue
+                page.heading(title)
+                page.figure(fig)
+    page.heading("What each trial was")
+    _configs(page, [(f"trial {t['trial']}", t.get("run_dir")) for t in trials if t.get("run_dir")])
+    return page.write(out or sweep_dir / PAGE)
+
+
+def _cell(v: Any) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return f"[{', '.join(_cell(x) for x in v)}]"
+    return str(v)
+
+
+# --- run folders -----------------------------------------------------------------------------------------
+
+
+def runs(folders: list[Path], out: Path) -> Path:
+    """A page for run folders chosen by hand: their results side by side, their curves, what differs."""
+    import plotly.graph_objects as go
+
+    page = Page(f"{len(folders)} run(s)", ", ".join(str(f) for f in folders))
+    results = [(f, json.loads((f / "result.json").read_text())) for f in folders]
+    page.heading("Results")
+    rows = [["run", "accuracy", "test", "epochs", "stop", "fit s"]]
+    for f, r in results:
+        test = r.get("test") or {}
+        rows.append([f.name, _cell(r.get("accuracy")), _cell(test.get("accuracy")), len(r.get("epochs") or []),
+                     r.get("stop_reason", "-"), _cell(r.get("fit_seconds"))])  # fmt: skip
+    page.table(rows, id="results")
+    page.heading("Learning curves")
+    fig = go.Figure()
+    for f, r in results:
+        epochs = r.get("epochs") or []
+        fig.add_trace(
+            go.Scatter(x=[e["epoch"] for e in epochs], y=[e["accuracy"] for e in epochs], name=f.name)
+        )
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=460)
+    page.figure(fig)
+    page.heading("What each run was")
+    _configs(page, [(f.name, str(f)) for f, _ in results])
+    page.heading("Pictures")
+    page.pictures([(f"{f.name}: {n.split('.')[0].replace('_', ' ')}", f / n) for f, _ in results
+                   for n in ("top_losses.png", "confusion_matrix.png", "weights.png")])  # fmt: skip
+    return page.write(out)
+
+
+def kind_of(path: Path) -> str:
+    """What a folder is: a comparison's report, a sweep's folder, or a run."""
+    if (path / "results.json").is_file():
+        return "comparison"
+    if (path / "trials.json").is_file():
+        return "sweep"
+    if (path / "result.json").is_file():
+        return "run"
+    return "unknown"

@@ -1,0 +1,148 @@
+"""The pages of a comparison, a sweep and run folders: one HTML file each, opened in a real browser (Debian's
+headless Chromium through Selenium) from the file itself, with no server and no network."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LINEAR
+from sevenstep import compare
+from sevenstep.cli import app
+
+QUICK = '{ "steps.repeat.n" = 2, "data.bs" = 8 }'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip(
+            "no headless browser: Debian's chromium and chromium-driver are not installed (.ci/run installs them)"
+        )
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1300,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        b = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    except Exception as e:  # a browser that cannot start here is said, not faked
+        pytest.skip(f"headless chromium could not start: {str(e).splitlines()[0]}")
+    yield b
+    b.quit()
+
+
+def _open(browser, page: Path, timeout: float = 30) -> float:
+    """Load the file, wait until every chart is drawn; the seconds it took. A script error fails the test."""
+    start = time.perf_counter()
+    browser.get(page.resolve().as_uri())
+    n = len(browser.find_elements("css selector", "[data-figure]"))
+    deadline = time.time() + timeout
+    while browser.execute_script("return document.body.dataset.charts") != str(n):
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        assert time.time() < deadline, f"charts not drawn in {timeout} s"
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    drawn = browser.execute_script(
+        "return [...document.querySelectorAll('[data-figure]')].map(el => el.querySelectorAll('svg.main-svg').length)"
+    )
+    assert drawn and all(k > 0 for k in drawn), drawn  # plotly drew an SVG in every chart
+    return seconds
+
+
+def _rows(browser, table_id: str) -> list[list[str]]:
+    return browser.execute_script(
+        f"return [...document.querySelectorAll('#{table_id} tr')].map(r => [...r.cells].map(c => c.textContent))"
+    )
+
+
+def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_folder, browser):
+    file = tmp_path / "cmp.toml"
+    file.write_text(
+        f'source = "folder:{tiny_folder}"\nseeds = [1, 2, 3]\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "linear"\nset = {QUICK}\n'
+        f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "linear lr 0.1"\nset = {{ "steps.repeat.n" = 2, "data.bs" = 8, '
+        '"steps.step.lr" = 0.1 }\n'
+    )
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    page = report / "report.html"
+    assert page.is_file() and page.stat().st_size < 5_000_000
+    _open(browser, page)
+    summary = json.loads((report / "results.json").read_text())
+    rows = _rows(browser, "verdicts")
+    assert rows[0][:6] == ["method", "accuracy", "95% interval", "seeds", "vs baseline", "vs best"]
+    by_method = {r[0]: r for r in rows[1:]}
+    for m in summary["methods"]:
+        row = by_method[m["method"]]
+        if m["kind"] == "sgd":
+            assert row[3].replace("*", "").split() == [f"{100 * a:.1f}" for a in m["accuracies"]]  # each seed
+            assert row[4].startswith(m["vs_baseline"]["verdict"])
+    # the configs table: one row per run, the key that differs highlighted
+    configs = _rows(browser, "configs")
+    assert len(configs) == 1 + 6 and configs[0][1:4] == [
+        "name",
+        "seed",
+        "steps.step.lr",
+    ]  # what differs first
+    highlighted = browser.execute_script(
+        "return [...document.querySelectorAll('#configs td.differs')].length"
+    )
+    assert highlighted == 6 * 3
+    # each seed's own curve is in the chart, hidden until asked for
+    names = browser.execute_script(
+        "return document.querySelector('[data-figure]').data.map(t => [t.name, t.visible])"
+    )
+    assert ["linear seed 2", "legendonly"] in names and any(n and "mean of 3" in n for n, _ in names)
+
+
+def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
+    file = tmp_path / "sw.toml"
+    file.write_text(
+        f'name = "page"\nrecipe = "{LINEAR}"\nmetric = "accuracy"\nsampler = "grid"\n[space]\n'
+        '"steps.init.name" = ["zeros", "normal"]\n"steps.step.lr" = [0.1, 1.0]\n"steps.repeat.n" = [1]\n'
+    )
+    result = CliRunner().invoke(
+        app, ["sweep", str(file), "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled"]
+    )
+    assert result.exit_code == 0, result.output
+    page = Path(re.search(r"^page:\s+(\S+)", result.output, re.M).group(1))
+    _open(browser, page)
+    trials = _rows(browser, "trials")
+    assert len(trials) == 1 + 4 and {r[0] for r in trials[1:]} == {"0", "1", "2", "3"}
+    headings = browser.execute_script("return [...document.querySelectorAll('h2')].map(h => h.textContent)")
+    for title in ("Optimisation history", "Parallel coordinates", "The metric per value of each key"):
+        assert title in headings
+
+
+def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_path, tiny_folder, browser):
+    folders = []
+    for lr in ("0.1", "1.0"):
+        out = CliRunner().invoke(app, ["run", LINEAR, "--set", f"data.source=folder:{tiny_folder}", "--set",
+                                       "steps.repeat.n=2", "--set", f"steps.step.lr={lr}", "--json", "--wandb",
+                                       "disabled", "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+        folders.append(json.loads(out.stdout.strip().splitlines()[-1])["run_dir"])
+    page = tmp_path / "two.html"
+    result = CliRunner().invoke(app, ["report", *folders, "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    _open(browser, page)
+    assert [r[0] for r in _rows(browser, "results")[1:]] == [Path(f).name for f in folders]
+    assert "steps.step.lr" in _rows(browser, "configs")[0][1:3]
+    refused = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert refused.exit_code == 2 and "not a comparison (results.json), a sweep" in refused.output
