@@ -389,6 +389,14 @@ def main() -> None:
         f"(target at most 2x)\n   a 10-class comparison (linear, simple net; 5 seeds): {seeds['1 worker']:.1f} s on "
         f"1 worker, {seeds['2 workers']:.1f} s on 2: {seeds['1 worker'] / seeds['2 workers']:.2f}x the speed"
     )
+    from .pages import bench_pages
+
+    pages = bench_pages()
+    print("8. report pages in headless Chromium (size; median seconds to open with every chart drawn)")
+    if not pages:
+        print("   skipped: no headless chromium here (Debian's chromium and chromium-driver)")
+    for name, (mb, seconds) in pages.items():
+        print(f"   {name:<45} {mb:.1f} MB, {seconds:.2f} s   (targets: under 5 MB, under 2 s)")
     print(
         f"\n(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
     )

@@ -15,6 +15,7 @@ from .common import (
     StorageOption,
     app,
     data_app,
+    free_port,
     friendly,
     output_folder,
     quiet_libraries,
@@ -222,3 +223,38 @@ def report_cmd(
     typer.echo(
         f"page: {written} ({written.stat().st_size / 1e6:.1f} MB; opens in a browser, no server needed)"
     )
+
+
+@app.command("dashboard")
+@friendly
+def dashboard_cmd(
+    where: Annotated[
+        str,
+        typer.Argument(help="A sweep's folder (its study.journal), a journal file, or an Optuna storage URL"),
+    ],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Loopback port; 0 picks a free one")] = 0,
+):
+    """Optuna Dashboard (optuna-dashboard) on this machine's loopback address, live while a sweep runs: every
+    trial, its values and Optuna's plots. Ctrl-C stops it."""
+    import logging
+
+    from ..sweep.study import storage_for
+
+    path = Path(where)
+    if "://" not in where:
+        if path.is_dir():
+            path = path / "study.journal"
+        if not path.is_file():
+            raise UsageError(
+                f"{where}: no study here; give a sweep's folder, its study.journal, or a storage URL"
+            )
+    storage = storage_for(where if "://" in where else str(path), path.parent)
+    port = port or free_port()
+    from optuna_dashboard import run_server
+
+    logging.getLogger("optuna_dashboard").setLevel(logging.WARNING)
+    typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (Ctrl-C stops it)", err=True)
+    try:
+        run_server(storage, host="127.0.0.1", port=port)
+    except OSError as e:
+        raise UsageError(f"--port {port}: cannot listen there ({e.strerror or e}); try --port 0") from None

@@ -96,6 +96,15 @@ def output_folder(path: Path, option: str) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS's choice)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def friendly(command):
     """A user's mistake becomes one clear line on stderr and exit code 2 (a failed run: 1), not a traceback."""
 

@@ -6,7 +6,7 @@ import functools
 import io
 import json
 import os
-from contextlib import redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from .common import (
     app,
     before_training,
     check_names,
+    free_port,
     friendly,
     quiet_libraries,
     training,
@@ -255,6 +256,29 @@ def compare_cmd(
         )
 
 
+@contextmanager
+def _dashboard(sweep_dir: Path, storage: str | None):
+    """`sevenstep dashboard` in a process of its own for as long as the sweep runs."""
+    import subprocess
+    import sys
+
+    if not storage:  # served from the start, before the sweep's first trial writes to it
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "study.journal").touch()
+    where, port = storage or str(sweep_dir / "study.journal"), free_port()
+    cmd = [sys.executable, "-m", "sevenstep", "dashboard", where, "--port", str(port)]
+    # its request log would interleave with the trials' lines
+    server = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (live while the sweep runs)", err=True)
+    try:
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @app.command("sweep")
 @friendly
 def sweep_cmd(
@@ -272,6 +296,9 @@ def sweep_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Serve Optuna Dashboard on loopback while the sweep runs")
+    ] = False,
 ):
     """Run a recipe over a space of values with Optuna: every trial a full run, one table, the best recipe.
 
@@ -282,7 +309,8 @@ def sweep_cmd(
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
     session = before_training(runs_dir, wandb, wandb_dir, device)
     progress = functools.partial(typer.echo, err=True)
-    summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
+    with _dashboard(runs_dir / f"sweep-{sweep.name}", storage) if dashboard else nullcontext():
+        summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
     from ..sweep.report import format_rows
 
     if as_json:

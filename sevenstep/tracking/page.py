@@ -29,7 +29,7 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 th{background:#f4f4f4}td.differs{background:#fff3bf;font-weight:600}.verdict-better{color:#1b7f2a}
 .verdict-worse{color:#b3261e}.note{color:#555;font-size:.9em;max-width:70em}.chart{min-height:420px}
 .pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:380px}
-figcaption{font-size:.85em;color:#555}.running{background:#e7f1ff;padding:.5em;border-radius:4px}
+figcaption{font-size:.85em;color:#555}.wide{overflow-x:auto}td{white-space:nowrap}.running{background:#e7f1ff;padding:.5em;border-radius:4px}
 """
 
 LOADER = """
@@ -261,7 +261,7 @@ def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
     differs = [k for k in keys if len({repr(c.get(k)) for _, c in configs}) > 1]
     same = [k for k in keys if k not in differs]
     columns = differs + same
-    rows = [["run", *columns]] + [[label, *(c.get(k, "-") for k in columns)] for label, c in configs]
+    rows = [["run", *columns]] + [[label, *(_toml(c.get(k, "-")) for k in columns)] for label, c in configs]
     cells = {(i, j + 1) for i in range(1, len(rows)) for j in range(len(differs))}
     page.note(
         f"{len(differs)} key(s) differ between these runs (highlighted, first): {', '.join(differs) or 'none'}."
@@ -319,6 +319,11 @@ def sweep(
     page.heading("What each trial was")
     _configs(page, [(f"trial {t['trial']}", t.get("run_dir")) for t in trials if t.get("run_dir")])
     return page.write(out or sweep_dir / PAGE)
+
+
+def _toml(v: Any) -> str:
+    """A recipe's value as its file writes it (true, not True)."""
+    return str(v).lower() if isinstance(v, bool) else _cell(v) if isinstance(v, (float, list)) else str(v)
 
 
 def _cell(v: Any) -> str:

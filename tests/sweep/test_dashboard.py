@@ -1,0 +1,57 @@
+"""`sevenstep dashboard`: Optuna Dashboard served on loopback against a real journal, read back over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+
+from sevenstep.cli.common import free_port
+from sevenstep.sweep.study import storage_for
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_the_dashboard_serves_a_sweeps_journal_over_http(tmp_path):
+    sweep_dir = tmp_path / "sweep-demo"
+    study = optuna.create_study(study_name="demo", storage=storage_for(None, sweep_dir), direction="maximize")
+    study.optimize(lambda t: t.suggest_float("lr", 0.01, 1.0, log=True), n_trials=3)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sevenstep", "dashboard", str(sweep_dir), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr.readline().startswith(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard")
+        deadline = time.time() + 60
+        while True:
+            try:
+                studies = _get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "the dashboard did not start"
+                time.sleep(0.2)
+        (summary,) = studies
+        assert summary["study_name"] == "demo"
+        detail = _get(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}")
+        values = sorted(t["values"][0] for t in detail["trials"])
+        assert values == sorted(t.value for t in study.trials)
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C, as from its terminal
+        server.wait(timeout=30)
+
+
+def test_the_dashboard_names_a_folder_without_a_study(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "sevenstep", "dashboard", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "no study here" in done.stderr and "Traceback" not in done.stderr
