@@ -63,7 +63,8 @@ class DecodedDL(ShuffledDL):
         super().__init__(dataset, **kwargs)
 
     def new(self, dataset=None, cls=None, **kwargs):
-        same = dataset is None or dataset is self.dataset
+        # new item transforms (Resize, FlipItem, tta's item_tfms) need each item read again: fastai's path
+        same = (dataset is None or dataset is self.dataset) and kwargs.get("after_item") is None
         decoded = {"images": self.images, "labels": self.labels} if same else {"images": None, "labels": None}
         return super().new(dataset, cls, **{**decoded, "gather": self.gather, **kwargs})
 

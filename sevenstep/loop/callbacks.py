@@ -71,12 +71,15 @@ class SparseCallback(Callback):
     event, ~20 a batch, and each unanswered ask costs attribute look-ups delegated to the Learner; sevenstep's
     Learner (learner.py) no longer asks, and on a stock one (a user's) this skips them the same way.
 
-    While fastai gathers predictions (get_preds, predict, ClassificationInterpretation, which send before_fit
-    and after_epoch too), sevenstep's callbacks sit out, as fastai's own trackers and W&B callback do: no
-    re-initialised weights, no reset run log, no checkpoint of a validation pass."""
+    While fastai gathers predictions or validates (get_preds, predict, ClassificationInterpretation, validate,
+    tta, summary, which send before_fit and after_epoch too), sevenstep's callbacks sit out, as fastai's own
+    trackers and W&B callback do: no re-initialised weights, no reset run log, no checkpoint of a validation
+    pass."""
 
     def __call__(self, event_name):
-        if "gather_preds" in self.learn.__dict__:  # fastai's GatherPredsCallback is attached (add_cb sets it)
+        state = self.learn.__dict__
+        # fastai's GatherPredsCallback is attached (add_cb sets it), or validate/summary/tta on sevenstep's Learner
+        if "gather_preds" in state or state.get("not_a_fit"):
             return None
         # fastai resets `run` on after_fit, so that one always goes through
         if event_name != "after_fit" and not hasattr(type(self), event_name):

@@ -4,7 +4,8 @@ fastai's `Learner._call_one` sorts every callback by `order` on each event (abou
 one; a callback without a handler answers through attribute look-ups delegated to the Learner and then to
 the model. On a 784-30-10 MLP that was about half of an epoch. This Learner keeps, for each event, the
 callbacks whose class (or instance) defines it, in fastai's order, and calls only those; the list is made
-again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs). Every callback receives the
+again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs, an order or a handler set
+later); a callback with its own `__call__` hears every event. Every callback receives the
 same events in the same order as on a stock Learner (tests/test_speed.py records both); `after_fit` still
 goes to every callback, since fastai's Callback resets its `run` switch there.
 
@@ -16,12 +17,14 @@ the step as PyTorch does. Together with the fast data path (sevenstep/data/decod
 
 from __future__ import annotations
 
-from fastai.callback.core import CancelBackwardException, CancelStepException, event
+from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, event
 from fastai.learner import Learner as FastaiLearner
 from fastai.learner import Recorder as FastaiRecorder
 from fastai.optimizer import Optimizer
 from fastcore.basics import defaults
 from fastcore.foundation import L
+
+from .callbacks import SparseCallback
 
 
 class Recorder(FastaiRecorder):
@@ -67,6 +70,26 @@ class Learner(FastaiLearner):
         own = [Recorder if cb is FastaiRecorder else cb for cb in defaults.callbacks] if default_cbs else []
         super().__init__(*args, cbs=L(own) + L(cbs), default_cbs=False, **kwargs)
 
+    # fastai's validate, get_preds, summary (through `with learn:`) and tta send before_fit and after_epoch
+    # too; sevenstep's callbacks (the init step, the run log, the checkpointer) act on a real fit only, and sit
+    # out while this count is above zero (callbacks.SparseCallback)
+    def __enter__(self):
+        self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self.__dict__["not_a_fit"] -= 1
+
+    def tta(self, *args, **kwargs):
+        self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + 1
+        try:
+            return super().tta(*args, **kwargs)
+        finally:
+            self.__dict__["not_a_fit"] -= 1
+
     def __call__(self, event_name):
         if isinstance(event_name, str):
             self._call_one(event_name)
@@ -75,7 +98,9 @@ class Learner(FastaiLearner):
                 self._call_one(name)
 
     def _call_one(self, event_name):
-        key = tuple(map(id, self.cbs.items))
+        # made again when a callback is added or removed, its order changes, or it gains an attribute (a
+        # handler set on the instance): what fastai, which looks them up on every event, would see
+        key = tuple((id(cb), cb.order, len(cb.__dict__)) for cb in self.cbs.items)
         if self.__dict__.get("_listeners_key") != key:
             self._listeners_key, self._listeners = key, {}
         listeners = self._listeners.get(event_name)
@@ -120,4 +145,9 @@ class Learner(FastaiLearner):
 
 
 def _handles(cb, event_name: str) -> bool:
+    """Does `cb` act on this event? A callback with a `__call__` of its own (fastai's VerboseCallback) may act
+    on any."""
+    call = type(cb).__call__
+    if call is not Callback.__call__ and call is not SparseCallback.__call__:
+        return True
     return hasattr(type(cb), event_name) or event_name in cb.__dict__

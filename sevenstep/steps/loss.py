@@ -35,12 +35,37 @@ class Loss(StepCallback):
                 f"{n_classes} classes; use loss 'cross_entropy' (or 'mse') with it, or a two-class source "
                 "such as 'mnist5k-3v7'"
             )
+        self._check_per_item(n_classes)
+
+    def _check_per_item(self, n_classes: int) -> None:
+        """A loss of one's own that returns the batch's mean (as fastbook's mnist_loss does) would train, then
+        fail at the first per-image use (top losses, outcomes): said now, before training."""
+        pred, targ = torch.zeros(3, self.n_out(n_classes)), torch.tensor([0, 1, 0])
+        try:
+            with torch.no_grad():
+                out = self.func.per_item(pred, targ)
+        except Exception as e:
+            raise UsageError(
+                f"steps.loss {self.option!r} fails on a batch of 3 images: {type(e).__name__}: {e}"
+            ) from None
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != (3,):
+            got = "a single number" if shape == () else f"shape {shape}"
+            raise UsageError(
+                f"steps.loss {self.option!r} must return one loss per image (shape [batch]); for a batch of 3 it "
+                f"returned {got}. Leave out the .mean(): sevenstep averages the losses itself, and top losses "
+                "and per-image outcomes need each one"
+            )
 
 
 class LossFunc:
     """A loss as fastai's own loss classes are: the mean of per-item losses, `reduction = "none"` for one
     loss per image (top losses), `activation` (outputs -> class probabilities) and `decodes` (-> class
     indices). One output means a score for the second class, so its probabilities are [1 - p, p]."""
+
+    y_int = (
+        True  # targets are class indices, as fastai's CrossEntropyLossFlat says: MixUp and CutMix mix losses
+    )
 
     def __init__(self, per_item, binary: bool = False, reduction: str = "mean"):
         self.per_item, self.binary, self.reduction = per_item, binary, reduction

@@ -1,11 +1,11 @@
-"""Step 5, step: change each weight by lr x gradient (plain SGD by hand), or let a fastai optimizer do it."""
+"""Step 5, step: change each weight by lr x gradient (plain SGD, written out by hand as a fastai optimizer's
+step), or let one of fastai's optimizers do it."""
 
 from __future__ import annotations
 
 from functools import partial
 
 import torch
-from fastai.callback.core import CancelStepException
 from fastai.optimizer import (
     SGD,
     Optimizer,
@@ -13,6 +13,8 @@ from fastai.optimizer import (
     average_grad,
     average_sqr_grad,
     debias,
+    l2_reg,
+    sgd_step,
     step_stat,
     weight_decay,
 )
@@ -32,21 +34,31 @@ class Step(StepCallback):
         self.opt_func, self.lr = opt_func, lr
 
 
-class HandSGD(Step):
-    """fastbook's update, `p -= lr * p.grad` (plus weight decay as L2), done here instead of `opt.step()`.
+class HandSGD(Optimizer):
+    """fastbook's update, `p -= lr * (p.grad + wd * p)`, written out as this optimizer's step: fastai's
+    `opt.step()` runs it, so frozen layers, a cancelled backward, fastai's schedules (lr and wd are read from
+    the optimizer's hyper-parameters each batch), later callbacks' `before_step` and a Learner's own
+    `opt_func` all behave as with any fastai optimizer. State and hyper-parameters are fastai's SGD's (mom=0, L2
+    weight decay, `do_wd` per parameter), so checkpoints are interchangeable with it."""
 
-    lr and wd are read from fastai's optimizer each batch, so a schedule such as one_cycle still applies."""
+    def __init__(self, params, lr, wd=0.0):
+        super().__init__(params, [l2_reg, sgd_step], lr=lr, mom=0.0, wd=wd)
 
-    def before_step(self):
-        with torch.no_grad():
-            for params, hyper in zip(self.learn.opt.param_lists, self.learn.opt.hypers):
-                ps = [p for p in params if p.grad is not None]
-                grads = [p.grad for p in ps]
-                if hyper["wd"]:
-                    grads = torch._foreach_add(grads, ps, alpha=hyper["wd"])  # p.grad + wd * p
-                # p -= lr * grad for every parameter at once: one call, not one per parameter
-                torch._foreach_add_(ps, grads, alpha=-hyper["lr"])
-        raise CancelStepException()
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise NotImplementedError("fastai optimizers do not support closure")
+        for params, hyper in zip(self.param_lists, self.hypers):
+            ps = [p for p in params if p.grad is not None]  # frozen, or no gradient this batch: left alone
+            if not ps:
+                continue
+            decayed = [p for p in ps if self.state[p].get("do_wd", True)]
+            if (
+                hyper["wd"] and decayed
+            ):  # p -= lr * wd * p: for plain SGD, L2 and decoupled decay are one thing
+                torch._foreach_mul_(decayed, 1 - hyper["lr"] * hyper["wd"])
+            # p -= lr * p.grad for every parameter at once: one call, not one per parameter
+            torch._foreach_add_(ps, [p.grad for p in ps], alpha=-hyper["lr"])
 
 
 class ForeachAdam(Optimizer):
@@ -97,7 +109,7 @@ def sgd(lr: float = 0.1, wd: float = 0.0) -> Step:
     """Plain SGD written out by hand, as fastbook does: p -= lr * (p.grad + wd * p)."""
     positive("steps.step.lr", lr)
     positive("steps.step.wd", wd, allow_zero=True)
-    return HandSGD(partial(SGD, mom=0.0, wd=wd, decouple_wd=False), lr)
+    return Step(partial(HandSGD, wd=wd), lr)
 
 
 @option("step")

@@ -88,7 +88,9 @@ def test_folder_paths_in_a_file_are_read_from_that_files_folder(tmp_path, tiny_f
     )  # the run is named by its label
     # --set is typed in the current folder, so it is read from there, and kept resolved (the saved recipe.toml
     # then means the same folder wherever it is read)
-    assert recipe.load(here / "my.toml", ["data.source=folder:x"]).data["source"] == f"folder:{tmp_path / 'x'}"
+    assert (
+        recipe.load(here / "my.toml", ["data.source=folder:x"]).data["source"] == f"folder:{tmp_path / 'x'}"
+    )
     (here / "bad.toml").write_text('[data]\nsource = "folder:nowhere"\n')
     with pytest.raises(UsageError, match=f"data folder {here / 'nowhere'} does not exist"):
         data.dataloaders(**recipe.load(here / "bad.toml").data)

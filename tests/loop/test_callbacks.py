@@ -132,7 +132,7 @@ def test_the_loops_callbacks_act_in_their_declared_order():
     r = recipe.load(LINEAR, ["steps.stop.name=patience"])
     learn = train.build_learner(r, cbs=[tracking.CsvLogger])
     order = {type(cb).__name__: cb.order for cb in learn.cbs}
-    assert order["DivergenceGuard"] < order["HandSGD"] < order["Recorder"] < order["RunLog"]
+    assert order["DivergenceGuard"] < order["Step"] < order["Recorder"] < order["RunLog"]
     assert order["RunLog"] < order["CsvLogger"] < order["Patience"]
     assert order["Patience"] == callbacks.STOP_ORDER
 
