@@ -151,9 +151,8 @@ def runs_cmd(
         bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
     ] = False,
 ):
-    """The W&B runs logged on this machine, newest first: the seven choices, accuracy, why each stopped.
-
-    (A run's saved folder, with its result.json, is under runs/; its path is in the table.)"""
+    """The W&B runs logged on this machine, the most recently started first: the seven choices, accuracy, why
+    each stopped, and the run's own folder (for predict, resume and report)."""
     from ..tracking import local_runs
 
     if folder is not None and str(folder).lower() in ("true", "false") and not folder.exists():

@@ -334,6 +334,16 @@ def sweep_cmd(
     if summary["interrupted"]:
         typer.echo("interrupted: run the same command again to continue the sweep", err=True)
         raise typer.Exit(130)
+    running = summary["counts"].get("running", 0)
+    if running:  # every worker here has ended: these are another machine's, or a worker's that was killed
+        again = "run the same command again: a dead worker's trials run again, the finished ones are kept"
+        if storage:  # shared: another machine's may still be at work
+            typer.echo(f"{running} trial(s) still running, on another machine or left by a killed worker; {again}",
+                       err=True)  # fmt: skip
+        else:
+            raise TrainingFailed(
+                f"{running} trial(s) were left running by a worker process that was killed; {again}"
+            )
 
 
 def _report(run, out, as_json: bool) -> None:

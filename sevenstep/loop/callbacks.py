@@ -116,11 +116,16 @@ class RunLog(SparseCallback):
 
     def __init__(self):
         self.epochs, self.restored = [], []  # epochs: also for a run stopped before its first epoch began
+        self.last_complete = (
+            None  # the weights after the last complete epoch: what an interrupted run reports
+        )
 
     def before_fit(self):
         if "run_info" not in self.learn.__dict__:  # a Learner not built from a recipe (a stock one, say)
             self.learn.run_info = RunInfo(recipe=None)
         self.learn.run_info.stop_reason, self.epochs = "epochs_done", list(self.restored)
+        # a resumed run starts from its last complete epoch's weights, just loaded from the checkpoint
+        self.last_complete = _copy(self.learn.model) if self.learn.run_info.resumed_from else None
 
     def state_dict(self):
         return {"epochs": self.epochs}
@@ -139,6 +144,12 @@ class RunLog(SparseCallback):
         values = [float(v) for v in self.learn.recorder.values[-1]]
         seconds = round(time.perf_counter() - self.start, 3)
         self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
+        self.last_complete = _copy(self.learn.model)
+
+
+def _copy(model) -> dict:
+    model = getattr(model, "module", model)  # a data-parallel run's model is wrapped while it trains
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def instantiate(cbs) -> list[Callback]:

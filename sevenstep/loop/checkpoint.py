@@ -160,14 +160,25 @@ def load(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} has no {CHECKPOINT}: it stopped before its first epoch ended, so there is nothing to resume"
         )
     try:
-        return torch.load(file, weights_only=True, map_location="cpu")
+        state = torch.load(file, weights_only=True, map_location="cpu")
     except Exception as e:
         raise UsageError(f"{file} cannot be read ({type(e).__name__}); it cannot be resumed") from None
+    if not isinstance(state, dict) or not {"epoch", "model", "opt", "callbacks"} <= state.keys():
+        raise UsageError(
+            f"{file} is not a sevenstep checkpoint (a model.pth copied over it?); it cannot be resumed"
+        )
+    return state
 
 
 def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
     """Make a freshly built Learner continue the checkpointed run: weights, optimizer, callbacks' state."""
-    learn.model.load_state_dict(state["model"])
+    try:
+        learn.model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise UsageError(
+            f"{Path(run_dir) / CHECKPOINT} does not fit the model its recipe.toml builds (was the recipe edited?): "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
     learn.create_opt()
     learn.opt.load_state_dict({"state": state["opt"]["state"], "hypers": L(state["opt"]["hypers"])})
     learn.step1_init.done = True  # the weights are the trained ones
@@ -202,7 +213,14 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
     recipe = recipes.from_dict(wanted, where=str(run_dir / RECIPE))
     state = load(run_dir)
     done, n = state["epoch"], recipe.steps["repeat"]["n"]
-    result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
+    try:
+        result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        result = None
+    if not isinstance(result, dict):
+        raise UsageError(
+            f"{run_dir / RESULT} is damaged (not a JSON object); remove it to resume the run from its checkpoint"
+        )
     stopped = result.get("stop_reason")
     if changed and recipe.steps["repeat"]["name"] != "epochs":
         raise UsageError(

@@ -111,7 +111,15 @@ def load_learner(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     learn = build_learner(load(run_dir / RECIPE))
-    learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
+    try:  # tensors only: a pickle that would run code is refused by torch here
+        learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
+    except Exception as e:
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"{run_dir / MODEL} cannot be read as this run's weights ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+            "it is damaged, or not the model.pth sevenstep saved with this recipe"
+        ) from None
     # these weights are the trained ones: a later fit or get_preds must not re-initialise them
     learn.step1_init.done = True
     return learn

@@ -147,6 +147,11 @@ def fit(learn: Learner) -> float:
             learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
         learn.run_info.stop_reason = "interrupted"
+        # the epoch in progress is half-trained: the result is the last complete epoch's, as its checkpoint is
+        kept = learn.run_log.last_complete
+        if kept is not None:
+            getattr(learn.model, "module", learn.model).load_state_dict(kept)
+            learn.run_info.weights_epoch = len(learn.run_log.epochs)
     return round(time.perf_counter() - start, 3)
 
 
@@ -259,7 +264,8 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         "patience": f"stopped early after {n} epoch(s): {recipe.steps['stop'].get('metric')} stopped improving",
         "target": f"reached its target after {n} epoch(s)",
         "time_budget": f"spent its time budget after {n} epoch(s)",
-        "interrupted": f"was interrupted after {n} complete epoch(s)",
+        "interrupted": f"was interrupted after {n} complete epoch(s)"
+        + (f"; the result is epoch {n}'s weights" if n else "; the result is its weights when interrupted"),
         "pruned": f"was pruned by its sweep after {n} epoch(s)",
     }
     best = learn.run_info.weights_epoch

@@ -24,6 +24,8 @@ def images(paths: list[Path]) -> list[Path]:
             found += inside
         elif p.is_file():
             found.append(p)
+        elif p.exists():
+            raise UsageError(f"{p} is not an image file (a device, a pipe, ...); give image files or folders")
         else:
             raise UsageError(f"{p} does not exist")
     return found
@@ -39,6 +41,9 @@ def problems(files: list[Path], size: tuple[int, int], resize: int | None) -> di
         try:
             with Image.open(f) as im:
                 got = (im.size[1], im.size[0])
+        except Image.DecompressionBombError as e:  # PIL refuses images too large to decode safely
+            found[f] = f"{f} is too large to read safely ({e})"
+            continue
         except (OSError, UnidentifiedImageError) as e:
             found[f] = f"{f}: cannot read this image ({e})"
             continue

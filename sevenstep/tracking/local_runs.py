@@ -83,7 +83,8 @@ def read(file: Path) -> dict[str, Any]:
         "source": config.get("data.source", ""),
         "accuracy": summary.get("accuracy"),
         "stop_reason": summary.get("stop_reason") or "",
-        "path": str(file.parent),
+        "path": str(config.get("run_dir") or file.parent),  # the run's own folder; else its W&B folder
+        "wandb_dir": str(file.parent),
         "config": config,
         "summary": {k: v for k, v in summary.items() if not isinstance(v, dict)},
     }
@@ -104,14 +105,16 @@ def logged_epochs(run_folder: Path) -> set[int]:
 
 
 def list_runs(folder: Path, group: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-    """The runs under a wandb folder, newest first; `group` and `name` keep those whose group or name
+    """The runs under a wandb folder, the most recently started first; `group` and `name` keep those whose group or name
     contains that text (case aside)."""
     if not folder.exists():
         raise UsageError(
             f"{folder} does not exist; W&B runs are logged to ./wandb unless --wandb-dir says otherwise"
         )
-    files = sorted(folder.rglob("*.wandb"), key=lambda f: f.stat().st_mtime, reverse=True)
-    runs = [read(f) for f in files]
+    runs = [read(f) for f in folder.rglob("*.wandb")]
+    runs.sort(
+        key=lambda r: r["started"], reverse=True
+    )  # by when each began (not when its log was last written)
     for key, wanted in (("group", group), ("name", name)):
         if wanted:
             runs = [r for r in runs if wanted.lower() in r[key].lower()]

@@ -65,6 +65,8 @@ class WandbLogger(SparseCallback):
             self.offset = self.last_step
         else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
             config = recipe_config(learn.run_info.recipe) | learn.run_info.config | self.config
+            if learn.run_info.run_dir:  # what `sevenstep runs` lists, for predict, resume and report
+                config["run_dir"] = str(Path(learn.run_info.run_dir).resolve())
             resume = self.resumed and self.resumed["id"]
             self.wb = self.session.start(
                 learn.run_info.recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume

@@ -128,7 +128,9 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
 
     # offline W&B: the resumed part is a second log of the same run; together, every epoch once
     logs = local_runs.list_runs(tmp_path / "wandb")
-    assert len(logs) == 2 and len({Path(r["path"]).name.split("-", 3)[3] for r in logs}) == 1  # one run id
+    assert (
+        len(logs) == 2 and len({Path(r["wandb_dir"]).name.split("-", 3)[3] for r in logs}) == 1
+    )  # one run id
     epochs = []
     for f in sorted((tmp_path / "wandb").rglob("*.wandb")):
         records = local_runs._inspect(f, "--json").splitlines()

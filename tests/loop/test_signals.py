@@ -6,8 +6,10 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import LINEAR, start_cli, wait_for
 from sevenstep import recipe
@@ -69,3 +71,25 @@ def test_a_signal_in_a_nested_deferred_block_reaches_the_outer_one():
             time.sleep(0.05)
         assert inner is outer
     assert outer == [signal.SIGINT]
+
+
+def test_an_interrupted_run_reports_its_last_complete_epochs_weights(tmp_path):
+    """Ctrl-C mid-epoch: the result (accuracy, model.pth) is the last complete epoch's, as its checkpoint
+    is, not the half-trained weights of the epoch in progress."""
+    from fastai.callback.core import Callback
+
+    class CtrlCMidEpoch3(Callback):
+        def after_batch(self):
+            if self.training and self.epoch == 2 and self.iter == 3:
+                raise KeyboardInterrupt
+
+    from sevenstep.loop import checkpoint
+
+    sets = ["steps.repeat.n=5", "data.bs=16"]
+    run = train.run(recipe.load(LINEAR, sets), [CtrlCMidEpoch3, checkpoint.Checkpointer], runs_dir=tmp_path)
+    assert run.stop_reason == "interrupted" and len(run.epochs) == 2 and run.weights_epoch == 2
+    assert run.accuracy == pytest.approx(run.epochs[-1]["accuracy"], abs=1e-6)
+    assert "the result is epoch 2's weights" in run.message
+    saved = torch.load(Path(run.run_dir) / "model.pth", weights_only=True)
+    state = checkpoint.load(run.run_dir)["model"]
+    assert all(torch.equal(saved[k], state[k]) for k in saved)

@@ -370,3 +370,30 @@ def test_bad_repeats_are_refused(tmp_path, extra, expected):
     file = _sweep_file(tmp_path, extra=extra)
     result = CliRunner().invoke(app, ["sweep", str(file), "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+
+
+def test_a_worker_killed_outright_is_said_and_its_trial_runs_again(tmp_path):
+    """SIGKILL to a worker mid-trial (the worker kills itself, once, from a step of its own): the command says
+    so and exits 1 (not 0 with a trial `running` for ever); run again, that trial runs and the sweep completes."""
+    marker = tmp_path / "killed-once"
+    (tmp_path / "killer.py").write_text(
+        "import os, signal\nfrom pathlib import Path\nfrom sevenstep.registry import option\n"
+        "from sevenstep.steps.stop import Stop\n\n"
+        "class KillOnce(Stop):\n    def after_epoch(self):\n"
+        f"        if not Path({str(marker)!r}).exists():\n"
+        f"            Path({str(marker)!r}).touch()\n            os.kill(os.getpid(), signal.SIGKILL)\n\n"
+        "@option('stop')\ndef kill_once() -> Stop:\n    return KillOnce()\n"
+    )
+    (tmp_path / "base.toml").write_text(
+        'plugins = ["killer.py"]\n[data]\nbs = 64\n[steps.repeat]\nname = "epochs"\nn = 1\n'
+        '[steps.stop]\nname = "kill_once"\n'
+    )
+    file = tmp_path / "kill.toml"
+    file.write_text('name = "kill"\nrecipe = "base.toml"\nmetric = "accuracy"\n[space]\n'
+                    '"steps.init.name" = ["zeros", "normal"]\n')  # fmt: skip
+    proc = _sweep(file, tmp_path / "runs", "--workers", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "1 trial(s) were left running by a worker process that was killed" in err
+    assert "Traceback" not in err
+    out, err = _finish(_sweep(file, tmp_path / "runs", "--workers", "2", "--json"))
+    assert json.loads(out)["counts"] == {"complete": 2}

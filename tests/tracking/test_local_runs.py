@@ -28,3 +28,6 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     assert listed[str(broken)]["state"] == "unreadable"
     (killed,) = [r for p, r in listed.items() if p != str(broken)]
     assert killed["state"] != "finished" and killed["name"] == "fastbook-linear-3v7"
+    # the path is the run's own folder (what predict, resume and report take), not its W&B log's
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert killed["path"] == str(run_dir) and killed["wandb_dir"].startswith(str(tmp_path / "wandb"))
