@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -32,18 +33,33 @@ def relative_to(plugin: str, folder: Path) -> str:
     return str((folder / plugin).resolve()) if is_file(plugin) and not Path(plugin).is_absolute() else plugin
 
 
-def load(plugins: list[str], where: str = "recipe") -> dict[str, str]:
+TRUST = "SEVENSTEP_TRUST_PLUGINS"  # =1: import a saved run's plugin files even when they are not what it ran
+
+
+def load(plugins: list[str], where: str = "recipe", expected: dict[str, str] | None = None) -> dict[str, str]:
     """Import each plugin (a file again when its source changed); returns {plugin: sha256 of its source} for
-    the run's records."""
-    return {plugin: _load(plugin, where) for plugin in plugins}
+    the run's records. `expected` is what a saved run recorded (its recipe.toml's plugin_sha256): a plugin
+    whose source is not that is refused before it is imported, since loading a run folder runs its code."""
+    return {plugin: _load(plugin, where, expected) for plugin in plugins}
 
 
-def _load(plugin: str, where: str) -> str:
+def _check(plugin: str, digest: str, where: str, expected: dict[str, str] | None) -> None:
+    if not expected or expected.get(plugin) == digest or os.environ.get(TRUST) == "1":
+        return
+    what = "is not one this run recorded" if plugin not in expected else "has changed since this run used it"
+    raise UsageError(
+        f"{where}: plugin {plugin} {what} (its SHA-256 differs), and loading it would run its code; "
+        f"if you trust it, set {TRUST}=1 to load it anyway"
+    )
+
+
+def _load(plugin: str, where: str, expected: dict[str, str] | None = None) -> str:
     if is_file(plugin):
         path = Path(plugin)
         if not path.is_file():
             raise UsageError(f"{where}: plugin file {path} does not exist")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        _check(plugin, digest, where, expected)
         if _loaded.get(plugin) == digest:
             return digest
         _forget(plugin)  # an edited file (a notebook's next run): its options are registered afresh
@@ -61,6 +77,7 @@ def _load(plugin: str, where: str) -> str:
                 f"{where}: plugin {plugin!r} is neither a .py file nor a module Python can import"
             )
         digest = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        _check(plugin, digest, where, expected)
         _import(lambda: importlib.import_module(plugin), spec.origin, plugin)
     _loaded[plugin] = digest
     return digest

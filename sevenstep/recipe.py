@@ -7,7 +7,6 @@ once; values (lr > 0, a known activation) are checked by each option's factory, 
 from __future__ import annotations
 
 import copy
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +73,7 @@ def from_dict(d: dict[str, Any], where: str = "recipe", build: bool = True) -> R
     """Check every key, type and value against the schemas and the registry; fill in defaults. `build=False`
     skips the factories' own checks, which import the steps (and torch): only what the schemas say."""
     top = schema.check(d, TOP, where)
-    hashes = plugins.load(top["plugins"], where)
-    for plugin, saved in top["plugin_sha256"].items():
-        if plugin in hashes and hashes[plugin] != saved:
-            print(f"warning: plugin {plugin} has changed since this recipe was saved", file=sys.stderr)
+    hashes = plugins.load(top["plugins"], where, top["plugin_sha256"])
     options = schema.check(top["data"], data.OPTIONS, where, prefix="data.")
     data.check_options(**options)
     steps, given = {}, top["steps"]
@@ -203,7 +199,8 @@ def read(path: str | Path) -> dict[str, Any]:
     if "plugins" in d:
         given = schema.check({"plugins": d["plugins"]}, {"plugins": TOP["plugins"]}, str(path))["plugins"]
         d["plugins"] = [plugins.relative_to(p, folder) for p in given]
-        plugins.load(d["plugins"], str(path))
+        saved = d.get("plugin_sha256")  # a run folder's recipe: the sources it ran, checked before importing
+        plugins.load(d["plugins"], str(path), saved if isinstance(saved, dict) else None)
     return d
 
 

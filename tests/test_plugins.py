@@ -158,3 +158,31 @@ def test_an_edited_plugin_file_is_loaded_again(tmp_path):
     _plugin(tmp_path, body.format(k=2.0))
     assert plugins.load([str(path)])[str(path)] != first
     assert registry.get("loss", "edited").params["k"].default == 2.0
+
+
+def test_a_run_folders_plugin_that_changed_is_refused_before_it_is_imported(
+    tmp_path, tiny_folder, monkeypatch
+):
+    """Loading a run folder (predict, resume, load_learner) imports its plugins: a file that is not the one
+    the run recorded is refused, unimported, unless SEVENSTEP_TRUST_PLUGINS=1 says to trust it."""
+    from sevenstep.loop import run_folder, train
+
+    path = _plugin(tmp_path, """
+        @option("loss")
+        def trusted_loss() -> Loss:
+            return Loss(lambda pred, targ: (pred.squeeze(-1) - targ).pow(2), binary=True)
+        """)  # fmt: skip
+    (tmp_path / "r.toml").write_text(
+        f'plugins = ["{path.name}"]\n[data]\nsource = "folder:{tiny_folder}"\nbs = 8\n'
+        '[steps.loss]\nname = "trusted_loss"\n[steps.repeat]\nname = "epochs"\nn = 1\n'
+    )
+    run = train.run(recipe.load(tmp_path / "r.toml"), runs_dir=tmp_path / "runs")
+    run_folder.load_learner(run.run_dir)  # the file it ran: loads
+    marker = tmp_path / "imported"
+    path.write_text(path.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")  # someone else's code
+    with pytest.raises(UsageError, match=r"has changed since this run used it .*SEVENSTEP_TRUST_PLUGINS=1"):
+        run_folder.load_learner(run.run_dir)
+    assert not marker.exists()  # refused before a line of it ran
+    monkeypatch.setenv("SEVENSTEP_TRUST_PLUGINS", "1")
+    run_folder.load_learner(run.run_dir)
+    assert marker.exists()

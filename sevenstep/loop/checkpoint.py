@@ -201,6 +201,9 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE).is_file():
         raise UsageError(f"{run_dir} is not a run folder (no recipe.toml); run folders are under runs/")
+    from .run_folder import own
+
+    own(run_dir).release()  # refused at once while another process trains it (train.run holds it for real)
     saved = recipes.read(run_dir / RECIPE)  # its plugins loaded too
     wanted = recipes.apply_sets(saved, recipes.parse_sets(sets or []))
     before, after = dict(recipes.flatten(saved)), dict(recipes.flatten(wanted))

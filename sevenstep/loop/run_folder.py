@@ -11,6 +11,7 @@
     test_outcomes.csv    the same for the held-out test images, when the data has a test set (data.test)
     top_losses.png, confusion_matrix.png   fastai's interpretation pictures (sevenstep/tracking/pictures.py)
     finished-at-epoch-N/  what a finished run held before `resume --set steps.repeat.n=M` extended it
+    .owner.lock      held (an OS file lock) by the process training the run: a second `resume` is refused
 
 Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader sees the old one or the new one.
 """
@@ -74,6 +75,33 @@ def save(result, run_dir: str | Path) -> Path:
     if result.stop_reason != "interrupted":
         (run_dir / UNFINISHED).unlink(missing_ok=True)
     return run_dir
+
+
+OWNER = ".owner.lock"
+
+
+def own(run_dir: Path):
+    """The run folder's lock, held while a process trains into it; the OS releases it when that process dies
+    (a SIGKILL too), so a stale lock never strands a run. Refuses a folder another process is training."""
+    from filelock import FileLock, Timeout
+
+    from ..errors import UsageError
+
+    lock = FileLock(Path(run_dir) / OWNER)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UsageError(
+            f"{run_dir} is being trained by another process right now (a run, or a resume in another terminal); "
+            "wait for it to end, or stop it, before resuming"
+        ) from None
+    return lock
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Half-written files a killed process left (utils/atomic.py's `.NAME-*.tmp`); called by the folder's owner."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def new_folder(parent: Path, stem: str) -> Path:

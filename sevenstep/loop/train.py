@@ -109,10 +109,14 @@ def run(
     checkpoint.stateful(learn)  # two callbacks whose states would collide are refused before training
     info = learn.run_info
     info.group, info.job_type, info.config, info.pictures = group, job_type, dict(config or {}), pictures
+    owner = None
     if resume is not None:
+        owner = run_folder.own(resume[0])  # before anything is loaded: one process trains a folder at a time
+        run_folder.remove_temporaries(resume[0])
         checkpoint.attach(learn, resume[1], resume[0])
     elif runs_dir is not None:
         info.run_dir = run_folder.start(Path(runs_dir), recipe)
+        owner = run_folder.own(info.run_dir)
     try:
         fit_seconds = fit(learn)
         # Evaluating, saving and finishing the loggers are not to be cut short: a Ctrl-C (a second one, say)
@@ -131,6 +135,9 @@ def run(
         ):
             shutil.rmtree(info.run_dir, ignore_errors=True)  # no epoch ended: nothing to keep or resume
         raise
+    finally:
+        if owner is not None:
+            owner.release()
     if held and result.stop_reason != "interrupted":
         raise KeyboardInterrupt
     return result

@@ -110,15 +110,22 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     deadline = time.time() + 120
     while _checkpoint_epoch((tmp_path / "runs").glob("*")) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    # while it trains, a second process may not train into the same folder (the run holds its lock)
+    (training,) = (tmp_path / "runs").iterdir()
+    twice = CliRunner().invoke(app, ["resume", str(training), "--wandb", "disabled"])
+    assert proc.poll() is None, "the run ended before the second resume was tried"
+    assert twice.exit_code == 2 and "is being trained by another process" in twice.output
+    proc.send_signal(signal.SIGKILL)  # and the OS releases its lock: the resume below may go on
     proc.communicate(timeout=30)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / run_folder.UNFINISHED).exists() and not (run_dir / "result.json").exists()
     k = _checkpoint_epoch([run_dir])
     assert 2 <= k < 8
 
+    (run_dir / ".checkpoint.pt-killed.tmp").write_bytes(b"half")  # as a kill during a checkpoint write leaves
     resumed = CliRunner().invoke(app, ["resume", str(run_dir), "--json", "--wandb-dir", str(tmp_path)])
     assert resumed.exit_code == 0, resumed.output
+    assert not list(run_dir.glob(".*.tmp"))
     out, expected = json.loads(resumed.stdout), json.loads(alone.stdout)
     strip = lambda es: [{k: v for k, v in e.items() if k != "seconds"} for e in es]  # noqa: E731
     assert strip(out["epochs"]) == strip(expected["epochs"]) and out["resumed_from"] == k
