@@ -20,7 +20,6 @@ from typing import Any
 from ..utils import atomic
 
 PAGE = "report.html"
-REFRESH_SECONDS = 10  # while a comparison or sweep is running, its page reloads itself this often
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -29,7 +28,7 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 th{background:#f4f4f4}td.differs{background:#fff3bf;font-weight:600}.verdict-better{color:#1b7f2a}
 .verdict-worse{color:#b3261e}.note{color:#555;font-size:.9em;max-width:70em}.chart{min-height:420px}
 .pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:380px}
-figcaption{font-size:.85em;color:#555}.wide{overflow-x:auto}td{white-space:nowrap}.running{background:#e7f1ff;padding:.5em;border-radius:4px}
+figcaption{font-size:.85em;color:#555}.wide{overflow-x:auto}td{white-space:nowrap}
 """
 
 LOADER = """
@@ -61,8 +60,8 @@ def _plotly_js_packed() -> str:
 class Page:
     """Sections of a page, in order; `write` puts them in one file with plotly.js and every figure's JSON."""
 
-    def __init__(self, title: str, subtitle: str = "", running: bool = False):
-        self.title, self.subtitle, self.running = title, subtitle, running
+    def __init__(self, title: str, subtitle: str = ""):
+        self.title, self.subtitle = title, subtitle
         self.parts: list[str] = []
         self.figures: list[str] = []
 
@@ -109,16 +108,10 @@ class Page:
         self.parts.append(f'<div class="pictures">{"".join(figures)}</div>')
 
     def html(self) -> str:
-        refresh = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if self.running else ""
-        running = (
-            f'<p class="running">Still running: this page reloads itself every {REFRESH_SECONDS} s.</p>'
-            if self.running
-            else ""
-        )
         return (
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8">{refresh}'
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1><p class='note'>{html.escape(self.subtitle)}</p>{running}"
+            f"<h1>{html.escape(self.title)}</h1><p class='note'>{html.escape(self.subtitle)}</p>"
             + "".join(self.parts)
             + "".join(self.figures)
             + f'<script type="application/octet-stream" id="plotly-gz">{_plotly_js_packed()}</script>'
@@ -138,7 +131,7 @@ def _safe(text: str) -> str:
 # --- a comparison ----------------------------------------------------------------------------------------
 
 
-def comparison(report: Path, running: bool = False, out: Path | None = None) -> Path:
+def comparison(report: Path, out: Path | None = None) -> Path:
     """The page of a comparison's report folder, from its results.json and its runs' folders."""
     from ..compare.report import Method, table
 
@@ -149,7 +142,6 @@ def comparison(report: Path, running: bool = False, out: Path | None = None) -> 
     page = Page(
         f"Comparison: {summary['name']}",
         f"data {summary['source']}, seeds {seeds}, split {summary['split']}; folder {report}",
-        running,
     )
     page.heading("Is the difference real?")
     page.table(table(methods), id="verdicts")
@@ -272,9 +264,7 @@ def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
 # --- a sweep ---------------------------------------------------------------------------------------------
 
 
-def sweep(
-    sweep_dir: Path, study=None, running: bool = False, storage: str | None = None, out: Path | None = None
-) -> Path:
+def sweep(sweep_dir: Path, study=None, storage: str | None = None, out: Path | None = None) -> Path:
     """The page of a sweep's folder: its trials table and Optuna's own plotly figures (the study read from
     `storage`, by default the folder's journal, when none is given)."""
     import warnings
@@ -284,7 +274,7 @@ def sweep(
 
     summary = json.loads((sweep_dir / "trials.json").read_text())
     page = Page(f"Sweep: {summary['name']}", f"{summary['direction']} {summary['metric']}, sampler "
-                f"{summary['sampler']}; folder {sweep_dir}", running)  # fmt: skip
+                f"{summary['sampler']}; folder {sweep_dir}")  # fmt: skip
     page.heading("Trials")
     trials = summary["trials"]
     if trials:

@@ -167,3 +167,49 @@ def test_a_plugin_loss_that_returns_the_mean_is_refused_before_training(tmp_path
     file.write_text(f'plugins = ["{plugin}"]\n[steps.loss]\nname = "mean_mnist_loss"\n')
     with pytest.raises(UsageError, match=r"one loss per image.*returned a single number"):
         train.build_learner(recipe.load(file))
+
+
+def _twins(path, sets):
+    """A sevenstep Learner and a stock fastai Learner in the same state: two builds of one recipe (same seed:
+    same data, same order, same init), each fitted one epoch; the second's model and data then go to a stock
+    Learner with the recipe's loss, optimizer and lr."""
+    from fastai.torch_core import set_seed
+
+    ours, other = (train.build_learner(recipe.load(path, sets)) for _ in range(2))
+    for learn in (ours, other):
+        set_seed(0)
+        with learn.no_bar():
+            learn.fit(1)
+    stock = StockLearner(other.dls, other.model, loss_func=other.loss_func, opt_func=other.opt_func,
+                         lr=other.lr, metrics=other.metrics)  # fmt: skip
+    return ours, stock
+
+
+def _values(learn):
+    return [[round(float(v), 6) for v in row] for row in learn.recorder.values]
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["fit_one_cycle", "fit_flat_cos", "EarlyStoppingCallback", "ReduceLROnPlateau", "GradientClip",
+     "GradientAccumulation"],
+)  # fmt: skip
+def test_fastais_schedules_and_callbacks_give_a_stock_learners_numbers(how):
+    from fastai.callback import schedule  # noqa: F401  (fit_one_cycle, fit_flat_cos)
+    from fastai.callback.tracker import EarlyStoppingCallback, ReduceLROnPlateau
+    from fastai.callback.training import GradientAccumulation, GradientClip
+    from fastai.torch_core import set_seed
+
+    ours, stock = _twins(SIMPLE_NET, ["steps.repeat.n=1", "data.bs=64"])
+    cbs = {"EarlyStoppingCallback": lambda: [EarlyStoppingCallback(patience=1)],
+           "ReduceLROnPlateau": lambda: [ReduceLROnPlateau(patience=0)],
+           "GradientClip": lambda: [GradientClip(0.01)],
+           "GradientAccumulation": lambda: [GradientAccumulation(128)]}.get(how, list)  # fmt: skip
+    for learn in (ours, stock):
+        set_seed(1)
+        with learn.no_bar(), learn.no_logging():
+            if how.startswith("fit_"):
+                getattr(learn, how)(2, 0.1)
+            else:
+                learn.fit(2, 0.1, cbs=cbs())
+    assert _values(ours) == _values(stock)
