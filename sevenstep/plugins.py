@@ -104,6 +104,10 @@ def _import(run, filename: str, plugin: str) -> None:
         ) from None
     except registry.OptionError as e:
         raise UsageError(f"{filename}: {e}") from None
+    except SystemExit as e:  # sys.exit() at import would end sevenstep itself, as if it had succeeded
+        raise UsageError(
+            f"{filename}: plugin called sys.exit({e.code!r}) while loading; a plugin defines options"
+        ) from None
     except Exception as e:
         frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == Path(filename)]
         line = f", line {frames[-1].lineno}" if frames else ""

@@ -60,7 +60,19 @@ class Option:
         checks (lr > 0, a known activation) happen in the factory."""
         if self.factory is None:
             importlib.import_module(self.module)  # its @option fills in self.factory
-        return self.factory(**values)
+        if not self.plugin:  # a built-in: its errors are sevenstep's own
+            return self.factory(**values)
+        try:  # a plugin's factory: its own mistakes are named, with the file and line
+            return self.factory(**values)
+        except UsageError:
+            raise
+        except Exception as e:
+            import traceback
+
+            file = getattr(self.factory, "__code__", None) and self.factory.__code__.co_filename
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == file]
+            line = f", line {frames[-1].lineno}" if frames else ""
+            raise UsageError(f"{file}{line}: option {self.name!r} failed: {type(e).__name__}: {e}") from None
 
 
 def _declared() -> dict[str, dict[str, Option]]:

@@ -186,3 +186,20 @@ def test_a_run_folders_plugin_that_changed_is_refused_before_it_is_imported(
     monkeypatch.setenv("SEVENSTEP_TRUST_PLUGINS", "1")
     run_folder.load_learner(run.run_dir)
     assert marker.exists()
+
+
+def test_a_plugin_factory_that_raises_or_a_plugin_that_exits_is_one_line(tmp_path):
+    path = _plugin(tmp_path, """
+        @option("loss")
+        def broken_loss() -> Loss:
+            raise ValueError("my factory is broken")
+        """, name="broken.py")  # fmt: skip
+    (tmp_path / "r.toml").write_text(f'plugins = ["{path.name}"]\n[steps.loss]\nname = "broken_loss"\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "r.toml"), "--wandb", "disabled"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    line = 1 + path.read_text().splitlines().index('    raise ValueError("my factory is broken")')
+    assert f"{path}, line {line}: option 'broken_loss' failed: ValueError: my factory is broken" in result.output
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "e.toml").write_text('plugins = ["exits.py"]\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "e.toml"), "--wandb", "disabled"])
+    assert result.exit_code == 2 and "plugin called sys.exit(0) while loading" in result.output

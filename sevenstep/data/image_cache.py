@@ -38,6 +38,7 @@ def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torc
             f"the decoded-image cache {cached} is unusable ({problem}); decoding the images again",
             file=sys.stderr,
         )
+    _check_memory(files, mode, size)
     images = _decode(files, mode, size)
     payload = images.numpy().tobytes()
     header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
@@ -48,6 +49,45 @@ def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torc
 
 
 CACHE_FORMAT = "sevenstep-decoded-1"
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _check_memory(files: list[Path], mode: str, size: int | None) -> None:
+    """The decoded images' size is known before decoding (images x channels x side x side bytes, held about
+    three times over while the cache is written): refuse what this machine cannot hold, instead of being
+    killed by the kernel a minute later without a word."""
+    from PIL import Image
+
+    from ..errors import UsageError
+
+    available = _available_bytes()
+    if available is None or not files:
+        return
+    if size is None:
+        with Image.open(files[0]) as im:
+            w, h = im.size
+    else:
+        w = h = size
+    channels = 3 if mode == "RGB" else 1
+    need = len(files) * channels * w * h
+    if 3 * need <= available:
+        return
+    fits = int((available / 3 / (len(files) * channels)) ** 0.5)
+    raise UsageError(
+        f"{len(files):,} images at {w}x{h} need {need / 1e9:.1f} GB decoded (about {3 * need / 1e9:.0f} GB while "
+        f"they are cached), but this machine has {available / 1e9:.1f} GB free: choose a smaller data.size "
+        f"(at most about {fits})"
+    )
 
 
 def _read_cache(path: Path, key: str, n: int) -> tuple[torch.Tensor | None, str]:

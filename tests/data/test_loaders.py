@@ -227,3 +227,19 @@ def test_a_plain_folder_of_class_folders_trains_on_a_random_split(tmp_path):
     assert sources.counts(sources.resolve(f"folder:{shapes}")) == {"all": {"a": 10, "b": 10}}
     result = CliRunner().invoke(app, ["data", "show", f"folder:{shapes}", "--out", str(tmp_path / "g.png")])
     assert result.exit_code == 0 and "all" in result.output and (tmp_path / "g.png").exists()
+
+
+def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(tiny_folder, monkeypatch, tmp_path):
+    from sevenstep.data import image_cache
+
+    monkeypatch.setenv("SEVENSTEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(image_cache, "_available_bytes", lambda: 1_000_000)  # a machine with 1 MB free
+    decoded, real = [], image_cache._decode
+    monkeypatch.setattr(image_cache, "_decode", lambda *a: decoded.append(a) or real(*a))
+    with pytest.raises(
+        UsageError,
+        match=r"32 images at 256x256 need 0.0 GB .* choose a smaller data.size \(at most about 102\)",
+    ):
+        data.dataloaders(f"folder:{tiny_folder}", size=256)
+    assert not decoded  # refused before a single image was decoded
+    data.dataloaders(f"folder:{tiny_folder}", size=28)  # 32 x 28 x 28 bytes fit
