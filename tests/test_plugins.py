@@ -198,7 +198,9 @@ def test_a_plugin_factory_that_raises_or_a_plugin_that_exits_is_one_line(tmp_pat
     result = CliRunner().invoke(app, ["run", str(tmp_path / "r.toml"), "--wandb", "disabled"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     line = 1 + path.read_text().splitlines().index('    raise ValueError("my factory is broken")')
-    assert f"{path}, line {line}: option 'broken_loss' failed: ValueError: my factory is broken" in result.output
+    assert (
+        f"{path}, line {line}: option 'broken_loss' failed: ValueError: my factory is broken" in result.output
+    )
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
     (tmp_path / "e.toml").write_text('plugins = ["exits.py"]\n')
     result = CliRunner().invoke(app, ["run", str(tmp_path / "e.toml"), "--wandb", "disabled"])
