@@ -75,7 +75,11 @@ class Learner(FastaiLearner):
     # out while this count is above zero (callbacks.SparseCallback)
     def __enter__(self):
         self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + 1
-        return super().__enter__()
+        try:
+            return super().__enter__()
+        except BaseException:  # no __exit__ follows a failed __enter__
+            self.__dict__["not_a_fit"] -= 1
+            raise
 
     def __exit__(self, *exc):
         try:
