@@ -213,3 +213,17 @@ def test_fastais_schedules_and_callbacks_give_a_stock_learners_numbers(how):
             else:
                 learn.fit(2, 0.1, cbs=cbs())
     assert _values(ours) == _values(stock)
+
+
+def test_a_validation_that_fails_leaves_sevenstep_s_callbacks_on():
+    learn = train.build_learner(recipe.load(LINEAR, ["steps.repeat.n=1"]))
+
+    class Fails(Callback):
+        def before_fit(self):
+            raise RuntimeError("a broken callback")
+
+    with pytest.raises(RuntimeError, match="a broken callback"):
+        learn.validate(cbs=[Fails()])
+    assert not learn.__dict__.get("not_a_fit")  # the next real fit is one: the init step, the run log act
+    learn.fit(1)
+    assert len(learn.run_log.epochs) == 1
