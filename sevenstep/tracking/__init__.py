@@ -6,6 +6,7 @@ csv_logger.py    CsvLogger: epochs.csv in the run folder
 pictures.py      InterpretationPictures: top_losses.png and confusion_matrix.png, from fastai's interpretation
 plots.py         the figures (learning curves, ideal digits, a linear model's weights, ...)
 local_runs.py    `sevenstep runs`: the W&B runs logged on this machine, read with wandb's own reader
+page.py          report.html: one self-contained page per comparison, sweep or selection of runs (plotly)
 """
 
 from ..utils.lazy import exports
