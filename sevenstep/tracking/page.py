@@ -123,6 +123,18 @@ class Page:
         return path
 
 
+def _json(file: Path) -> dict[str, Any]:
+    from ..errors import UsageError
+
+    try:
+        found = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        found = None
+    if not isinstance(found, dict):
+        raise UsageError(f"{file} is damaged (not a JSON object); no page can be made from it")
+    return found
+
+
 def _safe(text: str) -> str:
     """JSON inside a <script> element: `</` would end the element early."""
     return text.replace("</", "<\\/")
@@ -135,7 +147,7 @@ def comparison(report: Path, out: Path | None = None) -> Path:
     """The page of a comparison's report folder, from its results.json and its runs' folders."""
     from ..compare.report import Method, table
 
-    summary = json.loads((report / "results.json").read_text())
+    summary = _json(report / "results.json")
     methods = [Method(**_method(m)) for m in summary["methods"]]
     results = summary["results"]
     seeds = ", ".join(map(str, summary["seeds"])) if isinstance(summary["seeds"], list) else summary["seeds"]
@@ -272,7 +284,7 @@ def sweep(sweep_dir: Path, study=None, storage: str | None = None, out: Path | N
     import optuna
     import optuna.visualization as ov
 
-    summary = json.loads((sweep_dir / "trials.json").read_text())
+    summary = _json(sweep_dir / "trials.json")
     page = Page(f"Sweep: {summary['name']}", f"{summary['direction']} {summary['metric']}, sampler "
                 f"{summary['sampler']}; folder {sweep_dir}")  # fmt: skip
     page.heading("Trials")
@@ -334,7 +346,7 @@ def runs(folders: list[Path], out: Path) -> Path:
     import plotly.graph_objects as go
 
     page = Page(f"{len(folders)} run(s)", ", ".join(str(f) for f in folders))
-    results = [(f, json.loads((f / "result.json").read_text())) for f in folders]
+    results = [(f, _json(f / "result.json")) for f in folders]
     page.heading("Results")
     rows = [["run", "accuracy", "test", "epochs", "stop", "fit s"]]
     for f, r in results:

@@ -146,3 +146,6 @@ def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_pat
     assert "steps.step.lr" in _rows(browser, "configs")[0][1:3]
     refused = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert refused.exit_code == 2 and "not a comparison (results.json), a sweep" in refused.output
+    (Path(folders[0]) / "result.json").write_text('{"accur')
+    damaged = CliRunner().invoke(app, ["report", folders[0]])
+    assert damaged.exit_code == 2 and "result.json is damaged (not a JSON object)" in damaged.output
