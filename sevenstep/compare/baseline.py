@@ -75,11 +75,10 @@ def _on_test_images(dls, ideal: torch.Tensor, distance: str) -> dict[str, Any] |
     items = getattr(dls, "test_items", None)
     if not items:
         return None
-    from fastai.data.all import parent_label
-
     from ..data.image_cache import decoded
+    from ..data.loaders import labels_of
 
     images = decoded(items, dls.mode, dls.valid.images.shape[-1]).to(ideal.device)
-    targ = torch.tensor([dls.vocab.o2i[parent_label(f)] for f in items], device=ideal.device)
+    targ = labels_of(items, dls.vocab, ideal.device)
     pred = distances(images, ideal, distance).argmin(1)
     return {"accuracy": (pred == targ).float().mean().item(), "n": len(items)}

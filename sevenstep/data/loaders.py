@@ -110,15 +110,14 @@ def held_out(src: Source, test: str | None) -> list:
 
 def _decoded_loaders(dsets, splits, after_batch, augment, pad, size, channels, **kwargs):
     """The fast path: every image decoded once (cached), batches sliced and augmented on the device."""
-    import torch
-    from fastai.data.all import ToTensor, parent_label
+    from fastai.data.all import ToTensor
 
     from .decoded import DecodedDL, RandomPadCrop
     from .image_cache import decoded
 
     device, items = kwargs["device"], dsets.items
     images = decoded(items, "L" if channels == 1 else "RGB", size).to(device)
-    labels = torch.tensor([dsets.vocab.o2i[parent_label(f)] for f in items], device=device)
+    labels = labels_of(items, dsets.vocab, device)
     per_split = [dict(images=images[s], labels=labels[s]) for s in splits]
     aug = [RandomPadCrop(pad_for(images.shape[-1], pad))] if augment else []
     # ToTensor runs only in fastai's one-item type check, and Resize only on new items (test_dl, predict):
@@ -130,6 +129,14 @@ def _decoded_loaders(dsets, splits, after_batch, augment, pad, size, channels, *
         dl_kwargs=per_split,
         **kwargs,
     )
+
+
+def labels_of(items, vocab, device=None):
+    """Each image's class index, from its folder's name (fastai's parent_label, then the vocab)."""
+    import torch
+    from fastai.data.all import parent_label
+
+    return torch.tensor([vocab.o2i[parent_label(f)] for f in items], device=device)
 
 
 def _per_item_loaders(dsets, splits, after_batch, augment, pad, size, channels, **kwargs):

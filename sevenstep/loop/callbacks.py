@@ -125,7 +125,7 @@ class RunLog(SparseCallback):
             self.learn.run_info = RunInfo(recipe=None)
         self.learn.run_info.stop_reason, self.epochs = "epochs_done", list(self.restored)
         # a resumed run starts from its last complete epoch's weights, just loaded from the checkpoint
-        self.last_complete = _copy(self.learn.model) if self.learn.run_info.resumed_from else None
+        self.last_complete = weights_copy(self.learn.model) if self.learn.run_info.resumed_from else None
 
     def state_dict(self):
         return {"epochs": self.epochs}
@@ -144,12 +144,14 @@ class RunLog(SparseCallback):
         values = [float(v) for v in self.learn.recorder.values[-1]]
         seconds = round(time.perf_counter() - self.start, 3)
         self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
-        self.last_complete = _copy(self.learn.model)
+        self.last_complete = weights_copy(self.learn.model)
 
 
-def _copy(model) -> dict:
-    model = getattr(model, "module", model)  # a data-parallel run's model is wrapped while it trains
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def weights_copy(model) -> dict:
+    """A copy of the weights as they are now, on the CPU (the model goes on changing): unwrapped, since a
+    data-parallel run's model is wrapped while it trains."""
+    model = getattr(model, "module", model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def instantiate(cbs) -> list[Callback]:

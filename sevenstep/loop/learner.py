@@ -73,26 +73,29 @@ class Learner(FastaiLearner):
     # fastai's validate, get_preds, summary (through `with learn:`) and tta send before_fit and after_epoch
     # too; sevenstep's callbacks (the init step, the run log, the checkpointer) act on a real fit only, and sit
     # out while this count is above zero (callbacks.SparseCallback)
+    def _not_a_fit(self, change: int) -> None:
+        self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + change
+
     def __enter__(self):
-        self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + 1
+        self._not_a_fit(+1)
         try:
             return super().__enter__()
         except BaseException:  # no __exit__ follows a failed __enter__
-            self.__dict__["not_a_fit"] -= 1
+            self._not_a_fit(-1)
             raise
 
     def __exit__(self, *exc):
         try:
             return super().__exit__(*exc)
         finally:
-            self.__dict__["not_a_fit"] -= 1
+            self._not_a_fit(-1)
 
     def tta(self, *args, **kwargs):
-        self.__dict__["not_a_fit"] = self.__dict__.get("not_a_fit", 0) + 1
+        self._not_a_fit(+1)
         try:
             return super().tta(*args, **kwargs)
         finally:
-            self.__dict__["not_a_fit"] -= 1
+            self._not_a_fit(-1)
 
     def __call__(self, event_name):
         if isinstance(event_name, str):

@@ -168,24 +168,14 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
 
     acc, per_class, predictions, outcomes, test, test_outcomes = None, {}, None, [], None, []
     if learn.run_info.stop_reason != "diverged":
-        probs, targs, losses = _predictions(learn, learn.dls.valid)
-        classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
-        acc = (classes == targs).float().mean().item()
-        per_class = per_class_accuracy(classes, targs, learn.dls.vocab)
-        predictions = (classes, targs)
-        outcomes = per_image(learn.dls, learn.dls.valid.items, targs, classes, probs, losses)
+        valid = _scored(learn, learn.dls.valid, learn.dls.valid.items)
+        acc, per_class, outcomes = valid["accuracy"], valid["per_class"], valid["outcomes"]
+        predictions = valid["predictions"]
         test_items = getattr(learn.dls, "test_items", None)
         if test_items:  # once, at the end: nothing chose or stopped on these images
-            test_dl = learn.dls.test_dl(test_items, with_labels=True)
-            probs, targs, losses = _predictions(learn, test_dl)
-            classes = probs.argmax(-1)
-            test_outcomes = per_image(learn.dls, test_items, targs, classes, probs, losses)
-            test = {
-                "accuracy": (classes == targs).float().mean().item(),
-                "loss": losses.mean().item(),
-                "n": len(targs),
-                "per_class": per_class_accuracy(classes, targs, learn.dls.vocab),
-            }
+            scored = _scored(learn, learn.dls.test_dl(test_items, with_labels=True), test_items)
+            test_outcomes = scored.pop("outcomes")
+            test = {k: scored[k] for k in ("accuracy", "loss", "n", "per_class")}
     n_valid = len(predictions[1]) if predictions else 0
     return Run(
         name=recipe.name,
@@ -210,11 +200,21 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     )
 
 
-def _predictions(learn: Learner, dl):
-    """Probabilities, targets and per-image losses. inner=True: no fit/epoch events, which would reset the
-    run's log and stop reason."""
+def _scored(learn: Learner, dl, items) -> dict[str, Any]:
+    """The weights as they are, on one DataLoader's images: accuracy, mean loss, n, per-class accuracy, the
+    predictions and each image's outcome. inner=True: no fit/epoch events, which would reset the run's log and
+    stop reason."""
     with learn.no_bar():
-        return learn.get_preds(dl=dl, inner=True, with_loss=True)
+        probs, targs, losses = learn.get_preds(dl=dl, inner=True, with_loss=True)
+    classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
+    return {
+        "accuracy": (classes == targs).float().mean().item(),
+        "loss": losses.mean().item(),
+        "n": len(targs),
+        "per_class": per_class_accuracy(classes, targs, learn.dls.vocab),
+        "predictions": (classes, targs),
+        "outcomes": per_image(learn.dls, items, targs, classes, probs, losses),
+    }
 
 
 def per_image(dls, items, targs, classes, probs, losses) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 
 from ..errors import UsageError
-from ..loop.callbacks import STOP_ORDER
+from ..loop.callbacks import STOP_ORDER, weights_copy
 from ..registry import option
 from .base import StepCallback, positive
 
@@ -79,9 +79,8 @@ class Patience(Stop, EarlyStoppingCallback):
         TrackerCallback.after_epoch(self)
         if self.new_best:
             self.wait = 0
-            if self.restore_best:  # a copy, on the CPU: the model goes on changing
-                model = getattr(self.learn.model, "module", self.learn.model)  # unwrapped from DDP
-                self.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if self.restore_best:
+                self.best_weights = weights_copy(self.learn.model)
                 self.best_epoch = self.epoch + 1
             return
         self.wait += 1

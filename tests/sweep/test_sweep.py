@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 
 from sevenstep import sweep as sweeps
 from sevenstep.cli import app
+from sevenstep.cli.common import free_port
 from sevenstep.errors import UsageError
 from sevenstep.loop import run_folder
 from sevenstep.sweep import spec
@@ -146,9 +146,7 @@ def postgres_url():
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # PostgreSQL refuses root
     if as_user:
         shutil.chown(root, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = root / "data"
     try:
         subprocess.run(
