@@ -21,11 +21,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..utils import atomic
 
@@ -61,6 +60,8 @@ def save(result, run_dir: str | Path) -> Path:
     # a resumed run's recipe may have more epochs than the one written when it started
     atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(result.recipe).encode())
     if result.learn is not None and not result.diverged:
+        import torch
+
         buf = io.BytesIO()
         torch.save(result.learn.model.state_dict(), buf)
         atomic.write_bytes(run_dir / MODEL, buf.getvalue())
@@ -88,14 +89,32 @@ def own(run_dir: Path):
     from ..errors import UsageError
 
     lock = FileLock(Path(run_dir) / OWNER)
-    try:
-        lock.acquire(timeout=0)
+    try:  # a short wait: `sevenstep runs` may be asking the lock (being_trained) at this very moment
+        lock.acquire(timeout=1)
     except Timeout:
         raise UsageError(
             f"{run_dir} is being trained by another process right now (a run, or a resume in another terminal); "
             "wait for it to end, or stop it, before resuming"
         ) from None
     return lock
+
+
+def being_trained(run_dir: Path) -> bool:
+    """Whether a live process holds the folder's owner lock now (`sevenstep runs` tells a killed run from a
+    running one by it). Asked with a shared lock, taken and let go at once: the owner's is exclusive."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_dir) / OWNER, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: nothing has trained here since sevenstep began writing one
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing lets go of the shared lock
+    return False
 
 
 def remove_temporaries(run_dir: Path) -> None:
@@ -134,6 +153,8 @@ def read_outcomes(run_dir: str | Path, name: str = OUTCOMES) -> list[dict[str, A
 
 def load_learner(run_dir: str | Path):
     """Rebuild a saved run's Learner from its recipe and load its weights (tensors only: weights_only=True)."""
+    import torch
+
     from ..recipe import load
     from .train import build_learner  # here, not at the top: train.py writes run folders with this module
 

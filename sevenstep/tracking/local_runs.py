@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..loop import run_folder
 from ..registry import STEPS
 
 
@@ -73,17 +74,22 @@ def read(file: Path) -> dict[str, Any]:
         steps = f"baseline ({config.get('baseline.distance', '?')})"
     else:
         steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
+    state = info.get("state") or ("unreadable" if not info else "unfinished")
+    run_dir = config.get("run_dir")
+    if state == "running" and run_dir and Path(run_dir).is_dir() and not run_folder.being_trained(Path(run_dir)):
+        state = "killed"  # its log never ended, and no process trains its folder: it was killed
     return {
+        "id": info.get("run_id") or file.parent.name,
         "name": info.get("name") or file.parent.name,
         "group": run.get("run_group") or "",
         "job_type": run.get("job_type") or "",
         "started": str(info.get("start_time") or ""),
-        "state": info.get("state") or ("unreadable" if not info else "unfinished"),
+        "state": state,
         "steps": steps,
         "source": config.get("data.source", ""),
         "accuracy": summary.get("accuracy"),
         "stop_reason": summary.get("stop_reason") or "",
-        "path": str(config.get("run_dir") or file.parent),  # the run's own folder; else its W&B folder
+        "path": str(run_dir or file.parent),  # the run's own folder; else its W&B folder
         "wandb_dir": str(file.parent),
         "config": config,
         "summary": {k: v for k, v in summary.items() if not isinstance(v, dict)},
@@ -111,14 +117,25 @@ def list_runs(folder: Path, group: str | None = None, name: str | None = None) -
         raise UsageError(
             f"{folder} does not exist; W&B runs are logged to ./wandb unless --wandb-dir says otherwise"
         )
-    runs = [read(f) for f in folder.rglob("*.wandb")]
-    runs.sort(
-        key=lambda r: r["started"], reverse=True
-    )  # by when each began (not when its log was last written)
+    runs = _one_row_a_run([read(f) for f in folder.rglob("*.wandb")])
+    runs.sort(key=lambda r: r["started"], reverse=True)  # by when each began, not when it was last written
     for key, wanted in (("group", group), ("name", name)):
         if wanted:
             runs = [r for r in runs if wanted.lower() in r[key].lower()]
     return runs
+
+
+def _one_row_a_run(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A resumed run has a log per process that trained it, all with the run's id: one row, the latest log's
+    state and summary, the first one's start, and every log in `wandb_dirs`."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for r in logs:
+        by_id.setdefault(r["id"], []).append(r)
+    rows = []
+    for same in by_id.values():
+        same.sort(key=lambda r: r["started"])
+        rows.append(same[-1] | {"started": same[0]["started"], "wandb_dirs": [r["wandb_dir"] for r in same]})
+    return rows
 
 
 def table(found: list[dict[str, Any]]) -> list[list[str]]:

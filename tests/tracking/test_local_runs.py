@@ -1,8 +1,10 @@
-"""`sevenstep runs` lists every local W&B run, a killed or unreadable one included."""
+"""`sevenstep runs` lists every local W&B run, a killed or unreadable one included; a resumed run is one row."""
 
 from __future__ import annotations
 
 from typer.testing import CliRunner
+
+import torch
 
 from conftest import LINEAR, start_cli, wait_for
 from sevenstep.cli import app
@@ -17,6 +19,8 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     wait_for(
         lambda: any(f.stat().st_size > 20_000 for f in (tmp_path / "wandb").rglob("*.wandb")), what="training"
     )
+    (live,) = local_runs.list_runs(tmp_path / "wandb")
+    assert live["state"] == "running"  # its folder's owner lock is held
     proc.kill()
     proc.communicate(timeout=60)
     broken = tmp_path / "wandb" / "offline-run-20260101_000000-broken"
@@ -27,7 +31,21 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     listed = {r["path"]: r for r in local_runs.list_runs(tmp_path / "wandb")}
     assert listed[str(broken)]["state"] == "unreadable"
     (killed,) = [r for p, r in listed.items() if p != str(broken)]
-    assert killed["state"] != "finished" and killed["name"] == "fastbook-linear-3v7"
+    # its log says `running` for ever; nothing holds its folder's lock any more (#24 item 4)
+    assert killed["state"] == "killed" and killed["name"] == "fastbook-linear-3v7"
+    assert "killed" in result.output
     # the path is the run's own folder (what predict, resume and report take), not its W&B log's
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert killed["path"] == str(run_dir) and killed["wandb_dir"].startswith(str(tmp_path / "wandb"))
+
+    # resumed, it has a second log with the same run id: still one row, finished, saying where it resumed
+    done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
+    resumed = CliRunner().invoke(
+        app, ["resume", str(run_dir), "--set", f"steps.repeat.n={done + 1}", "--wandb-dir", str(tmp_path)]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    (row,) = [r for r in local_runs.list_runs(tmp_path / "wandb") if r["path"] != str(broken)]
+    assert row["state"] == "finished" and len(row["wandb_dirs"]) == 2 and row["started"] == killed["started"]
+    shown = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "linear"]).output
+    (line,) = [line for line in shown.splitlines() if str(run_dir) in line]
+    assert f"epochs_done (resumed after epoch {done})" in line
