@@ -76,7 +76,12 @@ def read(file: Path) -> dict[str, Any]:
         steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
     state = info.get("state") or ("unreadable" if not info else "unfinished")
     run_dir = config.get("run_dir")
-    if state == "running" and run_dir and Path(run_dir).is_dir() and not run_folder.being_trained(Path(run_dir)):
+    if (
+        state == "running"
+        and run_dir
+        and Path(run_dir).is_dir()
+        and not run_folder.being_trained(Path(run_dir))
+    ):
         state = "killed"  # its log never ended, and no process trains its folder: it was killed
     return {
         "id": info.get("run_id") or file.parent.name,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 import torch
+from typer.testing import CliRunner
 
 from conftest import LINEAR, start_cli, wait_for
 from sevenstep.cli import app
