@@ -149,13 +149,13 @@ def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device
         )
 
 
-def _train_as_another_rank(recipe) -> None:
+def _train_as_another_rank(recipe, resume=None) -> None:
     """A data-parallel rank other than 0: it trains its share, quietly; rank 0 writes the folder and logs."""
     quiet_libraries()
     from ..loop import distributed, train
 
     with redirect_stdout(io.StringIO()):
-        train.run(recipe)
+        train.run(recipe, resume=resume)
     distributed.teardown()
 
 
@@ -189,15 +189,35 @@ def resume_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="As many data-parallel processes as the run was trained on")
+    ] = 1,
 ):
-    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end.
+    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end, or
+    finish one stopped after its last epoch before it was wholly saved.
 
     On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
     check_names(wandb, device)
     from ..loop import checkpoint
 
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        recipe, _ = checkpoint.prepare(run_dir, set_, processes=processes)  # refused here, not in N processes
+        launched = ["resume", str(run_dir), *[a for s in set_ or [] for a in ("--set", s)]]
+        launched += ["--json"] * as_json + (["--wandb", wandb] if wandb else [])
+        launched += ["--wandb-dir", str(wandb_dir)] if wandb_dir else []
+        raise typer.Exit(_launch(recipe, launched, processes, device))
     recipe, state = checkpoint.prepare(run_dir, set_)
-    typer.echo(f"resuming {run_dir} after epoch {state['epoch']} of {recipe.steps['repeat']['n']}", err=True)
+    if int(os.environ.get("RANK", 0)):  # another process of a data-parallel run: it trains, rank 0 saves
+        _train_as_another_rank(recipe, resume=(run_dir, state))
+        return
+    done, n = state["epoch"], recipe.steps["repeat"]["n"]
+    if done < n:
+        typer.echo(f"resuming {run_dir} after epoch {done} of {n}", err=True)
+    else:
+        typer.echo(
+            f"finishing {run_dir}: its {n} epoch(s) were trained, it was stopped before it was saved",
+            err=True,
+        )
     if state.get("kept"):
         typer.echo(f"its finished {state['epoch']}-epoch result is kept in {state.pop('kept')}", err=True)
     with training(run_dir.parent, wandb, wandb_dir, as_json, device) as (cbs, out):

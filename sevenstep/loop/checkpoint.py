@@ -28,7 +28,8 @@ from fastcore.foundation import L
 from ..errors import UsageError
 from ..utils import atomic
 from .callbacks import CHECKPOINT_ORDER, SparseCallback
-from .run_folder import CHECKPOINT, RECIPE, RESULT
+from .distributed import rank, world_size
+from .run_folder import CHECKPOINT, RECIPE, RESULT, UNFINISHED
 
 
 def _rng_state(learn) -> dict[str, Any]:
@@ -121,6 +122,9 @@ class Checkpointer(SparseCallback):
             # fastai's train_loss is a running average over every batch of the fit so far
             "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
             "callbacks": {key: cb.state_dict() for key, cb in stateful(learn).items()},
+            # what it was trained with: `resume` refuses a recipe.toml edited since (tomli_w, as recipe.toml is)
+            "recipe_toml": learn.run_info.recipe_toml,
+            "processes": world_size(),
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -170,13 +174,14 @@ def load(run_dir: Path) -> dict[str, Any]:
     return state
 
 
-def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
-    """Make a freshly built Learner continue the checkpointed run: weights, optimizer, callbacks' state."""
+def attach(learn, state: dict[str, Any], run_dir: Path | None) -> None:
+    """Make a freshly built Learner continue the checkpointed run: weights, optimizer, callbacks' state.
+    `run_dir` None: a data-parallel rank other than 0, which writes no checkpoint."""
     try:
         learn.model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise UsageError(
-            f"{Path(run_dir) / CHECKPOINT} does not fit the model its recipe.toml builds (was the recipe edited?): "
+            f"{Path(run_dir or '.') / CHECKPOINT} does not fit the model its recipe.toml builds (was the recipe edited?): "
             f"{str(e).splitlines()[0][:200]}"
         ) from None
     learn.create_opt()
@@ -186,15 +191,19 @@ def attach(learn, state: dict[str, Any], run_dir: Path) -> None:
         if key in state["callbacks"]:
             cb.load_state_dict(state["callbacks"][key])
     learn.add_cb(Resume(state))
-    learn.run_info.run_dir, learn.run_info.resumed_from = Path(run_dir), state["epoch"]
+    learn.run_info.run_dir = Path(run_dir) if run_dir is not None else None
+    learn.run_info.resumed_from = state["epoch"]
 
 
-def prepare(run_dir: str | Path, sets: list[str] | None = None):
+def prepare(run_dir: str | Path, sets: list[str] | None = None, processes: int | None = None):
     """The recipe and checkpoint to continue `run_dir` with; refuses what cannot continue the same run.
 
     `--set steps.repeat.n=N` may extend a run that repeats `epochs` (an unfinished one, or a finished one
-    that did all its epochs); any other change (another model, another data source) starts a new run."""
+    that did all its epochs); any other change (another model, another data source, a recipe.toml edited by
+    hand) starts a new run. A run killed after its last epoch, before it was wholly saved, is finished here:
+    evaluated, saved, drawn and logged from its checkpoint."""
     import json
+    import tomllib
 
     from .. import recipe as recipes
 
@@ -203,8 +212,16 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
         raise UsageError(f"{run_dir} is not a run folder (no recipe.toml); run folders are under runs/")
     from .run_folder import own
 
-    own(run_dir).release()  # refused at once while another process trains it (train.run holds it for real)
+    first = rank() == 0  # a data-parallel resume's other ranks only read
+    if first:
+        own(
+            run_dir
+        ).release()  # refused at once while another process trains it (train.run holds it for real)
     saved = recipes.read(run_dir / RECIPE)  # its plugins loaded too
+    state = load(run_dir)
+    if state.get("recipe_toml"):  # checkpoints from before sevenstep recorded it have no recipe to compare
+        _refuse_edits(run_dir, dict(recipes.flatten(tomllib.loads(state["recipe_toml"]))), saved)
+    _refuse_other_processes(run_dir, state.get("processes", 1), processes or world_size())
     wanted = recipes.apply_sets(saved, recipes.parse_sets(sets or []))
     before, after = dict(recipes.flatten(saved)), dict(recipes.flatten(wanted))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
@@ -214,7 +231,6 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
             "Only --set steps.repeat.n=N (more epochs) is allowed; for anything else start a new run"
         )
     recipe = recipes.from_dict(wanted, where=str(run_dir / RECIPE))
-    state = load(run_dir)
     done, n = state["epoch"], recipe.steps["repeat"]["n"]
     try:
         result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
@@ -225,24 +241,58 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None):
             f"{run_dir / RESULT} is damaged (not a JSON object); remove it to resume the run from its checkpoint"
         )
     stopped = result.get("stop_reason")
-    if changed and recipe.steps["repeat"]["name"] != "epochs":
+    # saved whole only once the marker is gone (the pictures and loggers are written after result.json)
+    unfinished = (run_dir / UNFINISHED).exists() or not result
+    extended = bool(changed) or (
+        state.get("recipe_toml") and tomllib.loads(state["recipe_toml"])["steps"]["repeat"]["n"] != n
+    )
+    if extended and recipe.steps["repeat"]["name"] != "epochs":
         raise UsageError(
             f"steps.repeat {recipe.steps['repeat']['name']!r} cannot be extended: its schedule is "
             "laid out over its whole length. Only an `epochs` run can be given more epochs"
         )
-    if stopped not in (None, "interrupted") and not (changed and stopped == "epochs_done"):
+    if not unfinished and stopped != "interrupted" and not (extended and stopped == "epochs_done"):
         raise UsageError(
             f"{run_dir} has finished ({stopped}, {len(result.get('epochs', []))} epoch(s)); nothing to resume. "
             "To train an `epochs` run further: sevenstep resume RUN_DIR --set steps.repeat.n=N"
         )
-    if n <= done:
+    if n < done or (n == done and not unfinished and stopped != "interrupted"):
         raise UsageError(
             f"{run_dir} has done {done} of steps.repeat.n = {n} epochs: nothing is left to run; "
             f"give it more with --set steps.repeat.n={done + 5}"
         )
-    if stopped == "epochs_done":  # a finished run, extended: what it finished with is kept, not overwritten
+    if stopped == "epochs_done" and not unfinished and first:  # a finished run, extended: what it was is kept
         state["kept"] = keep_finished(run_dir, done)
     return recipe, state
+
+
+def _refuse_edits(run_dir: Path, trained: dict[str, Any], saved: dict[str, Any]) -> None:
+    """recipe.toml changed by hand since the checkpoint (other than its number of epochs): name every change."""
+    from ..recipe import flatten
+
+    now = dict(flatten(saved))
+    edits = sorted(
+        k for k in trained.keys() | now.keys() if trained.get(k) != now.get(k) and k != "steps.repeat.n"
+    )
+    if edits:
+        said = "; ".join(
+            f"{k} = {now.get(k, '(none)')!r}, trained with {trained.get(k, '(none)')!r}" for k in edits
+        )
+        raise UsageError(
+            f"{run_dir / RECIPE} was edited after its checkpoint was written ({said}): a resumed run is the same "
+            "run. Put those values back to resume it, or start a new run with the edited recipe: "
+            f"sevenstep run {run_dir / RECIPE}"
+        )
+
+
+def _refuse_other_processes(run_dir: Path, trained: int, now: int) -> None:
+    """A data-parallel run's batches are split over its processes: on another number its batch size changes."""
+    if trained != now:
+        raise UsageError(
+            f"{run_dir} was trained on {trained} data-parallel process(es), and this resume has {now}: its "
+            f"effective batch size would change. Resume it as it was trained: sevenstep resume {run_dir} "
+            f"--processes {trained}"
+        )
 
 
 def finished_folder(run_dir: Path, epochs: int) -> Path:

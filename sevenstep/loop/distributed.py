@@ -25,6 +25,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", 1))
 
 
+def rank() -> int:
+    """This process's rank in a data-parallel run (0 alone writes the run folder); 0 when there is one process."""
+    return int(os.environ.get("RANK", 0))
+
+
 def _broadcast(self, t, rank):
     """fastai 2.8's DistributedDL._broadcast moves the batch order to CUDA ("nccl only works with cuda
     tensors"), which fails on a CPU (gloo) run: here the tensor lives where the backend wants it."""

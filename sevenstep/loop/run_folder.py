@@ -44,15 +44,13 @@ def start(runs_dir: Path, recipe) -> Path:
 
     folder = new_folder(runs_dir, recipe.name)
     atomic.write_bytes(folder / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
-    (folder / UNFINISHED).write_text(
-        "this run has not finished; continue it with: sevenstep resume <this folder>\n"
-    )
+    _mark_unfinished(folder)
     return folder
 
 
 def save(result, run_dir: str | Path) -> Path:
-    """recipe.toml, model.pth, then result.json, each written whole (a temporary file renamed into place);
-    a run that ended (not one interrupted, which `sevenstep resume` continues) loses its UNFINISHED marker."""
+    """recipe.toml, model.pth, the per-image outcomes, then result.json, each written whole (a temporary file
+    renamed into place). The UNFINISHED marker stays until `finish`, once the loggers have written theirs."""
     import tomli_w
 
     run_dir = Path(run_dir)
@@ -73,9 +71,28 @@ def save(result, run_dir: str | Path) -> Path:
             writer.writerows(rows)
             atomic.write_bytes(run_dir / name, buf.getvalue().encode())
     atomic.write_bytes(run_dir / RESULT, json.dumps(result.to_json(), indent=2).encode())
-    if result.stop_reason != "interrupted":
-        (run_dir / UNFINISHED).unlink(missing_ok=True)
     return run_dir
+
+
+def restart(run_dir: Path, recipe) -> None:
+    """A resumed run's folder: its recipe as it continues (more epochs, maybe), marked UNFINISHED again."""
+    import tomli_w
+
+    atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
+    _mark_unfinished(run_dir)
+
+
+def _mark_unfinished(folder: Path) -> None:
+    atomic.write_bytes(
+        folder / UNFINISHED, b"this run has not finished; continue it with: sevenstep resume <this folder>\n"
+    )
+
+
+def finish(result, run_dir: Path) -> None:
+    """The run has ended and everything is written (result, weights, pictures, loggers): the marker goes, last,
+    so that a kill before this leaves a run `resume` finishes. An interrupted run keeps it."""
+    if result.stop_reason != "interrupted":
+        (Path(run_dir) / UNFINISHED).unlink(missing_ok=True)
 
 
 OWNER = ".owner.lock"
@@ -90,7 +107,7 @@ def own(run_dir: Path):
 
     lock = FileLock(Path(run_dir) / OWNER)
     try:  # a short wait: `sevenstep runs` may be asking the lock (being_trained) at this very moment
-        lock.acquire(timeout=1)
+        lock.acquire(timeout=0.1)
     except Timeout:
         raise UsageError(
             f"{run_dir} is being trained by another process right now (a run, or a resume in another terminal); "

@@ -110,9 +110,14 @@ def run(
     info = learn.run_info
     info.group, info.job_type, info.config, info.pictures = group, job_type, dict(config or {}), pictures
     owner = None
-    if resume is not None:
+    if (
+        resume is not None and distributed.rank()
+    ):  # another rank of a resumed data-parallel run: it writes nothing
+        checkpoint.attach(learn, resume[1], None)
+    elif resume is not None:
         owner = run_folder.own(resume[0])  # before anything is loaded: one process trains a folder at a time
         run_folder.remove_temporaries(resume[0])
+        run_folder.restart(resume[0], recipe)
         checkpoint.attach(learn, resume[1], resume[0])
     elif runs_dir is not None:
         info.run_dir = run_folder.start(Path(runs_dir), recipe)
@@ -126,6 +131,8 @@ def run(
             if info.run_dir is not None:
                 run_folder.save(result, info.run_dir)
             notify(learn.cbs, "after_run", result)
+            if info.run_dir is not None:
+                run_folder.finish(result, info.run_dir)
     except BaseException as e:
         notify(learn.cbs, "after_error", e)
         if (

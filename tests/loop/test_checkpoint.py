@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -134,10 +135,8 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     assert all(torch.equal(a[n], b[n]) for n in a)
 
     # offline W&B: the resumed part is a second log of the same run; together, every epoch once
-    logs = local_runs.list_runs(tmp_path / "wandb")
-    assert (
-        len(logs) == 2 and len({Path(r["wandb_dir"]).name.split("-", 3)[3] for r in logs}) == 1
-    )  # one run id
+    (logged,) = local_runs.list_runs(tmp_path / "wandb")  # one row: two logs of one run id
+    assert len(logged["wandb_dirs"]) == 2 and logged["state"] == "finished"
     epochs = []
     for f in sorted((tmp_path / "wandb").rglob("*.wandb")):
         records = local_runs._inspect(f, "--json").splitlines()
@@ -159,6 +158,83 @@ def test_resume_refuses_what_cannot_continue(tmp_path):
     assert result.exit_code == 2 and "cannot continue" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["resume", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+class MarkerAtTheEnd(Callback):
+    """Looks at the run folder when the loggers have been told the run ended (sevenstep's after_run)."""
+
+    order = 10_000  # after every logger and picture
+
+    def after_run(self, result):
+        self.unfinished = (Path(result.run_dir) / run_folder.UNFINISHED).exists()
+        self.written = sorted(f.name for f in Path(result.run_dir).iterdir())
+
+
+WRITTEN_LAST = ["epochs.csv", "top_losses.png", "confusion_matrix.png", "weights.png"]
+
+
+@pytest.mark.parametrize("killed", ["after its last checkpoint", "after result.json"])
+def test_a_run_killed_before_it_was_wholly_saved_is_finished_by_resume(tmp_path, killed):
+    """#24 item 6: the folder as a SIGKILL leaves it at those two moments (the kill itself is too quick to time:
+    the files are removed instead); a one-cycle run, which cannot be given more epochs to get it going."""
+    from sevenstep.tracking.csv_logger import CsvLogger
+    from sevenstep.tracking.pictures import InterpretationPictures
+
+    r = recipe.load(LINEAR, ["steps.repeat.name=one_cycle", "steps.repeat.n=3"])
+    marker = MarkerAtTheEnd()
+    cbs = [checkpoint.Checkpointer, CsvLogger, InterpretationPictures, marker]
+    alone = train.run(r, cbs, runs_dir=tmp_path / "alone")
+    # the marker goes last: while the loggers write, the run is still UNFINISHED
+    assert marker.unfinished and set(WRITTEN_LAST) <= set(marker.written)
+    run_dir = Path(alone.run_dir)
+    assert not (run_dir / run_folder.UNFINISHED).exists()
+    expected = (run_dir / "model.pth").read_bytes(), json.loads((run_dir / "result.json").read_text())
+    gone = WRITTEN_LAST + (
+        ["result.json", "model.pth", "valid_outcomes.csv"] if "checkpoint" in killed else []
+    )
+    for name in gone:
+        (run_dir / name).unlink()
+    run_folder._mark_unfinished(run_dir)
+
+    said = CliRunner().invoke(app, ["resume", str(run_dir), "--json", "--wandb", "disabled"])
+    assert said.exit_code == 0, said.output
+    assert f"finishing {run_dir}: its 3 epoch(s) were trained" in said.stderr
+    assert all((run_dir / name).exists() for name in gone) and not (run_dir / run_folder.UNFINISHED).exists()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["accuracy"] == expected[1]["accuracy"] and _strip(result["epochs"]) == _strip(
+        expected[1]["epochs"]
+    )
+    assert result["stop_reason"] == "epochs_done" and result["resumed_from"] == 3
+    a, b = (
+        torch.load(io.BytesIO(x), weights_only=True)
+        for x in (expected[0], (run_dir / "model.pth").read_bytes())
+    )
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    again = CliRunner().invoke(
+        app, ["resume", str(run_dir), "--wandb", "disabled"]
+    )  # and now it has finished
+    assert again.exit_code == 2 and "has finished" in again.output
+
+
+def _strip(epochs):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in epochs]
+
+
+def test_resume_refuses_a_recipe_edited_after_its_checkpoint(tmp_path):
+    """#24 item 14: a hand-edited lr would otherwise resume silently as if it were the run's."""
+    r = recipe.load(LINEAR, ["steps.repeat.n=4"])
+    stopped = train.run(r, [checkpoint.Checkpointer, StopAfter(2)], runs_dir=tmp_path)
+    file = Path(stopped.run_dir) / "recipe.toml"
+    original = file.read_text()
+    lr = r.steps["step"]["lr"]
+    file.write_text(original.replace(f"lr = {lr}", "lr = 0.5").replace("bs = ", "bs = 1"))
+    said = CliRunner().invoke(app, ["resume", stopped.run_dir, "--wandb", "disabled"])
+    assert said.exit_code == 2 and "Traceback" not in said.output
+    assert f"steps.step.lr = 0.5, trained with {lr}" in said.output and "data.bs = " in said.output
+    assert f"sevenstep run {file}" in said.output
+    file.write_text(original)  # put back, it resumes
+    resumed = CliRunner().invoke(app, ["resume", stopped.run_dir, "--wandb", "disabled"])
+    assert resumed.exit_code == 0, resumed.output
 
 
 def test_a_finished_epochs_run_can_be_given_more_epochs(tmp_path):
