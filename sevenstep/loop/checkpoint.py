@@ -29,7 +29,7 @@ from ..errors import UsageError
 from ..utils import atomic
 from .callbacks import CHECKPOINT_ORDER, SparseCallback
 from .distributed import rank, world_size
-from .run_folder import CHECKPOINT, RECIPE, RESULT, UNFINISHED
+from .run_folder import CHECKPOINT, RECIPE, RESULT, UNFINISHED, mark_unfinished
 
 
 def _rng_state(learn) -> dict[str, Any]:
@@ -128,6 +128,8 @@ class Checkpointer(SparseCallback):
         }
         buf = io.BytesIO()
         torch.save(state, buf)
+        if not (Path(run_dir) / UNFINISHED).exists():  # from now on there is something to resume
+            mark_unfinished(Path(run_dir))
         # whole or not at all: a crash mid-write keeps the previous checkpoint
         atomic.write_bytes(Path(run_dir) / CHECKPOINT, buf.getvalue())
 

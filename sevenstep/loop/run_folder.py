@@ -1,7 +1,8 @@
 """A run's folder: what it holds, and how it is written and read.
 
     recipe.toml      the resolved recipe (run it again as it is), written first
-    UNFINISHED       a marker, until the run ends: `sevenstep resume` continues the run
+    UNFINISHED       a marker, from the first checkpoint until the run is wholly saved: `sevenstep resume`
+                     continues the run (or finishes one killed after its last epoch)
     checkpoint.pt    the run's whole state after its last complete epoch (checkpoint.py)
     result.json      the final metrics and why the run stopped (train.Run)
     model.pth        the final weights, a state_dict (load it with torch.load(..., weights_only=True))
@@ -39,12 +40,11 @@ TEST_OUTCOMES = "test_outcomes.csv"
 
 
 def start(runs_dir: Path, recipe) -> Path:
-    """The run's folder, claimed at the start: its recipe, and a marker that it has not finished."""
+    """The run's folder, claimed at the start, with its recipe (the first checkpoint marks it UNFINISHED)."""
     import tomli_w
 
     folder = new_folder(runs_dir, recipe.name)
     atomic.write_bytes(folder / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
-    _mark_unfinished(folder)
     return folder
 
 
@@ -79,10 +79,11 @@ def restart(run_dir: Path, recipe) -> None:
     import tomli_w
 
     atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
-    _mark_unfinished(run_dir)
+    mark_unfinished(run_dir)
 
 
-def _mark_unfinished(folder: Path) -> None:
+def mark_unfinished(folder: Path) -> None:
+    """Written with the first checkpoint: before it, a killed run has nothing to resume."""
     atomic.write_bytes(
         folder / UNFINISHED, b"this run has not finished; continue it with: sevenstep resume <this folder>\n"
     )

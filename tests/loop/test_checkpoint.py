@@ -165,6 +165,12 @@ class MarkerAtTheEnd(Callback):
 
     order = 10_000  # after every logger and picture
 
+    def __init__(self):
+        self.marked = []  # at the start of each epoch: is the folder marked UNFINISHED?
+
+    def before_epoch(self):
+        self.marked.append((self.learn.run_info.run_dir / run_folder.UNFINISHED).exists())
+
     def after_run(self, result):
         self.unfinished = (Path(result.run_dir) / run_folder.UNFINISHED).exists()
         self.written = sorted(f.name for f in Path(result.run_dir).iterdir())
@@ -184,7 +190,9 @@ def test_a_run_killed_before_it_was_wholly_saved_is_finished_by_resume(tmp_path,
     marker = MarkerAtTheEnd()
     cbs = [checkpoint.Checkpointer, CsvLogger, InterpretationPictures, marker]
     alone = train.run(r, cbs, runs_dir=tmp_path / "alone")
-    # the marker goes last: while the loggers write, the run is still UNFINISHED
+    # the marker comes with the first checkpoint (before it, a killed run has nothing to resume) and goes
+    # last: while the loggers write, the run is still UNFINISHED
+    assert marker.marked[:3] == [False, True, True]  # (then get_preds, at the end)
     assert marker.unfinished and set(WRITTEN_LAST) <= set(marker.written)
     run_dir = Path(alone.run_dir)
     assert not (run_dir / run_folder.UNFINISHED).exists()
@@ -194,7 +202,7 @@ def test_a_run_killed_before_it_was_wholly_saved_is_finished_by_resume(tmp_path,
     )
     for name in gone:
         (run_dir / name).unlink()
-    run_folder._mark_unfinished(run_dir)
+    run_folder.mark_unfinished(run_dir)
 
     said = CliRunner().invoke(app, ["resume", str(run_dir), "--json", "--wandb", "disabled"])
     assert said.exit_code == 0, said.output
