@@ -93,13 +93,23 @@ def _wait_until_ready(study, sweep, timeout: float = 60.0) -> None:
         )
 
 
-def recover_stale(study, storage) -> int:
-    """Trials left running by a process of this machine that no longer exists go back in the queue."""
+UNMARKED_AFTER = 60.0  # seconds: a claimed trial is marked with its process at once; unmarked, it was killed
+
+
+def recover_stale(study, storage, unmarked_after: float = UNMARKED_AFTER) -> int:
+    """Trials left running by a process of this machine that no longer exists go back in the queue, and so do
+    trials that no process marked as its own (one killed between claiming a trial and marking it)."""
+    import datetime
+
     from optuna.trial import TrialState
 
-    n = 0
+    n, now = 0, datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == socket.gethostname() and not _alive(t.user_attrs.get("pid", 0)):
+        if "host" not in t.user_attrs:
+            started = t.datetime_start or now
+            if (now - started).total_seconds() >= unmarked_after:
+                n += requeue(study, storage, t)
+        elif t.user_attrs.get("host") == socket.gethostname() and not _alive(t.user_attrs.get("pid", 0)):
             n += requeue(study, storage, t)
     return n
 
@@ -120,12 +130,17 @@ def requeue(study, storage, trial) -> int:
     from optuna.trial import TrialState
 
     with signals.deferred():  # marked interrupted but not queued again, its point would be lost
+        # the point it was given (a grid's, enqueued) and what it had drawn itself: read from the storage, as
+        # a trial stopped while it was claimed has no values filled in yet (its `params` are empty)
+        point = storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+        point = {**point, **storage.get_trial_params(trial._trial_id)}
         try:
             storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study.tell(trial.number, state=TrialState.FAIL)
         except (UpdateFinishedTrialError, ValueError, RuntimeError):
             return 0
-        study.enqueue_trial(dict(trial.params))
+        if point:  # nothing given or drawn yet: a new trial draws its own, nothing to put back
+            study.enqueue_trial(point)
     return 1
 
 

@@ -370,6 +370,29 @@ def test_bad_repeats_are_refused(tmp_path, extra, expected):
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
 
 
+def test_a_trial_stopped_or_killed_while_it_is_claimed_keeps_its_point(tmp_path):
+    """#24 item 5: Ctrl-C while a worker claims a grid trial put back `{}` (its values are filled in only when
+    it runs): a point was lost and another ran twice. A worker killed in that moment left the trial unmarked
+    (no host, no pid), running for ever. Both moments are made here in order, then the sweep is run."""
+    file, journal = _sweep_file(tmp_path), tmp_path / "study.journal"
+    sweep = sweeps.load(file)
+    storage = sweep_study.storage_for(str(journal), tmp_path)
+    study = sweep_study.open_study(sweep, storage)
+    stopped = sweep_study.next_trial(study, storage, sweep)  # claimed; then the Ctrl-C the worker holds
+    assert stopped.params == {} and sweep_study.requeue(study, storage, stopped) == 1
+    from optuna.trial import TrialState
+
+    (waiting, *_) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING)  # killed: not marked
+    assert sweep_study.recover_stale(study, storage) == 0  # it may be a live worker about to mark it
+    assert sweep_study.recover_stale(study, storage, unmarked_after=0) == 1
+
+    out, _ = _finish(_sweep(file, tmp_path / "runs", "--storage", str(journal), "--json"))
+    assert json.loads(out)["counts"] == {"complete": 4}
+    points = _points(_study(file, str(journal)))
+    assert sorted(points.values()) == [1, 1, 1, 1] and len(points) == 4  # every grid point, once
+
+
 def test_a_worker_killed_outright_is_said_and_its_trial_runs_again(tmp_path):
     """SIGKILL to a worker mid-trial (the worker kills itself, once, from a step of its own): the command says
     so and exits 1 (not 0 with a trial `running` for ever); run again, that trial runs and the sweep completes."""
