@@ -137,6 +137,9 @@ def show_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(params, shown))
 
 
+MAX_GRID = 10_000  # grid points a sweep runs (Optuna's queue holds each; checking them takes ~1 ms each)
+
+
 def load(path: str | Path) -> Sweep:
     """Read and check the sweep file; every grid point, and both ends of every range, is checked as a recipe."""
     path = Path(path)
@@ -181,8 +184,19 @@ def load(path: str | Path) -> Sweep:
         d["processes"],
         d["repeats"],
     )
-    for point in itertools.product(*(dim.ends() for dim in space)):
-        sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point)}, name)
+    points = math.prod(len(dim.ends()) for dim in space)
+    if d["sampler"] == "grid" and points > MAX_GRID:
+        sizes = " x ".join(str(len(dim.values)) for dim in space)
+        raise UsageError(
+            f"{path}: the grid has {points:,} points ({sizes}); a sweep runs at most {MAX_GRID:,}. Use fewer "
+            'values, or sampler = "random" or "tpe" with trials = N to sample the space instead'
+        )
+    if points <= MAX_GRID:  # every point (and both ends of every range) checked as a recipe
+        combinations = itertools.product(*(dim.ends() for dim in space))
+    else:  # a sampled space too large to check whole: each value on its own, against the base recipe
+        combinations = ([*(None,) * i, v] for i, dim in enumerate(space) for v in dim.ends())
+    for point in combinations:
+        sweep.recipe({dim.key: encode(v) for dim, v in zip(space, point) if v is not None}, name)
     return sweep
 
 

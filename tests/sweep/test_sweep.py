@@ -227,6 +227,21 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path):
         ({"steps.step.lr": {"low": 0, "high": 1.0, "log": True}}, 'sampler = "tpe"', "low > 0 with log"),
         ({"steps.step.lr": [0.1]}, 'sampler = "bayes"', "sampler must be one of grid, random, tpe"),
         ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of valid_loss, accuracy, train_loss"),
+        (  # #24 item 15: a 10^6-point grid was checked in silence for 77 s, then enqueued for 25 minutes
+            {f"steps.{s}": [0.1 * i for i in range(1, 11)] for s in ("step.lr", "init.std")}
+            | {"seed": list(range(10_000))},
+            "",
+            "the grid has 1,000,000 points (10 x 10 x 10000); a sweep runs at most 10,000",
+        ),
+        (  # sampled, a space that large is checked value by value: a bad one is still found, at once
+            {
+                "steps.step.lr": [0.1 * i for i in range(1, 101)],
+                "seed": list(range(100)),
+                "steps.init.std": [1, "x"],
+            },
+            'sampler = "random"',
+            "steps.init.std: expected a number (float), got 'x'",
+        ),
     ],
 )
 def test_bad_sweep_files_exit_2_before_anything_trains(tmp_path, space, extra, expected):
