@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -116,13 +117,22 @@ def friendly(command):
             typer.secho(f"error: {e}", fg="red", err=True)
             raise typer.Exit(e.exit_code) from None
         except OSError as e:  # a path that cannot be read or written, a full disk
-            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}", fg="red", err=True)
+            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}{_hint(e)}", fg="red", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _hint(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            "; free some space there, then run the command again (a run stopped while it was saving keeps "
+            "its last checkpoint: `sevenstep resume RUN_FOLDER` finishes it)"
+        )
+    return ""
 
 
 def quiet_libraries():

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils import tables
+from ..utils import atomic, tables
 from .plan import Plan
 
 
@@ -160,9 +160,9 @@ def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     base_mean = baseline.mean if baseline else None
     plots.save(plots.learning_curves(results, base_mean), report / "learning_curves.png")
     plots.save(plots.seed_dots(rows, baseline), report / "seeds.png")
-    (report / "results.md").write_text(tables.markdown(table(rows)) + "\n" + legend(plan, rows) + "\n")
+    atomic.write_text(report / "results.md", tables.markdown(table(rows)) + "\n" + legend(plan, rows) + "\n")
     _write_csv(rows, report)
-    (report / "results.json").write_text(json.dumps(summary(plan, results, report, rows), indent=2))
+    atomic.write_text(report / "results.json", json.dumps(summary(plan, results, report, rows), indent=2))
     page.comparison(report)
     return rows
 

@@ -43,8 +43,15 @@ def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torc
     payload = images.numpy().tobytes()
     header = {"format": CACHE_FORMAT, "key": key, "shape": list(images.shape)}
     header["sha256"] = hashlib.sha256(payload).hexdigest()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_bytes(cached, json.dumps(header).encode() + b"\n" + payload)  # never half a cache
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(cached, json.dumps(header).encode() + b"\n" + payload)  # never half a cache
+    except OSError as e:  # the cache only saves time: a full or read-only cache disk costs no run
+        print(
+            f"the decoded images could not be cached in {cached.parent} ({e.strerror or e}); training from "
+            "memory, and they will be decoded again next time",
+            file=sys.stderr,
+        )
     return images
 
 

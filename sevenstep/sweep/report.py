@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..utils import tables
+from ..utils import atomic, tables
 from . import spec
 from . import study as studies
 
@@ -95,9 +94,11 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         params = {d.key: spec.encode(best[d.key]) for d in sweep.space}
         recipe = sweep.recipe(params, f"{sweep.name}-best").to_dict()
         best_file = sweep_dir / "best.toml"
-        best_file.write_text(
+        atomic.write_text(
+            best_file,
             f"# The best trial of sweep {sweep.name!r} (trial {best['trial']}, {sweep.metric} "
-            f"{best[sweep.metric]:.4f}); `sevenstep run` this file to reproduce it.\n" + tomli_w.dumps(recipe)
+            f"{best[sweep.metric]:.4f}); `sevenstep run` this file to reproduce it.\n"
+            + tomli_w.dumps(recipe),
         )
     plots = _plots(study, sweep, sweep_dir, baseline_accuracy)
     counts: dict[str, int] = {}
@@ -116,7 +117,7 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         "plots": [str(p) for p in plots],
         "trials": rows,
     }
-    (sweep_dir / "trials.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_text(sweep_dir / "trials.json", json.dumps(summary, indent=2))
     from ..tracking import page
 
     summary["page"] = str(page.sweep(sweep_dir, study))
@@ -126,11 +127,8 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
 def _tables(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
     if not rows:
         return
-    with open(sweep_dir / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (sweep_dir / "trials.md").write_text(tables.markdown(format_rows(rows)))
+    tables.write_csv(sweep_dir / "trials.csv", rows)
+    atomic.write_text(sweep_dir / "trials.md", tables.markdown(format_rows(rows)))
 
 
 def format_rows(rows: list[dict[str, Any]]) -> list[list[str]]:

@@ -12,10 +12,15 @@ import torch
 
 
 def save(fig, out: Path) -> Path:
+    """The figure as a PNG, written whole or not at all (a full disk leaves no half picture)."""
+    from ..utils import atomic
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    atomic.write_bytes(out, buf.getvalue())
     return out
 
 

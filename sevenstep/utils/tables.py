@@ -8,6 +8,7 @@ wraps cells, which breaks copy-paste and pipes; pandas' to_markdown needs the ex
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ def markdown(rows: list[list[str]]) -> str:
 
 def write_csv(path: Path, records: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
     """One row per record; `fieldnames` (default: the first record's keys) fixes the columns' order."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames or list(records[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
+    from . import atomic
+
+    f = io.StringIO(newline="")
+    writer = csv.DictWriter(f, fieldnames=fieldnames or list(records[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    atomic.write_text(path, f.getvalue())
