@@ -161,20 +161,15 @@ def _train_as_another_rank(recipe, resume=None) -> None:
 
 def _launch(recipe, args: list[str], processes: int, device: str | None) -> int:
     """`sevenstep ARGS` again, on `processes` processes started by torchrun; its exit code."""
-    import subprocess
-
     from ..data import device as devices
-    from ..loop.distributed import launch_command, launch_env
+    from ..loop.distributed import launch
 
     devices.choose(device, processes)  # the processes torchrun starts inherit it
     if recipe.steps["stop"]["name"] == "time_budget":
         from ..steps.stop import PARALLEL_TIME_BUDGET
 
         raise UsageError(PARALLEL_TIME_BUDGET)
-    try:
-        return subprocess.run(launch_command(args, processes), env=launch_env(processes)).returncode
-    except KeyboardInterrupt:  # torchrun has passed it on to the processes, which stop cleanly
-        return 130
+    return launch(args, processes)
 
 
 @app.command("resume")

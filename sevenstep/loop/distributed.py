@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 from fastai.callback.core import Callback
 from fastai.distributed import DistributedDL, DistributedTrainer
+
+from ..errors import TrainingFailed
 
 
 def world_size() -> int:
@@ -59,12 +62,31 @@ class WholeValidation(Callback):
             self.learn.dl = self.learn.dl.dl
 
 
+TIMEOUT_ENV, TIMEOUT = "SEVENSTEP_PARALLEL_TIMEOUT", 120.0  # seconds a process waits for the others' batch
+
+
 def setup() -> None:
-    """Before anything is built: each process's own GPU, when there are GPUs."""
+    """Before anything is built: each process's own GPU, when there are GPUs; and a process whose launcher
+    dies gets SIGTERM, as from a Ctrl-C, instead of training on as an orphan."""
     from ..data.device import ENV
 
-    if world_size() > 1 and torch.cuda.is_available() and os.environ.get(ENV, "cuda").startswith("cuda"):
+    if world_size() <= 1:
+        return
+    stop_with_parent()
+    if torch.cuda.is_available() and os.environ.get(ENV, "cuda").startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def stop_with_parent() -> None:
+    """Linux's PR_SET_PDEATHSIG: SIGTERM when the process that started this one ends (killed with -9 too).
+    By hand through ctypes: neither torch nor the standard library offers it. Elsewhere, nothing."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 @contextmanager
@@ -73,13 +95,37 @@ def context(learn):
     if world_size() <= 1:
         yield
         return
+    from accelerate.utils import InitProcessGroupKwargs
+
     learn.add_cb(WholeValidation())
+    wait = float(os.environ.get(TIMEOUT_ENV) or TIMEOUT)
     try:
         gpu = learn.dls.device.type == "cuda"  # SyncBatchNorm needs GPUs; on CPUs each process keeps its own
-        with learn.distrib_ctx(sync_bn=gpu, cpu=not gpu):
+        handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=wait))]
+        with learn.distrib_ctx(sync_bn=gpu, cpu=not gpu, kwargs_handlers=handlers):
             yield
+    except RuntimeError as e:  # torch's DistBackendError is one
+        if not any(sign in str(e) for sign in LOST):
+            raise
+        others = ", ".join(str(r) for r in range(world_size()) if r != rank())
+        folder = learn.run_info.run_dir or "RUN_FOLDER"
+        raise TrainingFailed(
+            f"process {rank()} of {world_size()} lost the others (rank {others}): {_first_line(e)}. One of them "
+            f"stopped, hangs or died; a process waits {wait:.0f} s for the others ({TIMEOUT_ENV} sets it). "
+            f"The run's last complete epoch is kept: `sevenstep resume {folder} --processes {world_size()}`"
+        ) from None
     finally:
         learn.remove_cb(WholeValidation)
+
+
+LOST = ("Timed out", "timed out", "Connection closed by peer", "Connection reset by peer")  # gloo's words
+
+
+def _first_line(e: Exception) -> str:
+    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return line.split("] ", 1)[-1][
+        :200
+    ]  # gloo leads with its own source file: `[../gloo/...cc:81] Timed out`
 
 
 def teardown() -> None:
@@ -94,9 +140,44 @@ def launch_env(processes: int) -> dict[str, str]:
     return os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
 
 
+def launch(args: list[str], processes: int) -> int:
+    """`sevenstep ARGS` on `processes` processes started by torchrun; the exit code (130 when stopped).
+
+    torchrun runs in a session of its own, so that a terminal's Ctrl-C reaches it once, through this process:
+    SIGINT and SIGTERM sent here (from a terminal or a `kill`) are passed on to it, and torchrun to each
+    process, which saves its run as after a Ctrl-C; this launcher waits for them. If this launcher dies,
+    torchrun gets SIGTERM (stop_with_parent), and so on down."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(launch_command(args, processes), env=launch_env(processes), start_new_session=True,
+                            preexec_fn=stop_with_parent)  # fmt: skip
+    stopped: list[int] = []
+
+    def pass_on(signum, frame):
+        if not stopped:  # once: a second signal to torchrun would cut the processes' save short
+            proc.send_signal(signum)
+        stopped.append(signum)
+
+    previous = {s: signal.signal(s, pass_on) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stopped:
+        return 130
+    if code < 0:  # torchrun itself was killed: its processes had SIGTERM (stop_with_parent) and saved
+        print(f"torchrun was stopped by {signal.Signals(-code).name}; each process was told to stop and save its "
+              "run", file=sys.stderr)  # fmt: skip
+        return 128 - code
+    return code
+
+
 def launch_command(args: list[str], processes: int) -> list[str]:
     """The torchrun command that runs `sevenstep ARGS` on `processes` processes of this machine."""
     import sys
 
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+    return [sys.executable, "-m", "sevenstep.loop.torchrun", "--standalone", f"--nproc-per-node={processes}",
             "-m", "sevenstep", *args]  # fmt: skip

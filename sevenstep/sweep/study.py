@@ -105,7 +105,7 @@ def recover_stale(study, storage, unmarked_after: float = UNMARKED_AFTER) -> int
 
     n, now = 0, datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "host" not in t.user_attrs:
+        if "pid" not in t.user_attrs:  # `next_trial` marks the host, then the pid: half-marked is unmarked
             started = t.datetime_start or now
             if (now - started).total_seconds() >= unmarked_after:
                 n += requeue(study, storage, t)

@@ -108,6 +108,7 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log, cbs=
     """Run one trial; the study is told how it ended: complete, pruned, failed or interrupted. `sweep` is a
     sweep, or a comparison's grid (sevenstep/compare/grid.py): both say how their runs are named, logged and
     saved. `cbs` (factories) replace its own callbacks: a comparison's caller may hand in its own."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from ..loop import train
@@ -139,6 +140,9 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log, cbs=
             studies.requeue(study, storage, trial)
             log(f"trial {trial.number}: interrupted before it was saved; it will run again")
         return "interrupted"
+    except UpdateFinishedTrialError:  # another process judged this one gone and put the trial back
+        log(f"trial {trial.number}: taken back by another process (it will run again); going on")
+        return "taken back"
     except Exception as e:  # one broken trial must not stop the sweep
         trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
         study.tell(trial, state=TrialState.FAIL)

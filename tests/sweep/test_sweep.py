@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -400,6 +401,8 @@ def test_a_trial_stopped_or_killed_while_it_is_claimed_keeps_its_point(tmp_path)
     (waiting, *_) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING)  # killed: not marked
     assert sweep_study.recover_stale(study, storage) == 0  # it may be a live worker about to mark it
+    storage.set_trial_user_attr(waiting._trial_id, "host", socket.gethostname())  # half-marked: no pid yet
+    assert sweep_study.recover_stale(study, storage) == 0  # (CI: a live worker's trial was taken here)
     assert sweep_study.recover_stale(study, storage, unmarked_after=0) == 1
 
     out, _ = _finish(_sweep(file, tmp_path / "runs", "--storage", str(journal), "--json"))
