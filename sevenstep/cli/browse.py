@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..utils import signals, tables
 from .common import (
     StorageOption,
+    WandbDir,
     app,
     data_app,
     free_port,
@@ -177,11 +178,23 @@ def runs_cmd(
 @friendly
 def report_cmd(
     paths: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            help="A comparison's report folder, a sweep's folder, or run folders (runs/<name>-<time>)"
+            help="A comparison's report folder, a sweep's folder, or run folders (runs/<name>-<time>)",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of PATHS: the run folders of the W&B runs whose group contains this, as "
+            "`sevenstep runs --group` lists them"
+        ),  # fmt: skip
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Instead of PATHS: those whose name contains this (with --group: both)")
+    ] = None,
+    wandb_dir: WandbDir = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -197,6 +210,13 @@ def report_cmd(
 
     from ..tracking import page
 
+    if (group or name) and paths:
+        raise UsageError("give PATHS or --group/--name (a selection of `sevenstep runs`), not both")
+    paths = _selected(group, name, wandb_dir) if group or name else list(paths or [])
+    if not paths:
+        raise UsageError(
+            "give a comparison's or sweep's folder, run folders, or --group/--name to pick W&B runs"
+        )
     for p in paths:
         if not p.is_dir():
             raise UsageError(
@@ -222,6 +242,25 @@ def report_cmd(
     typer.echo(
         f"page: {written} ({written.stat().st_size / 1e6:.1f} MB; opens in a browser, no server needed)"
     )
+
+
+def _selected(group: str | None, name: str | None, wandb_dir: Path | None) -> list[Path]:
+    """The run folders of the W&B runs `sevenstep runs --group G --name N` lists (a run's W&B record says
+    where its folder is); the oldest first, as a page lists runs in the order given."""
+    from ..tracking import local_runs
+
+    folder = (wandb_dir or Path(os.environ.get("WANDB_DIR") or ".")) / "wandb"
+    found = local_runs.list_runs(folder, group=group, name=name)
+    which = " and ".join(f"{k} containing {v!r}" for k, v in (("group", group), ("name", name)) if v)
+    if not found:
+        raise UsageError(f"no W&B runs with {which} under {folder}; `sevenstep runs {folder}` lists them")
+    runs = [Path(r["path"]) for r in reversed(found) if (Path(r["path"]) / "result.json").exists()]
+    if missing := len(found) - len(runs):
+        typer.echo(f"{missing} of the {len(found)} runs with {which} have no run folder with a result here "
+                   "(moved, deleted, or still running): left out", err=True)  # fmt: skip
+    if not runs:
+        raise UsageError(f"none of the {len(found)} W&B runs with {which} has its run folder here")
+    return runs
 
 
 @app.command("dashboard")

@@ -81,6 +81,27 @@ class ComparisonGrid:
     def run_config(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
         return {"compare.name": self.plan.name, "compare.label": params["label"]}
 
+    def live_page(self, study, folder: Path) -> None:
+        """The report folder's page for the runs ended so far (the baseline comes with the final report)."""
+        from ..tracking import page
+        from .report import Result, methods, summary
+        from .runner import _collect
+
+        pending = f"baseline ({self.plan.distance})"
+        baselines = {
+            s: Result.without_metrics(pending, "baseline", "pending", "pending", s) for s in self.plan.seeds
+        }
+        results = [r for r in _collect(self.plan, self, study, baselines) if r.kind != "baseline"]
+        done = sum(
+            1
+            for t in study.get_trials(deepcopy=False)
+            if t.params and t.state.name not in ("WAITING", "RUNNING")
+        )
+        rows = methods(self.plan, results)
+        live = (f"Running: {done} of {self.trials} runs ended. This page reloads itself every {page.REFRESH} s "
+                "until the comparison ends; then the baseline and the verdicts against it are added.")  # fmt: skip
+        page.comparison(folder, summary=summary(self.plan, results, folder, rows), live=live)
+
 
 def load(file: str, seeds: int | None, report: str) -> ComparisonGrid:
     """The grid a worker runs: the comparison file read again (its plugins loaded), into the same folder."""

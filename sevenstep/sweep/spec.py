@@ -98,6 +98,20 @@ class Sweep:
         """Whether the trial's runs draw their pictures (W&B's prediction and weights images)."""
         return True
 
+    def live_page(self, study, folder: Path) -> None:
+        """The sweep folder's page for the trials ended so far."""
+        from ..tracking import page
+        from .report import trial_rows
+
+        rows = trial_rows(study, self)
+        ended = sum(1 for r in rows if r["state"] not in ("running", "waiting"))
+        total = len(rows) if self.sampler == "grid" else self.trials  # a grid's points are all queued
+        summary = {"name": self.name, "metric": self.metric, "direction": self.direction, "sampler": self.sampler,
+                   "trials": rows, "best": next((r for r in rows if r["state"] == "complete"), None)}  # fmt: skip
+        live = (f"Running: {ended} of {total} trials ended. This page reloads itself every {page.REFRESH} s "
+                "until the sweep ends.")  # fmt: skip
+        page.sweep(folder, study, summary=summary, live=live)
+
     def callbacks(self, session) -> list:
         """Each trial run's callbacks (factories), besides the trial's reporter."""
         from ..loop.checkpoint import Checkpointer

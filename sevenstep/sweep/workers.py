@@ -200,7 +200,7 @@ def work(
 ) -> bool:
     """One worker: take trials until none is left (False) or it is interrupted (True). `job` says what to
     load (spec.load_job); `cbs`, if not None, are the callbacks (factories) its runs get."""
-    from ..tracking import wandb_logger
+    from ..tracking import page, wandb_logger
 
     _quiet_libraries()
     sweep = spec.load_job(job)
@@ -227,6 +227,8 @@ def work(
             folder = sweep.runs_folder(Path(sweep_dir))
             if run_trial(sweep, study, storage, trial, session, folder, log, cbs) == "interrupted":
                 return True
+            # the folder's page, for a look while the work goes on (the command writes the whole one at its end)
+            page.refresh(Path(sweep_dir), lambda: sweep.live_page(study, Path(sweep_dir)))
     finally:
         for note in session.notes:
             log(note)

@@ -20,6 +20,7 @@ from typing import Any
 from ..utils import atomic
 
 PAGE = "report.html"
+REFRESH = 10  # seconds: a page written while its comparison or sweep runs reloads itself this often
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -28,7 +29,7 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 th{background:#f4f4f4}td.differs{background:#fff3bf;font-weight:600}.verdict-better{color:#1b7f2a}
 .verdict-worse{color:#b3261e}.note{color:#555;font-size:.9em;max-width:70em}.chart{min-height:420px}
 .pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:380px}
-figcaption{font-size:.85em;color:#555}.wide{overflow-x:auto}td{white-space:nowrap}
+figcaption{font-size:.85em;color:#555}.live{background:#e7f0ff;padding:.4em .8em;border-radius:4px}.wide{overflow-x:auto}td{white-space:nowrap}
 """
 
 LOADER = """
@@ -60,8 +61,8 @@ def _plotly_js_packed() -> str:
 class Page:
     """Sections of a page, in order; `write` puts them in one file with plotly.js and every figure's JSON."""
 
-    def __init__(self, title: str, subtitle: str = ""):
-        self.title, self.subtitle = title, subtitle
+    def __init__(self, title: str, subtitle: str = "", live: str | None = None):
+        self.title, self.subtitle, self.live = title, subtitle, live
         self.parts: list[str] = []
         self.figures: list[str] = []
 
@@ -109,9 +110,11 @@ class Page:
 
     def html(self) -> str:
         return (
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            + (f'<meta http-equiv="refresh" content="{REFRESH}">' if self.live else "")
+            + f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(self.title)}</h1><p class='note'>{html.escape(self.subtitle)}</p>"
+            + (f'<p class="live" id="live">{html.escape(self.live)}</p>' if self.live else "")
             + "".join(self.parts)
             + "".join(self.figures)
             + f'<script type="application/octet-stream" id="plotly-gz">{_plotly_js_packed()}</script>'
@@ -143,17 +146,21 @@ def _safe(text: str) -> str:
 # --- a comparison ----------------------------------------------------------------------------------------
 
 
-def comparison(report: Path, out: Path | None = None) -> Path:
-    """The page of a comparison's report folder, from its results.json and its runs' folders."""
+def comparison(
+    report: Path, out: Path | None = None, summary: dict | None = None, live: str | None = None
+) -> Path:
+    """The page of a comparison's report folder, from its results.json (or `summary`, the same, while it runs:
+    then the page says `live` and reloads itself) and its runs' folders."""
     from ..compare.report import Method, table
 
-    summary = _json(report / "results.json")
+    summary = summary if summary is not None else _json(report / "results.json")
     methods = [Method(**_method(m)) for m in summary["methods"]]
     results = summary["results"]
     seeds = ", ".join(map(str, summary["seeds"])) if isinstance(summary["seeds"], list) else summary["seeds"]
     page = Page(
         f"Comparison: {summary['name']}",
         f"data {summary['source']}, seeds {seeds}, split {summary['split']}; folder {report}",
+        live,
     )
     page.heading("Is the difference real?")
     page.table(table(methods), id="verdicts")
@@ -276,17 +283,24 @@ def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
 # --- a sweep ---------------------------------------------------------------------------------------------
 
 
-def sweep(sweep_dir: Path, study=None, storage: str | None = None, out: Path | None = None) -> Path:
+def sweep(
+    sweep_dir: Path,
+    study=None,
+    storage: str | None = None,
+    out: Path | None = None,
+    summary: dict | None = None,
+    live: str | None = None,
+) -> Path:
     """The page of a sweep's folder: its trials table and Optuna's own plotly figures (the study read from
-    `storage`, by default the folder's journal, when none is given)."""
+    `storage`, by default the folder's journal, when none is given); `summary` and `live` as for a comparison."""
     import warnings
 
     import optuna
     import optuna.visualization as ov
 
-    summary = _json(sweep_dir / "trials.json")
+    summary = summary if summary is not None else _json(sweep_dir / "trials.json")
     page = Page(f"Sweep: {summary['name']}", f"{summary['direction']} {summary['metric']}, sampler "
-                f"{summary['sampler']}; folder {sweep_dir}")  # fmt: skip
+                f"{summary['sampler']}; folder {sweep_dir}", live)  # fmt: skip
     page.heading("Trials")
     trials = summary["trials"]
     if trials:
@@ -321,6 +335,22 @@ def sweep(sweep_dir: Path, study=None, storage: str | None = None, out: Path | N
     page.heading("What each trial was")
     _configs(page, [(f"trial {t['trial']}", t.get("run_dir")) for t in trials if t.get("run_dir")])
     return page.write(out or sweep_dir / PAGE)
+
+
+def refresh(folder: Path, draw, every: float = REFRESH / 2) -> bool:
+    """While a comparison or sweep runs, each worker calls this as a run ends: `draw()` writes the folder's
+    page, unless it was written less than `every` seconds ago (N workers, fast runs). A page that cannot be
+    drawn yet is left as it is: it is a view, and the work goes on."""
+    import time
+
+    file = folder / PAGE
+    try:
+        if file.exists() and time.time() - file.stat().st_mtime < every:
+            return False
+        draw()
+    except Exception:  # noqa: BLE001 (the final page, written by the command at its end, says what is wrong)
+        return False
+    return True
 
 
 def _toml(v: Any) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,41 @@ def _open(browser, page: Path, timeout: float = 30) -> float:
     return seconds
 
 
+@contextmanager
+def _pages_seen(root: Path):
+    """Each version of the report.html under `root` seen while the block runs (the file polled, as a browser
+    reloading it would read it)."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            for file in root.glob("**/report.html"):
+                text = file.read_text()
+                if not seen or seen[-1] != text:
+                    seen.append(text)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _live(browser, seen: list[str], folder: Path, expected: str) -> None:
+    """#27 item 2: while the work ran, its page said so and reloaded itself; it drew what had ended so far.
+    The final page does not reload."""
+    live = [text for text in seen if 'http-equiv="refresh"' in text]
+    assert live, f"no live page among {len(seen)} seen"
+    assert expected in live[0], live[0][:2000]
+    (folder / "live.html").write_text(live[0])
+    _open(browser, folder / "live.html")
+    assert 'http-equiv="refresh"' not in (folder / "report.html").read_text()
+
+
 def _rows(browser, table_id: str) -> list[list[str]]:
     return browser.execute_script(
         f"return [...document.querySelectorAll('#{table_id} tr')].map(r => [...r.cells].map(c => c.textContent))"
@@ -81,9 +118,11 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
         f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "linear lr 0.1"\nset = {{ "steps.repeat.n" = 2, "data.bs" = 8, '
         '"steps.step.lr" = 0.1 }\n'
     )
-    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    with _pages_seen(tmp_path / "runs") as seen:
+        results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
     page = report / "report.html"
     assert page.is_file() and page.stat().st_size < 5_000_000
+    _live(browser, seen, report, "Running: 1 of 6 runs ended. This page reloads itself every 10 s")
     _open(browser, page)
     summary = json.loads((report / "results.json").read_text())
     rows = _rows(browser, "verdicts")
@@ -118,11 +157,13 @@ def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
         f'name = "page"\nrecipe = "{LINEAR}"\nmetric = "accuracy"\nsampler = "grid"\n[space]\n'
         '"steps.init.name" = ["zeros", "normal"]\n"steps.step.lr" = [0.1, 1.0]\n"steps.repeat.n" = [1]\n'
     )
-    result = CliRunner().invoke(
-        app, ["sweep", str(file), "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled"]
-    )
+    with _pages_seen(tmp_path / "runs") as seen:
+        result = CliRunner().invoke(
+            app, ["sweep", str(file), "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled"]
+        )
     assert result.exit_code == 0, result.output
     page = Path(re.search(r"^page:\s+(\S+)", result.output, re.M).group(1))
+    _live(browser, seen, page.parent, "Running: 1 of 4 trials ended.")
     _open(browser, page)
     trials = _rows(browser, "trials")
     assert len(trials) == 1 + 4 and {r[0] for r in trials[1:]} == {"0", "1", "2", "3"}
@@ -133,17 +174,28 @@ def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
 
 def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_path, tiny_folder, browser):
     folders = []
-    for lr in ("0.1", "1.0"):
+    for lr in ("0.1", "1.0", "0.5"):
         out = CliRunner().invoke(app, ["run", LINEAR, "--set", f"data.source=folder:{tiny_folder}", "--set",
                                        "steps.repeat.n=2", "--set", f"steps.step.lr={lr}", "--json", "--wandb",
-                                       "disabled", "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+                                       "offline", "--wandb-dir", str(tmp_path), "--group",
+                                       "lr-pair" if lr != "0.5" else "other", "--runs-dir",
+                                       str(tmp_path / "runs")])  # fmt: skip
         folders.append(json.loads(out.stdout.strip().splitlines()[-1])["run_dir"])
-    page = tmp_path / "two.html"
+    folders = folders[:2]  # the third is in another group
+    page, picked = tmp_path / "two.html", tmp_path / "picked.html"
     result = CliRunner().invoke(app, ["report", *folders, "--out", str(page)])
     assert result.exit_code == 0, result.output
-    _open(browser, page)
-    assert [r[0] for r in _rows(browser, "results")[1:]] == [Path(f).name for f in folders]
-    assert "steps.step.lr" in _rows(browser, "configs")[0][1:3]
+    # the same two, picked as `sevenstep runs --group lr-pair` lists them (#27 item 1)
+    result = CliRunner().invoke(
+        app, ["report", "--group", "pair", "--wandb-dir", str(tmp_path), "--out", str(picked)]
+    )
+    assert result.exit_code == 0, result.output
+    for file in (page, picked):
+        _open(browser, file)
+        assert [r[0] for r in _rows(browser, "results")[1:]] == [Path(f).name for f in folders]
+        assert "steps.step.lr" in _rows(browser, "configs")[0][1:3]
+    nothing = CliRunner().invoke(app, ["report", "--group", "nope", "--wandb-dir", str(tmp_path)])
+    assert nothing.exit_code == 2 and "no W&B runs with group containing 'nope' under" in nothing.output
     refused = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert refused.exit_code == 2 and "not a comparison (results.json), a sweep" in refused.output
     (Path(folders[0]) / "result.json").write_text('{"accur')
