@@ -171,7 +171,41 @@ def runs_cmd(
         return
     rows = local_runs.table(found)
     typer.echo(tables.text(rows))
-    typer.echo(f"\nbrowse them with: wandb leet {folder}")
+    typer.echo(f"\nbrowse them with: sevenstep leet {folder}")
+
+
+@app.command("leet")
+@friendly
+def leet_cmd(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="A wandb folder (the runs' parent) \\[default: $WANDB_DIR/wandb or ./wandb]"),
+    ] = None,
+    group: Annotated[str | None, typer.Option(help="Only runs whose group contains this")] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs whose name contains this")] = None,
+):
+    """W&B's terminal dashboard (`wandb leet`) on the local runs, each listed by what tells it apart: its
+    comparison label or sweep trial, its seed, the time it started. (`wandb leet wandb/` lists wandb's own
+    folder names, `offline-run-<date>_<time>-...`, cut off before anything that differs.)"""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..tracking import local_runs
+
+    folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
+    found = local_runs.list_runs(folder, group=group, name=name)
+    if not found:
+        raise UsageError(f"no W&B runs to show under {folder} (`sevenstep runs {folder}` lists them)")
+    wandb = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
+    for stop in (signal.SIGHUP, signal.SIGTERM):  # a closed terminal: the links are removed all the same
+        signal.signal(stop, lambda signum, frame: sys.exit(128 + signum))
+    with tempfile.TemporaryDirectory(prefix="sevenstep-leet-") as view:  # one a command: two never collide
+        names = local_runs.leet_view(found, Path(view))
+        typer.echo(f"wandb leet: {len(names)} run(s) from {folder}, e.g. {names[0]}", err=True)
+        raise typer.Exit(subprocess.call([wandb, "leet", view]))
 
 
 @app.command("report")

@@ -343,7 +343,7 @@ def sweep_cmd(
     if session.mode != "disabled":
         folder = Path(session.dir) / "wandb"
         typer.echo(
-            f"W&B: the trials are in group {sweep.group} under {folder}/ (browse: wandb leet {folder})",
+            f"W&B: the trials are in group {sweep.group} under {folder}/ (browse: sevenstep leet {folder})",
             err=True,
         )
     if summary["interrupted"]:

@@ -160,3 +160,27 @@ def table(found: list[dict[str, Any]]) -> list[list[str]]:
         accs = acc if isinstance(acc, list) else [acc]
         rows.append([started, r["name"], r["group"] or "-", r["steps"], *accs, stop, r["path"]])
     return rows
+
+
+def leet_view(found: list[dict[str, Any]], view: Path) -> list[str]:
+    """Links in `view` to each run's W&B folder, named so that `wandb leet`'s list (whose ~32 columns show
+    wandb's own `offline-run-<date>_<time>-` and little else) shows what tells the runs apart: the
+    comparison's label or the sweep's trial, then the seed, then the time it started. leet lists folders
+    named `run-*`; it reads them through the links. Returns the names, in `found`'s order."""
+    names: list[str] = []
+    for r in found:
+        config = r["config"]
+        lead = config.get("compare.label") or (
+            f"trial{config['trial.number']}" if "trial.number" in config else r["name"]
+        )
+        lead = str(lead)[:16]  # with run-, -s42 and -HHMMSS: 31 columns, what leet's list shows whole
+        clock = r["started"][11:19].replace(":", "")  # 2026-12-02T07:08:34.04Z -> 070834
+        seed = f"-s{config['seed']}" if "seed" in config else ""
+        base = "run-" + "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{lead}{seed}-{clock}")
+        for i, folder in enumerate(r.get("wandb_dirs") or [r["wandb_dir"]], 1):
+            name = base if i == 1 else f"{base}-part{i}"  # a resumed run: one log a part
+            while name in names:
+                name += "+"
+            (view / name).symlink_to(Path(folder).resolve(), target_is_directory=True)
+            names.append(name)
+    return names

@@ -40,7 +40,6 @@ def recipe_config(recipe) -> dict[str, Any]:
     return dict(flatten(recipe.to_dict())) | extra | versions()
 
 
-BATCH_KEYS = ("train/loss", "train/lr")
 EPOCH_KEYS = ("train/epoch_loss", "valid/loss", "valid/accuracy", "epoch_seconds")
 
 
@@ -73,11 +72,9 @@ class WandbLogger(SparseCallback):
             )
             if self.wb is None:
                 return
-        # per-batch series against `batch`, per-epoch ones against `epoch`; the two axes are not charts
-        self.wb.define_metric("batch", hidden=True)
+        # per-batch series against W&B's own step (the batch: no `batch` key, which `wandb leet` would chart
+        # as a panel of its own), per-epoch ones against `epoch`, hidden as a chart in W&B's app
         self.wb.define_metric("epoch", hidden=True)
-        for key in BATCH_KEYS:
-            self.wb.define_metric(key, step_metric="batch")
         for key in EPOCH_KEYS:
             self.wb.define_metric(key, step_metric="epoch")
         if self.resumed:
@@ -117,7 +114,7 @@ class WandbLogger(SparseCallback):
         if self.pending:
             losses = torch.stack([loss for _, loss, _ in self.pending]).tolist()  # one sync for them all
             for (batch, _, lr), loss in zip(self.pending, losses):
-                self._log({"batch": batch, "train/loss": loss, "train/lr": lr}, step=batch)
+                self._log({"train/loss": loss, "train/lr": lr}, step=batch)
             self.pending = []
 
     def after_epoch(self):
@@ -133,7 +130,6 @@ class WandbLogger(SparseCallback):
     def _log_epoch(self, e, batch: int):
         self._log(
             {
-                "batch": batch,
                 "epoch": e["epoch"],
                 "train/epoch_loss": e["train_loss"],
                 "valid/loss": e["valid_loss"],

@@ -116,6 +116,6 @@ class WandbSession:
             if n:
                 lines.append(
                     f"W&B: {n} run(s) logged offline in {folder}/ "
-                    f"(browse: wandb leet {folder}; upload: wandb sync {folder}/offline-run-*)"
+                    f"(browse: sevenstep leet {folder}; upload: wandb sync {folder}/offline-run-*)"
                 )
         return lines

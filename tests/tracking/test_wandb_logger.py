@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,28 +85,49 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert [h["epoch"] for h in epochs] == [1, 2, 3]
     assert [h["valid/accuracy"] for h in epochs] == pytest.approx([e["accuracy"] for e in out["epochs"]])
     assert len(batches) == 3 * 3  # 800 images, bs 256: 3 full batches an epoch
-    assert [h["batch"] for h in batches] == list(range(1, 10))  # one step axis for batches and epochs alike
-    assert [h["batch"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
+    assert [h["_step"] for h in batches] == list(range(1, 10))  # one step axis for batches and epochs alike
+    assert [h["_step"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
     media = next(h for h in history if "predictions._type" in h)
     assert media["predictions._type"] == "image-file" and media["weights._type"] == "image-file"
     assert media["top_losses._type"] == media["confusion_matrix._type"] == "image-file"
     assert not any(k.startswith("confusion_matrix_") for h in history for k in h)  # no bookkeeping series
 
-    # charts: per-batch series against `batch`, per-epoch ones against `epoch`, neither axis a chart itself
+    # charts: per-batch series against W&B's step (no `batch` series for `wandb leet` to chart, #27 item 3),
+    # per-epoch ones against `epoch`, hidden as a chart
     metrics = {
         r["metric"]["name"]: r["metric"]
         for r in _records(_only_run(tmp_path / "wandb"))
         if r["type"] == "metric"
     }
-    assert metrics["batch"]["options"]["hidden"] and metrics["epoch"]["options"]["hidden"]
-    assert metrics["train/loss"]["step_metric"] == metrics["train/lr"]["step_metric"] == "batch"
+    assert metrics["epoch"]["options"]["hidden"] and not any("batch" in h for h in history)
+    assert "train/loss" not in metrics and "train/lr" not in metrics  # W&B's own step
     assert {metrics[k]["step_metric"] for k in ("valid/accuracy", "valid/loss", "train/epoch_loss")} == {
         "epoch"
     }
-    assert set(metrics) <= set(history[-1]) | {"batch", "epoch", "epoch_seconds"}  # every logged key defined
+    assert set(metrics) <= set(history[-1]) | {"epoch", "epoch_seconds"}  # every logged key defined
 
     # recognisable in `wandb leet`'s list, which shows the folder: offline-run-<time>-<name>-<hex>
     assert "-fastbook-linear-3v7-" in _only_run(tmp_path / "wandb").parent.name
+
+
+def _terminal(command: str, until: list[str], columns: int = 120, timeout: float = 30) -> str:
+    """What a full-screen command draws in a 120-column terminal (util-linux's `script` gives it one), read
+    until every text in `until` has appeared; then the terminal is closed (the command gets SIGHUP, as when a
+    user closes theirs)."""
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("util-linux's `script` is not installed: no terminal to draw leet in")
+    screen_file = Path(tempfile.mkdtemp()) / "screen"
+    proc = subprocess.Popen([script, "-qfc", f"stty cols {columns} rows 40; {command}", str(screen_file)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline, screen = time.time() + timeout, ""
+    while time.time() < deadline and not all(t in screen for t in until):
+        time.sleep(0.2)
+        raw = screen_file.read_text(errors="replace") if screen_file.exists() else ""
+        screen = re.sub(r"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)", " ", raw)
+    proc.terminate()  # `script` closes the terminal
+    proc.wait(timeout=30)
+    return screen
 
 
 def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
@@ -137,6 +161,16 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     # a comparison's runs are named by their labels, in W&B and in the run folders
     assert sorted(r["name"] for r in listed if r["job_type"] == "sgd") == ["one", "two"]
     assert sorted(p.name.split("-")[0] for p in report.iterdir() if p.is_dir()) == ["one", "two"]
+
+    # `sevenstep leet`: W&B's terminal dashboard lists each run whole, by label, seed and time, at 120
+    # columns, where `wandb leet wandb/` shows `offline-run-<date>_<time>-...` for all four (#27 item 3)
+    (tmp_path / "view").mkdir()
+    names = local_runs.leet_view(listed, tmp_path / "view")
+    assert {n.split("-s42-")[0] for n in names} >= {"run-one", "run-two"}
+    views = set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*"))
+    screen = _terminal(f"{sys.executable} -m sevenstep leet {tmp_path / 'wandb'}", until=names)
+    assert all(n in screen for n in names), screen[-3000:]
+    assert set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*")) == views  # its links, removed at the end
     # and `sevenstep runs` filters by group and by name
     only_two = json.loads(
         CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "TWO", "--json"]).stdout
@@ -261,5 +295,5 @@ def test_a_second_fit_of_the_same_learner_continues_the_batch_axis(tmp_path):
         learn.fit(1)  # fastai counts batches from 0 again; W&B must not see steps go back
     logger.wb.finish()
     rows = [r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"]
-    assert [r["batch"] for r in rows if "train/loss" in r] == list(range(1, 7))  # 3 batches a fit
+    assert [r["_step"] for r in rows if "train/loss" in r] == list(range(1, 7))  # 3 batches a fit
     assert [r["epoch"] for r in rows if "valid/accuracy" in r] == [1, 1]
