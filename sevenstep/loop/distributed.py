@@ -123,9 +123,8 @@ LOST = ("Timed out", "timed out", "Connection closed by peer", "Connection reset
 
 def _first_line(e: Exception) -> str:
     line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return line.split("] ", 1)[-1][
-        :200
-    ]  # gloo leads with its own source file: `[../gloo/...cc:81] Timed out`
+    # gloo leads with its own source file: `[../gloo/...cc:81] Timed out`
+    return line.split("] ", 1)[-1][:200]
 
 
 def teardown() -> None:

@@ -6,9 +6,8 @@ import os
 import signal
 import sys
 
-os.environ["LOGLEVEL"] = (
-    "CRITICAL"  # torch elastic's loggers read it when they are made: at the imports below
-)
+# torch elastic's loggers read it when they are made, at the imports below: its warnings would repeat ours
+os.environ["LOGLEVEL"] = "CRITICAL"
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
