@@ -200,6 +200,8 @@ def leet_cmd(
     if not found:
         raise UsageError(f"no W&B runs to show under {folder} (`sevenstep runs {folder}` lists them)")
     wandb = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
+    if wandb is None:
+        raise UsageError("the `wandb` command is not installed here (pip install wandb); leet is part of it")
     for stop in (signal.SIGHUP, signal.SIGTERM):  # a closed terminal: the links are removed all the same
         signal.signal(stop, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="sevenstep-leet-") as view:  # one a command: two never collide
