@@ -2,6 +2,7 @@
 point, with how it ended said in one line instead of torch's tracebacks. The processes it stopped or lost
 have said what they saved; a traceback of torchrun's signal handler below that would only bury it."""
 
+import logging
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ def ended(code: int) -> str:
 
 if __name__ == "__main__":
     del os.environ["LOGLEVEL"]  # the processes it starts keep their own
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its modules' plain loggers
     try:
         main(sys.argv[1:])
     except SignalException as e:  # passed on to each process, which has saved its run
