@@ -38,6 +38,7 @@ def run(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     report, study, store = _open(plan, Path(runs_dir), storage, log)
     grid = ComparisonGrid(plan, report)
+    log(f"page: {report / 'report.html'} (written as runs end; it reloads itself until the comparison ends)")
     if hasattr(store, "engine"):  # forked workers open their own connections, never the parent's
         store.engine.dispose()
     run_cbs = [*cbs, functools.partial(WeightsPicture, report, plan.seeds[0])]

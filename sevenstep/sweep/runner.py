@@ -42,6 +42,7 @@ def run(
         f"sweep {sweep.name}: {sweep.sampler} over {', '.join(d.key for d in sweep.space)}; "
         f"{sweep.metric} ({sweep.direction}); {n_workers} worker(s)"
     )
+    log(f"page: {sweep_dir / 'report.html'} (written as trials end; it reloads itself until the sweep ends)")
     args = (("sweep", str(sweep.file)), storage, str(sweep_dir), wandb_mode, str(wandb_dir), None)
     interrupted = workers.run_workers(args, n_workers)
     # the baseline only now: torch computes nothing in this process before the workers are forked
