@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import typing
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import wait_for
 from sevenstep import sweep as sweeps
 from sevenstep.cli import app
 from sevenstep.cli.common import free_port
@@ -178,13 +178,18 @@ def test_two_sweep_processes_share_a_postgresql_server(tmp_path, postgres_url):
 
 
 def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
-    file = _sweep_file(tmp_path, sets='"steps.repeat.n" = [60]\n"data.bs" = [16]')
+    file = _sweep_file(tmp_path, sets='"steps.repeat.n" = [30]\n"data.bs" = [16]')
     runs = tmp_path / "runs"
     first = _sweep(file, runs, "--workers", "2")
     trials = runs / "sweep-tiny" / "trials"
-    deadline = time.time() + 180
-    while time.time() < deadline and not list(trials.glob("*/result.json")):
-        time.sleep(0.3)
+
+    def training() -> bool:  # a trial has ended, and another is between its first checkpoint and its end
+        folders = list(trials.glob("*/")) if trials.exists() else []
+        ended = [f for f in folders if (f / "result.json").exists()]
+        return bool(ended) and any((f / "checkpoint.pt").exists() and f not in ended for f in folders)
+
+    # (between two trials a worker draws the sweep's page: a Ctrl-C there finds no trial to stop)
+    wait_for(training, timeout=180, what="a trial in training after one has ended")
     first.send_signal(signal.SIGINT)
     out, err = first.communicate(timeout=180)
     assert first.returncode == 130, err
