@@ -116,6 +116,18 @@ def _read_cache(path: Path, key: str, n: int) -> tuple[torch.Tensor | None, str]
     return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(shape), ""
 
 
+def _remedy(file: Path) -> str:
+    """What to do about an unreadable image: sevenstep's own embedded copy is prepared again once removed."""
+    from .sources import MARKER
+
+    prepared = next((p for p in file.parents if (p / MARKER).is_file()), None)
+    if prepared is not None:
+        return (
+            f"this is sevenstep's prepared copy of embedded data: remove {prepared} and it is prepared again"
+        )
+    return "fix or remove it"
+
+
 def _decode(files: list[Path], mode: str, size: int | None) -> torch.Tensor:
     from PIL import Image
 
@@ -127,7 +139,7 @@ def _decode(files: list[Path], mode: str, size: int | None) -> torch.Tensor:
                 if size:
                     im = im.resize((size, size), Image.BILINEAR)
         except (OSError, ValueError, SyntaxError) as e:  # a truncated or corrupt file: name it
-            raise UsageError(f"{f}: cannot read this image ({e}); fix or remove it") from None
+            raise UsageError(f"{f}: cannot read this image ({e}); {_remedy(f)}") from None
         if first is None:
             first = (im.size, f)
         elif im.size != first[0]:

@@ -33,3 +33,15 @@ def test_16_bit_images_are_refused_with_their_names(tmp_path):
     Image.fromarray(np.full((28, 28), 40000, dtype=np.uint16)).save(wide)
     with pytest.raises(UsageError, match=f"16 or 32 bits per pixel.*\n  {wide}"):
         sources.resolve(f"folder:{folder}")
+
+
+def test_a_truncated_png_in_the_prepared_embedded_data_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """#24: a truncated PNG in sevenstep's own copy of the embedded digits gave no file name."""
+    monkeypatch.setenv("SEVENSTEP_CACHE", str(tmp_path / "cache"))
+    prepared = sources.resolve("mnist5k-3v7").path
+    bad = next(prepared.glob("train/*/*.png"))
+    bad.write_bytes(bad.read_bytes()[:-30])  # the file count the prepare checks is unchanged
+    with pytest.raises(
+        UsageError, match=f"{bad}: cannot read this image .*remove {prepared} and it is prepared again"
+    ):
+        data.dataloaders("mnist5k-3v7", bs=4)
