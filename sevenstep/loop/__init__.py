@@ -6,7 +6,8 @@ and saved; the same path serves `run`, `resume`, every run of a comparison and e
     callbacks.py    the loop's own callbacks (divergence guard, run log), every callback's `order`, the extra events
     run_folder.py   what a run's folder holds, and how it is written and read (load_learner)
     checkpoint.py   a checkpoint after every epoch, and exact resume from one
-    distributed.py  data-parallel runs through fastai's distrib_ctx (--processes N)
+    distributed.py  data-parallel runs through fastai's distrib_ctx (--processes N); the launcher's signals
+    torchrun.py     torchrun's own entry point, as the launcher starts it, its endings said in one line
     metrics.py      model outputs to classes and accuracies, the same way for every model and the baseline
 """
 
