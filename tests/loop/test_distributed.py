@@ -55,19 +55,37 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+SEEN: list[int] = []  # every process a test below started, killed at its end whatever happened
+
+
 def _ranks(launcher: subprocess.Popen) -> list[int]:
     """The launched processes: torchrun's agent is the launcher's one child, the ranks are the agent's."""
     wait_for(
         lambda: _children(launcher.pid) and len(_children(_children(launcher.pid)[0])) == 2, what="ranks"
     )
-    return _children(_children(launcher.pid)[0])
+    agent = _children(launcher.pid)[0]
+    SEEN.extend([launcher.pid, agent, *_children(agent)])
+    return _children(agent)
+
+
+@pytest.fixture
+def no_strays():
+    """A test that fails half-way must not leave a stopped rank or a training one behind."""
+    yield
+    for pid in SEEN:
+        try:  # still ours (a pid is reused only after its process is gone)
+            if b"sevenstep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+    SEEN.clear()
 
 
 def _gone(pids) -> bool:
     return not any(Path(f"/proc/{p}").exists() for p in pids)
 
 
-def test_a_data_parallel_run_stops_as_a_terminal_or_a_kill_tells_it_and_says_so(tmp_path):
+def test_a_data_parallel_run_stops_as_a_terminal_or_a_kill_tells_it_and_says_so(tmp_path, no_strays):
     """#24 item 9: a stopped rank left the other waiting for minutes; SIGTERM or Ctrl-C to the launcher left
     both ranks training on; killing torchrun's agent orphaned them. Each is done here as a user would."""
     pytest.importorskip("accelerate")
@@ -86,7 +104,7 @@ def test_a_data_parallel_run_stops_as_a_terminal_or_a_kill_tells_it_and_says_so(
 
     # a rank stops (SIGSTOP): the other says, within its timeout, who is missing and how to go on
     launcher = start("run", *args)
-    rank0, rank1 = _ranks(launcher)
+    _, rank1 = _ranks(launcher)
     wait_for(lambda: runs.exists() and any(checkpointed(d) for d in runs.iterdir()), what="a checkpoint")
     (run_dir,) = runs.iterdir()
     os.kill(rank1, signal.SIGSTOP)
