@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import typing
 from collections import Counter
 from pathlib import Path
@@ -178,15 +179,22 @@ def test_two_sweep_processes_share_a_postgresql_server(tmp_path, postgres_url):
 
 
 def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
-    file = _sweep_file(tmp_path, sets='"steps.repeat.n" = [30]\n"data.bs" = [16]')
+    file = _sweep_file(tmp_path, sets='"steps.repeat.n" = [60]\n"data.bs" = [16]')
     runs = tmp_path / "runs"
     first = _sweep(file, runs, "--workers", "2")
     trials = runs / "sweep-tiny" / "trials"
 
-    def training() -> bool:  # a trial has ended, and another is between its first checkpoint and its end
+    def training() -> bool:
+        """A trial has ended, and another has checkpointed an epoch within its first second (60 epochs take
+        ~3.5 s on a quiet machine: a Ctrl-C now finds it training, not saving, whose save it would wait for)."""
         folders = list(trials.glob("*/")) if trials.exists() else []
         ended = [f for f in folders if (f / "result.json").exists()]
-        return bool(ended) and any((f / "checkpoint.pt").exists() and f not in ended for f in folders)
+        return bool(ended) and any(
+            (f / "checkpoint.pt").exists()
+            and f not in ended
+            and time.time() - (f / "recipe.toml").stat().st_mtime < 1
+            for f in folders
+        )
 
     # (between two trials a worker draws the sweep's page: a Ctrl-C there finds no trial to stop)
     wait_for(training, timeout=180, what="a trial in training after one has ended")
