@@ -137,17 +137,27 @@ def _param(name: str, field) -> str:
     return shown
 
 
+RunsFolder = Annotated[
+    Path | None,
+    typer.Argument(help="A wandb folder (the runs' parent) \\[default: $WANDB_DIR/wandb or ./wandb]"),
+]
+GroupFilter = Annotated[
+    str | None, typer.Option(help="Only runs whose group contains this (e.g. a comparison's or sweep's)")
+]
+NameFilter = Annotated[str | None, typer.Option(help="Only runs whose name contains this")]
+
+
+def wandb_runs(wandb_dir: Path | None = None) -> Path:
+    """The folder W&B logs this machine's runs to: WANDB_DIR/wandb (or --wandb-dir's), else ./wandb."""
+    return (wandb_dir or Path(os.environ.get("WANDB_DIR") or ".")) / "wandb"
+
+
 @app.command("runs")
 @friendly
 def runs_cmd(
-    folder: Annotated[
-        Path | None,
-        typer.Argument(help="A wandb folder (the runs' parent) \\[default: $WANDB_DIR/wandb or ./wandb]"),
-    ] = None,
-    group: Annotated[
-        str | None, typer.Option(help="Only runs whose group contains this (e.g. a comparison's or sweep's)")
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="Only runs whose name contains this")] = None,
+    folder: RunsFolder = None,
+    group: GroupFilter = None,
+    name: NameFilter = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list with each run's config and summary")
     ] = False,
@@ -160,7 +170,7 @@ def runs_cmd(
         raise UsageError(
             f"--json is a flag and takes no value: use `sevenstep runs --json`, not --json {folder}"
         )
-    folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
+    folder = folder or wandb_runs()
     found = local_runs.list_runs(folder, group=group, name=name)
     if as_json:
         typer.echo(json.dumps(found))
@@ -176,14 +186,7 @@ def runs_cmd(
 
 @app.command("leet")
 @friendly
-def leet_cmd(
-    folder: Annotated[
-        Path | None,
-        typer.Argument(help="A wandb folder (the runs' parent) \\[default: $WANDB_DIR/wandb or ./wandb]"),
-    ] = None,
-    group: Annotated[str | None, typer.Option(help="Only runs whose group contains this")] = None,
-    name: Annotated[str | None, typer.Option(help="Only runs whose name contains this")] = None,
-):
+def leet_cmd(folder: RunsFolder = None, group: GroupFilter = None, name: NameFilter = None):
     """W&B's terminal dashboard (`wandb leet`) on the local runs, each listed by what tells it apart: its
     comparison label or sweep trial, its seed, the time it started. (`wandb leet wandb/` lists wandb's own
     folder names, `offline-run-<date>_<time>-...`, cut off before anything that differs.)"""
@@ -195,7 +198,7 @@ def leet_cmd(
 
     from ..tracking import local_runs
 
-    folder = folder or Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
+    folder = folder or wandb_runs()
     found = local_runs.list_runs(folder, group=group, name=name)
     if not found:
         raise UsageError(f"no W&B runs to show under {folder} (`sevenstep runs {folder}` lists them)")
@@ -285,7 +288,7 @@ def _selected(group: str | None, name: str | None, wandb_dir: Path | None) -> li
     where its folder is); the oldest first, as a page lists runs in the order given."""
     from ..tracking import local_runs
 
-    folder = (wandb_dir or Path(os.environ.get("WANDB_DIR") or ".")) / "wandb"
+    folder = wandb_runs(wandb_dir)
     found = local_runs.list_runs(folder, group=group, name=name)
     which = " and ".join(f"{k} containing {v!r}" for k, v in (("group", group), ("name", name)) if v)
     if not found:
