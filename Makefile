@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/sevenstep compare experiments/baseline_vs_sgd.toml --workers 2
 
+# two test processes (pytest-xdist): 7 minutes instead of 10 on 2 cores; `pytest tests/...` runs them in one
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check sevenstep tests benchmarks
