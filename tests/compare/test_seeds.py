@@ -168,6 +168,10 @@ def test_run_over_seeds_prints_the_mean_interval_and_every_seed(tmp_path, tiny_f
         "2",
         "3",
     ]
+    # the first seed draws the pictures, as a comparison's first seed does; every seed keeps its outcomes
+    folders = [Path(r["run_dir"]) for r in out["runs"]]
+    assert [(f / "confusion_matrix.png").exists() for f in folders] == [True, False, False]
+    assert all((f / "valid_outcomes.csv").exists() and (f / "model.pth").exists() for f in folders)
 
 
 def _two_by_two(tmp_path, tiny_folder) -> Path:
