@@ -46,9 +46,8 @@ class SeedStack:
         self.waiting: dict[int, tuple[str, Any]] = {}  # thread -> (FORWARD or BACKWARD, its Learner)
         self.answers: dict[int, Any] = {}
         self.rng: dict[int, tuple] = {}
-        self.interrupted = (
-            False  # set by the main thread on Ctrl-C (a plain flag: it need not hold the baton)
-        )
+        # set by the main thread on Ctrl-C (a plain flag: it need not hold the baton)
+        self.interrupted = False
         self.passes = self.items = 0  # vectorised passes, and the seeds' batches they computed
 
     # --- the baton, with each thread's random generators --------------------------------------------------
