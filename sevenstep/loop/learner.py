@@ -24,6 +24,7 @@ from fastai.optimizer import Optimizer
 from fastcore.basics import defaults
 from fastcore.foundation import L
 
+from ..utils import signals
 from .callbacks import SparseCallback
 
 
@@ -98,7 +99,13 @@ class Learner(FastaiLearner):
             self._not_a_fit(-1)
 
     def __call__(self, event_name):
-        if isinstance(event_name, str):
+        if event_name == "after_epoch":
+            # the epoch's bookkeeping is done whole: the run log's row, the loggers, the stop rule and the checkpoint
+            # are all written, or none is. A Ctrl-C or SIGTERM during them stops the run once the checkpoint is
+            # written (without this, a result could hold an epoch its checkpoint lacked, which `resume` redid)
+            with signals.whole():
+                self._call_one(event_name)
+        elif isinstance(event_name, str):
             self._call_one(event_name)
         else:  # fastai also accepts a list of events
             for name in event_name:

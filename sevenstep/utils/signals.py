@@ -2,7 +2,8 @@
 
 Python turns Ctrl-C into KeyboardInterrupt wherever the program is; `sigterm_as_ctrl_c` makes `kill` do the
 same. `deferred()` holds both while a block that must not be half done runs (saving a run, finishing its W&B
-run); the caller then decides what the held signal means.
+run); the caller then decides what the held signal means. `whole()` holds them the same way, then sends the
+first again once the block is done (an epoch's bookkeeping: its row, the loggers, the stop rule, the checkpoint).
 """
 
 from __future__ import annotations
@@ -45,6 +46,23 @@ def deferred():
         _held = None
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def whole():
+    """The block is done whole: a Ctrl-C or SIGTERM that comes during it is held, then sent again once the block
+    is done, to whatever handles it here (a run's handler: it stops and is saved; a sweep worker's). Inside a
+    deferred block, that block holds it and decides."""
+    if _held is not None:
+        yield
+        return
+    held: list[int] = []
+    try:
+        with deferred() as held:
+            yield
+    finally:
+        if held:
+            signal.raise_signal(held[0])
 
 
 _held: list[int] | None = None  # what the deferred block in progress holds, if one is

@@ -93,3 +93,27 @@ def test_an_interrupted_run_reports_its_last_complete_epochs_weights(tmp_path):
     saved = torch.load(Path(run.run_dir) / "model.pth", weights_only=True)
     state = checkpoint.load(run.run_dir)["model"]
     assert all(torch.equal(saved[k], state[k]) for k in saved)
+
+
+def test_ctrl_c_during_an_epochs_bookkeeping_stops_the_run_once_its_checkpoint_is_written(tmp_path):
+    """A real SIGINT after epoch 2's row is in the run log but before the checkpointer has saved it (found under
+    load in the data-parallel stop test): the result and the checkpoint both end at epoch 2, so `resume`
+    continues from there instead of training epoch 2 again."""
+    from fastai.callback.core import Callback
+
+    from sevenstep.loop import checkpoint
+    from sevenstep.loop.callbacks import CHECKPOINT_ORDER, RUN_LOG_ORDER
+
+    class CtrlCAfterTheRowOfEpoch2(Callback):
+        order = (RUN_LOG_ORDER + CHECKPOINT_ORDER) // 2
+
+        def after_epoch(self):
+            if self.epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # as a terminal sends it
+                time.sleep(0.01)  # the handler runs here, or (held) once the checkpoint is written
+
+    r = recipe.load(LINEAR, ["steps.repeat.n=5"])
+    run = train.run(r, [CtrlCAfterTheRowOfEpoch2, checkpoint.Checkpointer], runs_dir=tmp_path, pictures=False)
+    assert run.stop_reason == "interrupted" and len(run.epochs) == 2
+    state = checkpoint.load(run.run_dir)
+    assert state["epoch"] == 2 and len(state["callbacks"]["run_log"]["epochs"]) == 2
