@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -331,7 +332,24 @@ def dashboard_cmd(
 
     logging.getLogger("optuna_dashboard").setLevel(logging.WARNING)
     typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (Ctrl-C stops it)", err=True)
+    failed: list[OSError] = []
+
+    def serve():
+        try:
+            run_server(storage, host="127.0.0.1", port=port)
+        except OSError as e:
+            failed.append(e)
+
+    # served from a thread of its own, so that Ctrl-C reaches this one: in the server's thread, a Ctrl-C that
+    # came while it answered a request (a browser asks every few seconds) was caught by wsgiref's error handler,
+    # printed as a traceback, and the dashboard served on
+    server = threading.Thread(target=serve, name="optuna-dashboard", daemon=True)
+    server.start()
     try:
-        run_server(storage, host="127.0.0.1", port=port)
-    except OSError as e:
+        while server.is_alive():
+            server.join(0.2)
+    except KeyboardInterrupt:
+        return
+    if failed:
+        e = failed[0]
         raise UsageError(f"--port {port}: cannot listen there ({e.strerror or e}); try --port 0") from None

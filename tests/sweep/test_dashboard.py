@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import urllib.request
 
 import optuna
 
+from conftest import wait_for
 from sevenstep.cli.common import free_port
 from sevenstep.sweep.study import storage_for
 
@@ -25,13 +27,16 @@ def test_the_dashboard_serves_a_sweeps_journal_over_http(tmp_path):
     study = optuna.create_study(study_name="demo", storage=storage_for(None, sweep_dir), direction="maximize")
     study.optimize(lambda t: t.suggest_float("lr", 0.01, 1.0, log=True), n_trials=3)
     port = free_port()
+    err = tmp_path / "err.txt"  # a file, not a pipe: the server's request log can never fill it and block it
     server = subprocess.Popen(
         [sys.executable, "-m", "sevenstep", "dashboard", str(sweep_dir), "--port", str(port)],
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=err.open("w"),
     )
     try:
-        assert server.stderr.readline().startswith(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard")
+        wait_for(lambda: err.read_text(), timeout=60, what="the dashboard's first line")
+        assert err.read_text().startswith(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard"), (
+            err.read_text()
+        )
         deadline = time.time() + 60
         while True:
             try:
@@ -47,7 +52,13 @@ def test_the_dashboard_serves_a_sweeps_journal_over_http(tmp_path):
         assert values == sorted(t.value for t in study.trials)
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C, as from its terminal
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise AssertionError(
+                f"the dashboard did not stop within 30 s of Ctrl-C: {err.read_text()[-2000:]}"
+            ) from None
 
 
 def test_the_dashboard_names_a_folder_without_a_study(tmp_path):
@@ -55,3 +66,18 @@ def test_the_dashboard_names_a_folder_without_a_study(tmp_path):
         [sys.executable, "-m", "sevenstep", "dashboard", str(tmp_path)], capture_output=True, text=True
     )
     assert done.returncode == 2 and "no study here" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_dashboard_names_a_port_it_cannot_listen_on(tmp_path):
+    sweep_dir = tmp_path / "sweep-demo"
+    optuna.create_study(study_name="demo", storage=storage_for(None, sweep_dir)).optimize(
+        lambda t: t.suggest_float("lr", 0.01, 1.0), n_trials=1
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sevenstep", "dashboard", str(sweep_dir), "--port", str(port)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and f"--port {port}: cannot listen there" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
