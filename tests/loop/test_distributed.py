@@ -64,8 +64,9 @@ def _ranks(launcher: subprocess.Popen) -> list[int]:
         lambda: _children(launcher.pid) and len(_children(_children(launcher.pid)[0])) == 2, what="ranks"
     )
     agent = _children(launcher.pid)[0]
-    SEEN.extend([launcher.pid, agent, *_children(agent)])
-    return _children(agent)
+    ranks = _children(agent)
+    SEEN.extend([launcher.pid, agent, *ranks])
+    return ranks
 
 
 @pytest.fixture

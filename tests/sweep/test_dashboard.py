@@ -22,10 +22,16 @@ def _get(url: str):
         return json.loads(r.read())
 
 
-def test_the_dashboard_serves_a_sweeps_journal_over_http(tmp_path):
+def _demo_sweep(tmp_path, n_trials: int):
+    """A sweep's folder with its journal: a study named demo of n_trials trials."""
     sweep_dir = tmp_path / "sweep-demo"
     study = optuna.create_study(study_name="demo", storage=storage_for(None, sweep_dir), direction="maximize")
-    study.optimize(lambda t: t.suggest_float("lr", 0.01, 1.0, log=True), n_trials=3)
+    study.optimize(lambda t: t.suggest_float("lr", 0.01, 1.0, log=True), n_trials=n_trials)
+    return sweep_dir, study
+
+
+def test_the_dashboard_serves_a_sweeps_journal_over_http(tmp_path):
+    sweep_dir, study = _demo_sweep(tmp_path, 3)
     port = free_port()
     err = tmp_path / "err.txt"  # a file, not a pipe: the server's request log can never fill it and block it
     server = subprocess.Popen(
@@ -69,10 +75,7 @@ def test_the_dashboard_names_a_folder_without_a_study(tmp_path):
 
 
 def test_the_dashboard_names_a_port_it_cannot_listen_on(tmp_path):
-    sweep_dir = tmp_path / "sweep-demo"
-    optuna.create_study(study_name="demo", storage=storage_for(None, sweep_dir)).optimize(
-        lambda t: t.suggest_float("lr", 0.01, 1.0), n_trials=1
-    )
+    sweep_dir, _ = _demo_sweep(tmp_path, 1)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
