@@ -244,7 +244,7 @@ def compare_cmd(
     storage: StorageOption = None,
 ):
     """The pixel-similarity baseline against SGD recipes on the same data and split, over one seed or several:
-    a table with intervals and paired verdicts (better, worse, no difference), and a report folder.
+    a table with intervals and paired verdicts (better, worse, not shown), and a report folder.
 
     Ctrl-C keeps every finished run in the report; run the same command again to continue the comparison."""
     from .. import compare

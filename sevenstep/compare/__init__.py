@@ -5,7 +5,7 @@ several, one table that says how sure it is, and one report folder.
     runner.py    run(plan): the baseline, then every recipe on every seed, into one report folder
     grid.py      the (method, seed) runs as a grid on the sweep's workers: --workers, Ctrl-C, continuing
     baseline.py  fastbook's pixel-similarity baseline: the mean image of each class, the nearest one wins
-    stats.py     intervals, and paired verdicts (better, worse, no difference) between methods
+    stats.py     intervals, and paired verdicts (better, worse, not shown) between methods
     report.py    one row per method (methods), the table (text, Markdown, CSV), results.json, the plots
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import atomic, tables
-from .plan import Plan
+from .plan import VALID_PCT, Plan
 
 
 @dataclass
@@ -109,11 +109,11 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             row.test_interval = stats.interval(test_accs[:1] if one else test_accs, tested[0]["n"])
         rows.append(row)
         by_method[name] = done
-    _verdicts(rows, by_method)
+    _verdicts(plan, rows, by_method)
     return rows
 
 
-def _verdicts(rows: list[Method], by_method: dict[str, list[Result]]) -> None:
+def _verdicts(plan: Plan, rows: list[Method], by_method: dict[str, list[Result]]) -> None:
     """Each method against the baseline and against the best SGD method, as one Holm-corrected family; only
     methods whose every seed finished are tested, on the seeds both sides have."""
     from . import stats
@@ -124,13 +124,13 @@ def _verdicts(rows: list[Method], by_method: dict[str, list[Result]]) -> None:
     best = max(sgd, key=lambda m: m.mean, default=None)
     pairs = [(m, baseline, "vs_baseline") for m in sgd if baseline is not None]
     pairs += [(m, best, "vs_best") for m in sgd if m is not best]
+    ratio = _valid_to_train(plan)
     tests = []
     for a, b, _ in pairs:
         ra, rb = {r.seed: r for r in by_method[a.method]}, {r.seed: r for r in by_method[b.method]}
         common = [s for s in ra if s in rb]
-        correct_a, correct_b = _per_image(ra, common), _per_image(rb, common)
-        acc_a, acc_b = [ra[s].accuracy for s in common], [rb[s].accuracy for s in common]
-        tests.append(stats.paired(a.method, b.method, acc_a, acc_b, correct_a, correct_b))
+        outcomes_a, outcomes_b = [ra[s].outcomes for s in common], [rb[s].outcomes for s in common]
+        tests.append(stats.paired(a.method, b.method, outcomes_a, outcomes_b, ratio))
     stats.decide(tests)
     for (a, _, key), t in zip(pairs, tests):
         setattr(a, key, t.to_json())
@@ -143,12 +143,12 @@ def _verdicts(rows: list[Method], by_method: dict[str, list[Result]]) -> None:
         baseline.vs_best = t | {"against": best.method, "verdict": flip, "difference": -t["difference"]}
 
 
-def _per_image(runs: dict[int, Result], seeds: list[int]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for s in seeds:
-        for image, correct in runs[s].outcomes.items():
-            out.setdefault(image, []).append(correct)
-    return out
+def _valid_to_train(plan: Plan) -> float:
+    """n_valid / n_train of a split drawn per seed (or per fold): the resampled test's correction."""
+    if plan.split == "kfold":
+        return 1 / (len(plan.seeds) - 1)
+    share = plan.split_options(plan.seeds[0]).get("valid_pct") or VALID_PCT
+    return share / (1 - share)
 
 
 def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
@@ -232,10 +232,17 @@ def legend(plan: Plan, rows: list[Method]) -> str:
             if n > 1
             else "Wilson's, over the validation images (one seed)."
         ),
-        "Verdicts: paired by seed and by image: a paired t-test across seeds (would other seeds change it?) "
-        "and McNemar's exact test on the images the two disagree on (would other images change it?); "
-        "'better' or 'worse' only when both say so at 5%, Holm-corrected for the comparisons in this table. "
-        "'no difference' means none this data can detect.",
+        "Verdicts: paired by seed and by image, one test for both: "
+        + (
+            "McNemar's exact test on the images the two disagree on (one seed: its own noise is not measured)"
+            if n == 1
+            else "the differences as an images x seeds table, Student's t on its two-way variance (would other "
+            "images, or other seeds, change it?)"
+            if plan.one_split
+            else "the per-seed differences, Nadeau and Bengio's corrected resampled t (each seed has its own split)"
+        )
+        + "; 'better' or 'worse' at 5%, Holm-corrected for the comparisons in this table. 'not shown' means "
+        "this data cannot tell, not that the two are equal: what would settle it is said below.",
     ]
     if any(m.test_mean is not None for m in rows):
         lines.append(
@@ -244,6 +251,11 @@ def legend(plan: Plan, rows: list[Method]) -> str:
         )
     if n == 1:
         lines.append("With one seed, the seed's own noise is not measured: run more seeds (--seeds 5).")
+    for m in rows:
+        for key, against in (("vs_baseline", "the baseline"), ("vs_best", "the best")):
+            v = getattr(m, key) or {}
+            if v.get("settle") and not (key == "vs_best" and m.kind == "baseline"):
+                lines.append(f"{m.method} against {against}: not shown (p={v['p']:.2g}); {v['settle']}.")
     chance = [f"{m.method} seed {s}" for m in rows for s in m.at_chance]
     if chance:
         lines.append(f"* at chance level (no better than the most common class): {', '.join(chance)}.")

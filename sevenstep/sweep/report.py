@@ -56,30 +56,28 @@ def _within_noise(rows: list[dict[str, Any]]) -> None:
     from ..compare import stats
     from ..loop import run_folder
 
-    def outcomes(row) -> dict[str, list[int]] | None:
-        per_image: dict[str, list[int]] = {}
+    def outcomes(row) -> list[dict[str, int]] | None:
+        """Each seed's per-image outcomes, in seed order."""
+        runs = []
         for folder in row["run_dirs"] or [row["run_dir"]]:
             if not folder or not (Path(folder) / run_folder.OUTCOMES).is_file():
                 return None
-            for o in run_folder.read_outcomes(folder):
-                per_image.setdefault(o["item"], []).append(o["correct"])
-        return per_image
+            runs.append({o["item"]: o["correct"] for o in run_folder.read_outcomes(folder)})
+        return runs
 
     complete = [r for r in rows if r["state"] == "complete"]
-    if len(complete) < 2 or (best_images := outcomes(complete[0])) is None:
+    if len(complete) < 2 or (best_runs := outcomes(complete[0])) is None:
         return
     complete[0]["vs_best"] = "best"
-    best_values = [float(v) for v in complete[0]["values"].split()] or [complete[0]["accuracy"]]
     tested, tests = [], []
     for row in complete[1:]:
-        images = outcomes(row)
-        values = [float(v) for v in row["values"].split()] or [row["accuracy"]]
-        if images is None or len(values) != len(best_values):
+        runs = outcomes(row)
+        if runs is None or len(runs) != len(best_runs):
             continue
         tested.append(row)
-        tests.append(stats.paired(str(row["trial"]), "best", values, best_values, images, best_images))
+        tests.append(stats.paired(str(row["trial"]), "best", runs, best_runs))
     for row, t in zip(tested, stats.decide(tests)):
-        row["vs_best"] = f"{'within noise' if t.verdict == 'no difference' else t.verdict} (p={t.p:.2g})"
+        row["vs_best"] = f"{'within noise' if t.verdict == 'not shown' else t.verdict} (p={t.p:.2g})"
 
 
 def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dict[str, Any]:

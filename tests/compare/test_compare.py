@@ -107,7 +107,7 @@ def test_compare_writes_the_table_and_report(tmp_path, tiny_folder):
     assert (
         md[0].startswith("| method | accuracy")
         and len(table) == 2 + 3
-        and "McNemar" in md[-1 - (len(md) > 6)]
+        and any("McNemar" in line for line in md[len(table) :])  # one seed: the image test alone
     )
     for png in ("ideal_digits.png", "learning_curves.png", "weights-linear.png"):
         with Image.open(report / png) as im:

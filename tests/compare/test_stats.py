@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -29,23 +31,79 @@ def test_several_seeds_interval_is_students_t():
     assert (low, high) == pytest.approx((mean - t_975_3 * sd / 2, mean + t_975_3 * sd / 2), abs=1e-9)
 
 
-def test_mcnemar_exact_on_a_textbook_example():
+def _images(columns: list[list[int]]) -> list[dict[str, int]]:
+    """One outcome dict per seed from columns of 0/1 per image."""
+    return [{f"i{k}": c for k, c in enumerate(col)} for col in columns]
+
+
+def test_one_seed_is_mcnemars_exact_test_on_a_textbook_example():
     # 10 images only a gets right, 2 only b gets right, 88 both or neither: two-sided exact binomial p
-    correct_a = {f"i{k}": [1] for k in range(100)}
-    correct_b = {f"i{k}": [0 if k < 10 else 1] for k in range(100)}
-    for k in range(10, 12):
-        correct_a[f"i{k}"] = [0]
+    a = [1] * 10 + [0] * 2 + [1] * 88
+    b = [0] * 10 + [1] * 2 + [1] * 88
     p = 2 * sum(math.comb(12, k) for k in range(3)) / 2**12  # 0.0386
-    t = stats.paired("a", "b", [0.98], [0.90], correct_a, correct_b)
-    assert t.p_images == pytest.approx(p) and t.p_seeds is None
-    assert "1 seed" in t.test
+    t = stats.paired("a", "b", _images([a]), _images([b]))
+    assert t.p_raw == pytest.approx(p) and "1 seed" in t.test
+    assert t.difference == pytest.approx(0.08)
 
 
-def test_the_seed_test_is_a_paired_t_test():
-    a, b = [0.95, 0.97, 0.96, 0.99], [0.94, 0.95, 0.95, 0.96]
-    t = stats.paired("a", "b", a, b, {}, {})
-    assert t.p_seeds == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
-    assert t.p_images == 1.0 and t.p_raw == 1.0  # no image evidence: the verdict needs both
+def test_several_seeds_with_no_seed_spread_is_a_paired_t_test_over_the_images():
+    # the same outcomes on every seed (two deterministic methods): the seeds add nothing, and the test is
+    # Student's paired t over the images, on N - 1 degrees of freedom
+    rng = np.random.default_rng(0)
+    a, b = (rng.random(300) < 0.9).astype(int), (rng.random(300) < 0.85).astype(int)
+    t = stats.paired("a", "b", _images([a, a, a]), _images([b, b, b]))
+    assert t.p_raw == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert t.test.startswith("crossed") and (t.n_images, t.n_seeds) == (300, 3)
+
+
+def test_the_crossed_variance_is_the_two_way_anova_one():
+    # mean squares by their textbook definitions, from the row and column means of the difference table
+    rng = np.random.default_rng(1)
+    a = (rng.random((500, 4)) < 0.93).astype(int)
+    b = np.repeat((rng.random((500, 1)) < 0.9).astype(int), 4, axis=1)
+    y = a - b
+    n, s = y.shape
+    ms_images = s * y.mean(1).var(ddof=1)
+    ms_seeds = n * y.mean(0).var(ddof=1)
+    t_stat = y.mean() / math.sqrt((ms_images + ms_seeds) / (n * s))
+    df = max(s - 1, (ms_images + ms_seeds) ** 2 / (ms_images**2 / (n - 1) + 2 * ms_seeds**2 / (s - 1)))
+    t = stats.paired("a", "b", _images(a.T.tolist()), _images(b.T.tolist()))
+    assert t.p_raw == pytest.approx(2 * scipy_stats.t.sf(abs(t_stat), df), rel=1e-9)
+
+
+def test_a_seed_that_flips_an_image_is_not_charged_as_a_loss():
+    # the issue's case: the baseline (the same every seed) is right on every image; the model fixes 60 of its
+    # mistakes on every seed, and each seed also flips 25 other images, different ones per seed. Averaged over
+    # seeds and counted by sign, the 125 flipped images outnumber the 60 fixed; each seed alone has 60 against
+    # 25, and so does the verdict
+    n, seeds = 2000, 5
+    base = np.ones((n, seeds), int)
+    base[:60] = 0  # the baseline's mistakes the model fixes
+    model = np.ones((n, seeds), int)
+    for s in range(seeds):
+        model[60 + 25 * s : 60 + 25 * (s + 1), s] = 0
+    (t,) = stats.decide(
+        [stats.paired("model", "baseline", _images(model.T.tolist()), _images(base.T.tolist()))]
+    )
+    assert t.verdict == "better" and t.p < 1e-4
+    for s in range(seeds):  # and each seed's own McNemar test agrees
+        assert stats.paired("m", "b", _images([model[:, s]]), _images([base[:, s]])).p_raw < 1e-3
+
+
+def test_a_split_per_seed_is_the_corrected_resampled_t_test():
+    # each seed validates on its own images: Nadeau and Bengio's variance, (1/S + n_valid/n_train) s^2
+    rng = np.random.default_rng(2)
+    a_runs, b_runs, per_seed = [], [], []
+    for s in range(5):
+        a, b = (rng.random(200) < 0.95).astype(int), (rng.random(200) < 0.93).astype(int)
+        a_runs.append({f"s{s}-i{k}": v for k, v in enumerate(a)})
+        b_runs.append({f"s{s}-i{k}": v for k, v in enumerate(b)})
+        per_seed.append((a - b).mean())
+    d = np.array(per_seed)
+    t_stat = d.mean() / math.sqrt((1 / 5 + 0.25) * d.var(ddof=1))
+    t = stats.paired("a", "b", a_runs, b_runs, valid_to_train=0.25)
+    assert t.p_raw == pytest.approx(2 * scipy_stats.t.sf(abs(t_stat), 4), rel=1e-9)
+    assert "resampled" in t.test
 
 
 def test_holm_on_a_worked_example():
@@ -55,25 +113,28 @@ def test_holm_on_a_worked_example():
 
 
 def test_identical_methods_are_never_called_different():
-    correct = {f"i{k}": [k % 3 != 0, k % 5 != 0] for k in range(200)}
-    (t,) = stats.decide([stats.paired("a", "b", [0.9, 0.8], [0.9, 0.8], correct, dict(correct))])
-    assert (t.p_seeds, t.p_images, t.verdict) == (1.0, 1.0, "no difference")
+    correct = _images([[k % 3 != 0 for k in range(200)], [k % 5 != 0 for k in range(200)]])
+    (t,) = stats.decide([stats.paired("a", "b", correct, correct)])
+    assert (t.p_raw, t.verdict, t.settle) == (1.0, "not shown", "no difference observed at all")
 
 
-def test_a_verdict_needs_both_tests_and_says_which_way():
-    many = {f"i{k}": [1, 1, 1] for k in range(100)}
-    few = {f"i{k}": [1, 1, 1] if k >= 30 else [0, 0, 0] for k in range(100)}
+def test_a_verdict_says_which_way_and_what_would_settle_a_not_shown():
+    many, few = [1] * 100, [1] * 70 + [0] * 30
     better, worse = stats.decide(
-        [
-            stats.paired("a", "b", [1.0, 1.0, 0.99], [0.7, 0.71, 0.7], many, few),
-            stats.paired("b", "a", [0.7, 0.71, 0.7], [1.0, 1.0, 0.99], few, many),
-        ]
-    )
+        [stats.paired("a", "b", _images([many] * 3), _images([few] * 3)),
+         stats.paired("b", "a", _images([few] * 3), _images([many] * 3))]
+    )  # fmt: skip
     assert better.verdict == "better" and worse.verdict == "worse" and better.p < 0.05
-    # the same seeds, but only 3 images of difference: the image test cannot tell, so no verdict
-    close = {f"i{k}": [1, 1, 1] if k >= 3 else [0, 0, 0] for k in range(100)}
-    (t,) = stats.decide([stats.paired("a", "b", [1.0, 1.0, 0.99], [0.97, 0.97, 0.96], many, close)])
-    assert t.p_seeds < 0.05 and t.p_images > 0.05 and t.verdict == "no difference"
+    assert better.settle == ""
+    # 3 images of difference in 100: not shown, and about how many images would show it
+    close = [1] * 97 + [0] * 3
+    (t,) = stats.decide([stats.paired("a", "b", _images([many] * 3), _images([close] * 3))])
+    assert t.verdict == "not shown"
+    images = int(re.search(r"about ([\d,]+) images", t.settle).group(1).replace(",", ""))
+    # the same 3% on that many images is shown
+    big = [[1] * images, [1] * (images - round(0.03 * images)) + [0] * round(0.03 * images)]
+    (shown,) = stats.decide([stats.paired("a", "b", _images([big[0]] * 3), _images([big[1]] * 3))])
+    assert shown.verdict == "better", (t.settle, shown.p)
 
 
 def test_a_seed_that_stays_at_chance_is_named():
