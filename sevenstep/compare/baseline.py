@@ -37,6 +37,7 @@ class BaselineResult:
     vocab: list[str] = field(default_factory=list)
     correct: list[int] = field(default_factory=list, repr=False)  # per validation image: 1 if right, else 0
     labels: list[str] = field(default_factory=list, repr=False)  # per validation image
+    predicted: list[str] = field(default_factory=list, repr=False)  # per validation image
     test: dict[str, Any] | None = None  # on the held-out test images (data.test): accuracy, n
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def run(dls, distance: str = "l1") -> BaselineResult:
         vocab=list(dls.vocab),
         correct=(pred == targ).int().tolist(),
         labels=[str(dls.vocab[t]) for t in targ.tolist()],
+        predicted=[str(dls.vocab[t]) for t in pred.tolist()],
         test=_on_test_images(dls, ideal, distance),
     )
 

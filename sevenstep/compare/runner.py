@@ -73,6 +73,7 @@ def run(
     return results, report
 
 
+BASELINE_OUTCOMES = "baseline_outcomes.csv"  # the baseline's per-image outcomes, as runs' valid_outcomes.csv
 UNFINISHED = "UNFINISHED"  # in a report folder until every run of its comparison has ended
 
 
@@ -111,9 +112,11 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
     from ..loop import run_folder
     from ..loop.callbacks import instantiate, notify
     from ..tracking import plots
+    from ..utils import tables
     from . import baseline
 
     method = f"baseline ({plan.distance})"
+    rows = []  # baseline_outcomes.csv: every verdict against the baseline can be checked by hand
     for seed in plan.seeds:
         if done and plan.one_split:
             done[seed] = dataclasses.replace(next(iter(done.values())), seed=seed)
@@ -136,9 +139,16 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
             n_valid=len(items), majority=_majority(base.labels), outcomes=dict(zip(items, base.correct)),
             test=base.test,
         )  # fmt: skip
+        split = "shared" if plan.one_split else seed
+        rows += [
+            {"split": split, "item": i, "label": y, "predicted": p, "correct": c}
+            for i, y, p, c in zip(items, base.labels, base.predicted, base.correct)
+        ]
         log(f"baseline{'' if plan.one_split else f' (seed {seed})'}: accuracy {base.accuracy:.4f}")
         if seed == plan.seeds[0]:
             plots.save(plots.ideal_digits(base.ideals, base.vocab), report / "ideal_digits.png")
+    if rows:
+        tables.write_csv(report / BASELINE_OUTCOMES, rows)
 
 
 def _collect(plan: Plan, grid: ComparisonGrid, study, baselines: dict[int, Result]) -> list[Result]:

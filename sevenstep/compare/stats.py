@@ -167,7 +167,9 @@ def crossed(y: np.ndarray):
     with np.errstate(divide="ignore", invalid="ignore"):
         df = (ms_i + ms_s) ** 2 / (ms_i**2 / (n - 1) + 2 * ms_s**2 / (s - 1))
         p = 2 * stats.t.sf(np.abs(mean) / np.sqrt(var), np.maximum(s - 1, df))
-    p = np.where(var > 0, p, np.where(mean == 0, 1.0, 0.0))  # no spread: every image differs alike on every seed
+    p = np.where(
+        var > 0, p, np.where(mean == 0, 1.0, 0.0)
+    )  # no spread: every image differs alike on every seed
     seeds = np.maximum(0.0, ms_s - ms_e)
     return mean, p, np.maximum(0.0, (ms_i - ms_e) / s), seeds / n, ms_e
 

@@ -24,7 +24,9 @@ def _at_most_five_percent(rate: float, reps: int) -> bool:
     "truth",
     [
         {"b_stochastic": True},  # two methods of one kind, each seed flipping a few answers
-        {"b_stochastic": False},  # a deterministic method (the baseline) against a stochastic one, equal means
+        {
+            "b_stochastic": False
+        },  # a deterministic method (the baseline) against a stochastic one, equal means
     ],
     ids=["equal", "deterministic-vs-stochastic"],
 )

@@ -17,6 +17,7 @@ from sevenstep.cli import app
 from sevenstep.compare import baseline
 from sevenstep.data import sources
 from sevenstep.errors import UsageError
+from sevenstep.loop import run_folder
 
 EXPERIMENTS = Path("experiments").resolve()
 
@@ -102,6 +103,12 @@ def test_compare_writes_the_table_and_report(tmp_path, tiny_folder):
     assert [r["method"] for r in rows] == ["baseline (l1)", "linear", "net"]
     assert float(rows[1]["accuracy"]) == pytest.approx(out["results"][1]["accuracy"])
     assert set(rows[0]) >= {"accuracy_a", "accuracy_b", "n_params", "status"}
+    # the baseline's own per-image outcomes, keyed as the runs' valid_outcomes.csv, so a verdict can be redone
+    base = list(csv.DictReader(open(report / "baseline_outcomes.csv")))
+    run_items = {o["item"] for o in run_folder.read_outcomes(out["results"][1]["run_dir"])}
+    assert {b["item"] for b in base} == run_items and {b["split"] for b in base} == {"shared"}
+    assert all(b["correct"] == str(int(b["label"] == b["predicted"])) for b in base)
+    assert sum(int(b["correct"]) for b in base) / len(base) == pytest.approx(out["results"][0]["accuracy"])
     md = (report / "results.md").read_text().splitlines()
     table = [line for line in md if line.startswith("|")]  # the table; then the legend: what it means
     assert (
