@@ -24,7 +24,8 @@ KEYS = {
     "source": Field(str, "mnist5k-3v7"),
     "seed": Field(int, 42),  # the one seed, when `seeds` is not given
     "seeds": Field(list[int] | int | None, None),  # a list of seeds, or a count N: seeds 1 to N
-    "split": Field(Literal["fixed", "per_seed"], "fixed"),  # per_seed: each seed draws its own split
+    # per_seed: each seed draws its own split; kfold: the seeds are folds, every image validated once
+    "split": Field(Literal["fixed", "per_seed", "kfold"], "fixed"),
     "baseline": Field(dict, {}),
     "runs": Field(list, []),
 }
@@ -57,7 +58,7 @@ class Plan:
         also its own random split of the source (the same for every method, so runs stay paired)."""
         r = dict(self.runs)[label]
         name = r.name if len(self.seeds) == 1 else f"{r.name}-seed{seed}"
-        data = r.data | (self.split_options(seed) if self.split == "per_seed" else {})
+        data = r.data | (self.split_options(seed) if self.split in ("per_seed", "kfold") else {})
         return dataclasses.replace(r, name=name, seed=seed, data=data)
 
     @property
@@ -71,6 +72,13 @@ class Plan:
         """The data options of the images a seed validates on, for the baseline: the runs' own (their size,
         channels, random split), with split = "per_seed" the seed's own split."""
         shared = {k: v for k, v in self.runs[0][1].data.items() if k in SAME_IMAGES and v is not None}
+        if self.split == "kfold":  # one shuffle of the folds for every seed: seed i validates on fold i
+            folds = {
+                "folds": len(self.seeds),
+                "fold": self.seeds.index(seed) + 1,
+                "split_seed": self.seeds[0],
+            }
+            return shared | folds | {"valid_pct": None}
         if self.split == "per_seed" or (shared.get("valid_pct") and shared.get("split_seed") is None):
             shared |= {"valid_pct": shared.get("valid_pct") or VALID_PCT, "split_seed": seed}
         return shared
@@ -106,11 +114,13 @@ def load(path: str | Path, seeds: int | None = None) -> Plan:
     else:
         seed_values = seed_list(d["seeds"], str(path)) if d["seeds"] is not None else [d["seed"]]
     source = sources.relative_to(d["source"], path.parent)
-    if d["split"] == "per_seed" and source.startswith("folder:"):
+    if d["split"] != "fixed" and source.startswith("folder:"):
         raise UsageError(
-            f'{path}: split = "per_seed" draws a new split from an embedded source for each seed; a folder '
+            f'{path}: split = "{d["split"]}" draws a new split from an embedded source for each seed; a folder '
             f"source's split is its own train/ and valid/ folders. Remove split, or use an embedded source"
         )
+    if d["split"] == "kfold" and len(seed_values) < 2:
+        raise UsageError(f'{path}: split = "kfold" makes each seed a fold: give 2 seeds or more (seeds = 5)')
     runs = []
     for i, entry in enumerate(d["runs"], 1):
         where = f"{path}: runs #{i}"

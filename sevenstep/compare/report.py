@@ -224,7 +224,13 @@ def table(rows: list[Method]) -> list[list[str]]:
 def legend(plan: Plan, rows: list[Method]) -> str:
     """What the table's numbers mean, in the words a learner reads them in."""
     n = len(plan.seeds)
-    split = "the same validation images for every seed" if plan.one_split else "one split drawn per seed"
+    split = (
+        "the same validation images for every seed"
+        if plan.one_split
+        else f"{n} folds, seed i validating on fold i: every image once"
+        if plan.split == "kfold"
+        else "one split drawn per seed"
+    )
     lines = [
         f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
         + (

@@ -124,7 +124,11 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
         dls = data.dataloaders(plan.source, bs=256, seed=seed, **plan.split_options(seed))
         base = baseline.run(dls, plan.distance)
         options = plan.split_options(seed)
-        split_seed = options.get("split_seed", seed) if "valid_pct" in options else sources.SPLIT_SEED
+        split_seed = (
+            options.get("split_seed", seed)
+            if options.get("valid_pct") or "folds" in options
+            else sources.SPLIT_SEED
+        )
         config = {
             "data.source": plan.source,
             "seed": seed,

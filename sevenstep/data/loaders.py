@@ -25,6 +25,8 @@ def dataloaders(
     valid_pct: float | None = None,
     split_seed: int | None = None,
     test: str | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
     *,
     seed: int = 42,
     device=None,
@@ -42,7 +44,9 @@ def dataloaders(
     default: the source's own test/ folder beside train/ and valid/, if it has one), evaluated once with the
     final weights (`dls.test_items`). `valid_pct` ignores the source's own train/valid split: all its images
     are split at random by fastai's RandomSplitter(valid_pct, seed=split_seed; the run's seed when not
-    given). `normalize=False` keeps pixels in [0, 1], as fastbook's
+    given). `folds` and `fold` validate on the fold-th of `folds` stratified folds of all the images instead
+    (scikit-learn's StratifiedKFold, shuffled by split_seed, 42 when not given): a comparison's split = "kfold"
+    gives each seed a fold, so every image is validated once. `normalize=False` keeps pixels in [0, 1], as fastbook's
     linear model had them. `fast` (the default) keeps that Datasets but makes batches from images decoded
     once, and pads and crops a whole batch at once on the device (decoded.py); `fast=False` is
     fastbook's per-item path."""
@@ -62,15 +66,17 @@ def dataloaders(
     from .test_items import SevenstepDataLoaders
 
     check_options(bs=bs, pad=pad, augment=augment, size=size, channels=channels, valid_pct=valid_pct,
-                  split_seed=split_seed, test=test)  # fmt: skip
+                  split_seed=split_seed, test=test, folds=folds, fold=fold)  # fmt: skip
     src = source if isinstance(source, Source) else resolve(source)
     items = src.items()
-    if valid_pct is None and src.valid is None:
+    if valid_pct is None and folds is None and src.valid is None:
         raise UsageError(
             f"{src.path} is a folder of class folders with no train/ and valid/ split; set data.valid_pct = 0.2 "
             "to validate on a random fifth of its images (fastai's RandomSplitter, seeded by the run's seed)"
         )
-    if valid_pct is None:
+    if folds is not None:
+        splits = fold_split(items, folds, fold, 42 if split_seed is None else split_seed)
+    elif valid_pct is None:
         splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     else:
         splits = RandomSplitter(valid_pct, seed=seed if split_seed is None else split_seed)(items)
@@ -89,6 +95,19 @@ def dataloaders(
     dls.source = src
     dls.test_items = held_out(src, test)
     return dls
+
+
+def fold_split(items, folds: int, fold: int, seed: int):
+    """(train, valid) indices: the fold-th of `folds` folds, each class spread evenly over them. fastai has
+    random and folder splitters but no k-fold one; scikit-learn (installed with fastai) has."""
+    from fastai.data.all import L, parent_label
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = [parent_label(f) for f in items]
+    train, valid = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels))[
+        fold - 1
+    ]
+    return L(train.tolist()), L(valid.tolist())
 
 
 def held_out(src: Source, test: str | None) -> list:
@@ -190,6 +209,8 @@ def check_options(
     valid_pct: float | None = None,
     split_seed: int | None = None,
     test: str | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
     **_,
 ) -> None:
     """Values a type cannot say; called when a recipe is read, long before any data is loaded."""
@@ -213,7 +234,17 @@ def check_options(
         raise UsageError(
             f"data.valid_pct must be between 0 and 1 (0.2: a fifth of the images), got {valid_pct}"
         )
-    if split_seed is not None and valid_pct is None:
+    if (folds is None) != (fold is None):
+        raise UsageError(
+            "data.folds and data.fold go together: validate on fold `fold` of `folds` (e.g. 5 and 1)"
+        )
+    if folds is not None and not (folds >= 2 and 1 <= fold <= folds):
+        raise UsageError(
+            f"data.folds must be 2 or more and data.fold between 1 and it; got {folds} and {fold}"
+        )
+    if folds is not None and valid_pct is not None:
+        raise UsageError("data.folds and data.valid_pct are two ways to split: give one of them")
+    if split_seed is not None and valid_pct is None and folds is None:
         raise UsageError(
             f"data.split_seed = {split_seed} draws a random split; set data.valid_pct as well (e.g. 0.2)"
         )

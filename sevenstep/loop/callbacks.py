@@ -135,7 +135,7 @@ class RunLog(SparseCallback):
         self.last_complete = weights_copy(self.learn.model) if self.learn.run_info.resumed_from else None
 
     def state_dict(self):
-        return {"epochs": self.epochs}
+        return {"epochs": list(self.epochs)}  # a snapshot: the rows of ended epochs do not change
 
     def load_state_dict(self, state):
         self.restored = state["epochs"]

@@ -1,7 +1,11 @@
 """Checkpoints and exact resume: a run killed after epoch k continues from epoch k as if never stopped.
 
-`Checkpointer` writes `checkpoint.pt` into the run folder (run_folder.py) at the end of every epoch, atomically: the weights,
-the optimizer's state, the epoch reached, every random number generator (torch, numpy, python, each data
+`Checkpointer` keeps the run's state at the end of every epoch in memory, and writes it as `checkpoint.pt` into
+the run folder (run_folder.py), atomically, after the first epoch, then at most every `every` seconds
+(SEVENSTEP_CHECKPOINT_EVERY, `--checkpoint-every`; 5 by default), and always when the fit ends, stops or is
+interrupted. A file per epoch cost more than a small model's epoch (a 100 KB atomic write: 7 ms, against 3 ms
+of training); a run killed outright loses at most those seconds, which a resume trains again. The state: the
+weights, the optimizer's state, the epoch reached, every random number generator (torch, numpy, python, each data
 loader's), and the state of every callback that has one (`state_dict()`, saved under its `state_key`: the run
 log, the patience rule, the time budget, the W&B run's id). Only tensors and plain values are saved, and loaded with
 `weights_only=True`.
@@ -16,7 +20,10 @@ first new epoch. The one-cycle schedule follows: fastai sets its position from t
 from __future__ import annotations
 
 import io
+import math
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,35 +110,95 @@ def stateful(learn) -> dict[str, Any]:
     return found
 
 
+EVERY = 5.0  # seconds between checkpoint writes, by default
+
+
+def every_default() -> float:
+    """SEVENSTEP_CHECKPOINT_EVERY (seconds), which `--checkpoint-every` sets for every process of a command."""
+    value = os.environ.get("SEVENSTEP_CHECKPOINT_EVERY")
+    try:
+        every = EVERY if value is None else float(value)
+    except ValueError:
+        every = -1.0
+    if not every >= 0:  # NaN too
+        raise UsageError(
+            f"SEVENSTEP_CHECKPOINT_EVERY={value!r}: give seconds, 0 or more (0: after every epoch)"
+        )
+    return every
+
+
 class Checkpointer(SparseCallback):
-    """The run's state at the end of every epoch, in `<run folder>/checkpoint.pt`; last, after the stop rule."""
+    """The run's state at the end of each epoch, in memory; written to `<run folder>/checkpoint.pt` after the
+    first epoch, then at most every `every` seconds, and always at the end of the fit. Last, after the stop
+    rule: a stop rule that ends the fit in its epoch has that epoch's state kept here, all the same."""
 
     order = CHECKPOINT_ORDER
 
+    def __init__(self, every: float | None = None):
+        self.every = every_default() if every is None else every
+        self.before_fit()
+
+    def before_fit(self):
+        self.snapshot, self.kept, self.written_at = None, 0, -math.inf  # kept: the epoch of the last snapshot
+
     def after_epoch(self):
-        learn = self.learn
-        run_dir = learn.run_info.run_dir
-        if run_dir is None:  # a run that is not saved has nothing to resume
+        if self.learn.run_info.run_dir is None:  # a run that is not saved has nothing to resume
             return
-        state = {
+        self.snapshot, self.kept = self.state(), self.learn.epoch + 1
+        if time.monotonic() - self.written_at >= self.every or self.learn.epoch + 1 >= self.learn.n_epoch:
+            self.write()
+
+    def after_cancel_fit(self):
+        """A stop rule ended the fit in after_epoch, before this callback's turn: that epoch is whole (the run
+        log has it), so its state is kept. A fit cancelled mid-epoch (a divergence) keeps the last whole one."""
+        learn = self.learn
+        whole = len(learn.run_log.epochs) == learn.epoch + 1
+        if learn.run_info.run_dir is not None and whole and self.kept < learn.epoch + 1:
+            self.snapshot, self.kept = self.state(), learn.epoch + 1
+
+    def after_fit(self):
+        self.write()
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as it is now; tensors copied, since training changes them in place."""
+        learn = self.learn
+        model = getattr(learn.model, "module", learn.model)  # unwrapped from DDP
+        return {
             "epoch": learn.epoch + 1,
             "train_iter": learn.train_iter,
-            "model": getattr(learn.model, "module", learn.model).state_dict(),  # unwrapped from DDP
-            "opt": _plain(learn.opt.state_dict()),
+            "model": _copied(model.state_dict()),
+            "opt": _copied(_plain(learn.opt.state_dict())),
             "rng": _rng_state(learn),
             # fastai's train_loss is a running average over every batch of the fit so far
             "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
+            # a callback's state_dict() is a snapshot: what later training does not change (see RunLog's)
             "callbacks": {key: cb.state_dict() for key, cb in stateful(learn).items()},
             # what it was trained with: `resume` refuses a recipe.toml edited since (tomli_w, as recipe.toml is)
             "recipe_toml": learn.run_info.recipe_toml,
             "processes": world_size(),
         }
+
+    def write(self):
+        """The last whole epoch's state, if not written yet: also when a run is interrupted (train.fit)."""
+        run_dir, state = self.learn.run_info.run_dir, self.snapshot
+        if run_dir is None or state is None:
+            return
         buf = io.BytesIO()
         torch.save(state, buf)
         if not (Path(run_dir) / UNFINISHED).exists():  # from now on there is something to resume
             mark_unfinished(Path(run_dir))
         # whole or not at all: a crash mid-write keeps the previous checkpoint
         atomic.write_bytes(Path(run_dir) / CHECKPOINT, buf.getvalue())
+        self.snapshot, self.written_at = None, time.monotonic()
+
+
+def _copied(obj):
+    """Dicts and lists rebuilt, tensors cloned: a snapshot of weights or an optimizer's state."""
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copied(v) for v in obj]
+    return obj.detach().clone() if isinstance(obj, torch.Tensor) else obj
 
 
 class Resume(SparseCallback):

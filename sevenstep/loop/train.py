@@ -161,6 +161,8 @@ def fit(learn: Learner) -> float:
             learn.step6_repeat.loop(learn)
     except KeyboardInterrupt:
         learn.run_info.stop_reason = "interrupted"
+        if checkpointer := getattr(learn, "checkpointer", None):
+            checkpointer.write()  # the last whole epoch's state, which the result below reports
         # the epoch in progress is half-trained: the result is the last complete epoch's, as its checkpoint is
         kept = learn.run_log.last_complete
         if kept is not None:

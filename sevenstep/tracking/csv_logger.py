@@ -1,8 +1,10 @@
-"""`epochs.csv` in a run's folder: its per-epoch metrics, for a spreadsheet or pandas; written again as each
-epoch ends, so a long run can be watched (`tail -f`, a spreadsheet that reloads)."""
+"""`epochs.csv` in a run's folder: its per-epoch metrics, for a spreadsheet or pandas; written again as epochs
+end (at most once a second: a run of 3 ms epochs would spend more on the file than on training), so a long run
+can be watched (`tail -f`, a spreadsheet that reloads), and whole when the run ends."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..loop.callbacks import LOGGER_ORDER, SparseCallback
@@ -13,11 +15,16 @@ class CsvLogger(SparseCallback):
     """The run's per-epoch metrics as `epochs.csv` in its run folder, for a spreadsheet or pandas."""
 
     order = LOGGER_ORDER
+    every = 1.0  # seconds between writes while the run trains
+
+    def before_fit(self):
+        self.written_at = -self.every
 
     def after_epoch(self):
         run_dir, epochs = self.learn.run_info.run_dir, self.learn.run_log.epochs
-        if run_dir is not None and epochs:
+        if run_dir is not None and epochs and time.monotonic() - self.written_at >= self.every:
             _write(Path(run_dir), epochs)
+            self.written_at = time.monotonic()
 
     def after_run(self, run):
         if run.run_dir and run.epochs:

@@ -122,6 +122,36 @@ def test_a_per_seed_split_gives_every_seed_its_own_validation_images(tmp_path):
         assert b.outcomes.keys() == s.outcomes.keys() and len(b.outcomes) == 200
 
 
+def test_kfold_validates_every_image_once_with_the_baseline_on_each_fold(tmp_path):
+    file = _file(
+        tmp_path, f'seeds = [4, 5, 6]\nsplit = "kfold"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {QUICK}\n'
+    )
+    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    base = [r for r in results if r.kind == "baseline"]
+    sgd = [r for r in results if r.kind == "sgd"]
+    folds = [set(b.outcomes) for b in base]
+    assert len(set().union(*folds)) == sum(map(len, folds)) == 1000  # the 1,000 images, each validated once
+    for b, s in zip(base, sgd):  # each fold's runs validate on its baseline's images, stratified by class
+        assert b.outcomes.keys() == s.outcomes.keys() and abs(b.majority - 0.5) < 0.01
+    summary = json.loads((report / "results.json").read_text())
+    (linear,) = [m for m in summary["methods"] if m["kind"] == "sgd"]
+    assert "resampled" in linear["vs_baseline"]["test"] and linear["vs_baseline"]["seeds"] == 3
+    assert "3 folds" in summary["legend"]
+    # the same folds on another run of the same file: a fold is a fixed set of images, whatever trains on it
+    again = compare.load(file)
+    assert again.split_options(5).items() >= {"folds": 3, "fold": 2, "split_seed": 4, "valid_pct": None}.items()
+
+
+def test_kfold_needs_two_seeds_and_an_embedded_source(tmp_path, tiny_folder):
+    one = _file(tmp_path, f'seeds = 1\nsplit = "kfold"\n[[runs]]\nrecipe = "{LINEAR}"\n', "one.toml")
+    with pytest.raises(UsageError, match="each seed a fold: give 2 seeds or more"):
+        compare.load(one)
+    folder = _file(tmp_path, f'source = "folder:{tiny_folder}"\nseeds = 3\nsplit = "kfold"\n[[runs]]\n'
+                             f'recipe = "{LINEAR}"\n', "folder.toml")  # fmt: skip
+    with pytest.raises(UsageError, match='split = "kfold" draws a new split'):
+        compare.load(folder)
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [
