@@ -17,7 +17,9 @@ from PIL import Image
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())  # fastbook's linear recipe, the quickest
+LINEAR = str(
+    Path("tests/recipes/linear_20_epochs.toml").resolve()
+)  # fastbook's linear recipe at 20 epochs: quick
 
 # Ctrl-C as at a terminal, for this process and the sevenstep processes tests start: a shell that starts a job in
 # the background (`cmd &` in a script) starts it with SIGINT ignored, and every Ctrl-C test would then hang
@@ -34,6 +36,9 @@ def isolated_env(tmp_path_factory):
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
         os.environ[var] = str(root / var.lower())
     os.environ.pop("WANDB_API_KEY", None)
+    # a checkpoint after every epoch, as the tests that stop runs at a given epoch expect (the default is every
+    # 5 s: tests/loop/test_checkpoint.py tests that path with the seconds it gives)
+    os.environ["SEVENSTEP_CHECKPOINT_EVERY"] = "0"
     import fastprogress.fastprogress as fp
 
     fp.NO_BAR = True

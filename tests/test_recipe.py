@@ -14,7 +14,7 @@ from sevenstep.cli import app
 from sevenstep.errors import UsageError
 from sevenstep.loop import run_folder
 
-LINEAR = "experiments/fastbook_linear.toml"
+LINEAR = "tests/recipes/linear_20_epochs.toml"  # fastbook's linear recipe at 20 epochs
 RECIPES = sorted(p for p in Path("experiments").glob("*.toml") if "steps" in recipe.read_toml(p))
 
 

@@ -74,6 +74,24 @@ StorageOption = Annotated[
         metavar="URL",
     ),
 ]
+CheckpointEvery = Annotated[
+    float | None,
+    typer.Option(
+        "--checkpoint-every",
+        min=0,
+        metavar="SECONDS",
+        help="Write a run's checkpoint at most this often (also after its first epoch, at its end and on Ctrl-C; "
+        "0: after every epoch) \\[env: SEVENSTEP_CHECKPOINT_EVERY; default: 5]",
+    ),
+]
+
+
+def checkpoint_every(seconds: float | None) -> None:
+    """--checkpoint-every, for every process this command starts (workers, data-parallel ranks) as for this one."""
+    if seconds is not None:
+        os.environ["SEVENSTEP_CHECKPOINT_EVERY"] = repr(float(seconds))
+
+
 WandbDir = Annotated[
     Path | None,
     typer.Option(help="Folder whose wandb/ subfolder holds the runs \\[env: WANDB_DIR; default: .]"),

@@ -15,6 +15,7 @@ import typer
 from ..errors import TrainingFailed, UsageError
 from ..utils import tables
 from .common import (
+    CheckpointEvery,
     DeviceOption,
     JsonFlag,
     RecipeFile,
@@ -26,6 +27,7 @@ from .common import (
     app,
     before_training,
     check_names,
+    checkpoint_every,
     free_port,
     friendly,
     quiet_libraries,
@@ -49,6 +51,7 @@ def run_cmd(
         ),
     ] = 1,
     device: DeviceOption = None,
+    every: CheckpointEvery = None,
     group: Annotated[str | None, typer.Option(hidden=True, help="The W&B group (a sweep's)")] = None,
     job_type: Annotated[str, typer.Option(hidden=True, help="The W&B job type")] = "sgd",
     seeds: SeedsOption = None,
@@ -61,6 +64,7 @@ def run_cmd(
     from ..recipe import load
 
     check_names(wandb, device)
+    checkpoint_every(every)
     recipe = load(file, set_)  # every key checked before anything heavy is imported
     if seeds is not None:
         if processes > 1:
@@ -189,6 +193,7 @@ def resume_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    every: CheckpointEvery = None,
     processes: Annotated[
         int, typer.Option(min=1, help="As many data-parallel processes as the run was trained on")
     ] = 1,
@@ -198,6 +203,7 @@ def resume_cmd(
 
     On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
     check_names(wandb, device)
+    checkpoint_every(every)
     from ..loop import checkpoint
 
     if processes > 1 and "WORLD_SIZE" not in os.environ:
@@ -237,6 +243,7 @@ def compare_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    every: CheckpointEvery = None,
     seeds: SeedsOption = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Processes on this machine that train the runs; they split its cores")
@@ -251,6 +258,7 @@ def compare_cmd(
     from ..compare import report as reports
 
     check_names(wandb, device)
+    checkpoint_every(every)
     plan = compare.load(file, seeds)  # the whole file and every recipe in it are checked first
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         results, report = compare.run(plan, runs_dir, cbs, workers=workers, storage=storage,
@@ -316,6 +324,7 @@ def sweep_cmd(
     wandb: WandbMode = None,
     wandb_dir: WandbDir = None,
     device: DeviceOption = None,
+    every: CheckpointEvery = None,
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Serve Optuna Dashboard on loopback while the sweep runs")
     ] = False,
@@ -326,6 +335,7 @@ def sweep_cmd(
     from .. import sweep as sweeps
 
     check_names(wandb, device)
+    checkpoint_every(every)
     sweep = sweeps.load(file)  # every grid point, and both ends of every range, checked first
     session = before_training(runs_dir, wandb, wandb_dir, device)
     progress = functools.partial(typer.echo, err=True)

@@ -19,7 +19,7 @@ from sevenstep.data.decoded import RandomPadCrop
 from sevenstep.errors import UsageError
 from sevenstep.tracking import plots
 
-LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
+LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
 
 
 def test_run_prints_the_seven_choices_and_counts_epochs_from_1(tmp_path):

@@ -139,7 +139,9 @@ def test_kfold_validates_every_image_once_with_the_baseline_on_each_fold(tmp_pat
     assert "3 folds" in summary["legend"]
     # the same folds on another run of the same file: a fold is a fixed set of images, whatever trains on it
     again = compare.load(file)
-    assert again.split_options(5).items() >= {"folds": 3, "fold": 2, "split_seed": 4, "valid_pct": None}.items()
+    assert (
+        again.split_options(5).items() >= {"folds": 3, "fold": 2, "split_seed": 4, "valid_pct": None}.items()
+    )
 
 
 def test_kfold_needs_two_seeds_and_an_embedded_source(tmp_path, tiny_folder):

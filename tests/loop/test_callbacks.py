@@ -15,7 +15,7 @@ from sevenstep.data import sources
 from sevenstep.errors import UsageError
 from sevenstep.loop import callbacks, train
 
-LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
+LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
 
 
 class Events(Callback):

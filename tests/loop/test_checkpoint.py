@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import signal
@@ -22,7 +23,7 @@ from sevenstep.loop import checkpoint, run_folder, train
 from sevenstep.tracking import local_runs
 
 EXPERIMENTS = Path("experiments").resolve()
-LINEAR = str(EXPERIMENTS / "fastbook_linear.toml")
+LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
 
 
 class StopAfter(Callback):
@@ -89,6 +90,77 @@ def test_a_patience_stop_resumes_with_its_wait_count(tmp_path):
     resumed = _interrupted_then_resumed(r, k, tmp_path)
     assert _metrics(resumed) == _metrics(alone) and _same_weights(resumed, alone)
     assert resumed.stop_reason == "patience"
+
+
+class Watch(Callback):
+    """The epoch checkpoint.pt holds just after each epoch (after the Checkpointer's turn)."""
+
+    order = checkpoint.Checkpointer.order + 1
+
+    def __init__(self):
+        self.seen = []
+
+    def after_epoch(self):
+        self.seen.append(_checkpoint_epoch([self.learn.run_info.run_dir]))
+
+
+class CtrlCInEpoch(Callback):
+    """Ctrl-C in the middle of epoch k (at its second batch): the weights are then half-way to epoch k."""
+
+    order = 2000
+
+    def __init__(self, k):
+        self.k = k
+
+    def before_batch(self):
+        if self.training and self.epoch + 1 == self.k and self.iter == 1:
+            raise KeyboardInterrupt
+
+
+def test_checkpoints_are_written_by_time_after_the_first_epoch_and_at_the_end(tmp_path):
+    watch = Watch()
+    r = recipe.load(LINEAR, ["steps.repeat.n=5"])
+    train.run(r, [functools.partial(checkpoint.Checkpointer, every=3600), watch], runs_dir=tmp_path)
+    assert watch.seen == [1, 1, 1, 1, 5]  # an hour apart: the first epoch's, then the last one's
+    watch = Watch()
+    train.run(r, [functools.partial(checkpoint.Checkpointer, every=0), watch], runs_dir=tmp_path)
+    assert watch.seen == [1, 2, 3, 4, 5]
+
+
+def test_ctrl_c_between_writes_saves_the_last_whole_epoch_and_resumes_exactly(tmp_path):
+    r = recipe.load(LINEAR, ["steps.repeat.n=6", "data.bs=64"])
+    alone = train.run(r, [checkpoint.Checkpointer], runs_dir=tmp_path / "alone")
+    rarely = functools.partial(checkpoint.Checkpointer, every=3600)
+    stopped = train.run(r, [rarely, CtrlCInEpoch(4)], runs_dir=tmp_path / "stopped")
+    assert stopped.stop_reason == "interrupted" and len(stopped.epochs) == 3
+    # the result's epochs and weights are the checkpoint's: epoch 3, written when Ctrl-C came
+    saved = torch.load(Path(stopped.run_dir) / run_folder.CHECKPOINT, weights_only=True)
+    assert saved["epoch"] == 3 and all(
+        torch.equal(saved["model"][k], v) for k, v in stopped.learn.model.state_dict().items()
+    )
+    again, state = checkpoint.prepare(stopped.run_dir)
+    resumed = train.run(again, [rarely], resume=(Path(stopped.run_dir), state))
+    assert (
+        _metrics(resumed) == _metrics(alone) and _same_weights(resumed, alone) and resumed.resumed_from == 3
+    )
+
+
+@pytest.mark.parametrize("every", [0, 3600])
+def test_the_epoch_a_stop_rule_ends_is_in_the_checkpoint(tmp_path, every):
+    # the stop rule (order 63) raises before the Checkpointer's (64) turn in that epoch: it is kept all the same
+    r = recipe.load(LINEAR, ["steps.repeat.n=30", "steps.stop.name=target", "steps.stop.value=0.9"])
+    run = train.run(r, [functools.partial(checkpoint.Checkpointer, every=every)], runs_dir=tmp_path)
+    assert run.stop_reason == "target" and 1 < len(run.epochs) < 30
+    saved = torch.load(Path(run.run_dir) / run_folder.CHECKPOINT, weights_only=True)
+    assert saved["epoch"] == len(run.epochs) and saved["callbacks"]["run_log"]["epochs"] == run.epochs
+
+
+def test_checkpoint_every_is_refused_when_it_is_not_seconds(monkeypatch):
+    monkeypatch.setenv("SEVENSTEP_CHECKPOINT_EVERY", "soon")
+    with pytest.raises(UsageError, match="give seconds, 0 or more"):
+        checkpoint.Checkpointer()
+    result = CliRunner().invoke(app, ["run", LINEAR, "--checkpoint-every", "-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
 
 
 def _checkpoint_epoch(run_dirs) -> int:

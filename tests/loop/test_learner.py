@@ -14,7 +14,7 @@ from sevenstep.data.shuffle import ShuffledDL
 from sevenstep.loop import train
 from sevenstep.loop.learner import Learner, _handles
 
-LINEAR = "experiments/fastbook_linear.toml"
+LINEAR = "tests/recipes/linear_20_epochs.toml"  # fastbook's linear recipe at 20 epochs
 
 
 class UsersOwn(Callback):

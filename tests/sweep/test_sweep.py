@@ -31,7 +31,7 @@ from sevenstep.sweep import study as sweep_study
 from sevenstep.tracking import local_runs
 
 EXPERIMENTS = Path("experiments").resolve()
-LINEAR = EXPERIMENTS / "fastbook_linear.toml"
+LINEAR = Path("tests/recipes/linear_20_epochs.toml").resolve()  # fastbook's linear recipe at 20 epochs
 GRID = {"steps.init.name": ["zeros", "normal"], "steps.loss.name": ["mnist_loss", "bce"]}
 
 

@@ -21,7 +21,7 @@ from sevenstep.cli import app
 from sevenstep.registry import STEPS
 from sevenstep.tracking import local_runs, wandb_session
 
-LINEAR = str(Path("experiments/fastbook_linear.toml").resolve())
+LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
 
 
 def _records(wandb_file: Path) -> list[dict]:
