@@ -14,6 +14,7 @@ fastai's own beside them, are defined here and only here:
      51    InterpretationPictures        after_run: top losses and confusion matrix, before loggers send them
      52    loggers (W&B, CSV)            after_epoch: read RunLog's row
      53    a sweep's TrialReporter       after_epoch: reports the metric to Optuna, may end the fit as pruned
+     61    ReadableRows                  before_fit: the printed table's rows at a rate a person can read
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch
      64    Checkpointer                  after_epoch: the run's whole state, the stop rule's included
 
@@ -44,6 +45,7 @@ LOGGER_ORDER = Recorder.order + 2
 PRUNER_ORDER = Recorder.order + 3
 STOP_ORDER = EarlyStoppingCallback.order  # 63; the patience rule is fastai's EarlyStoppingCallback
 CHECKPOINT_ORDER = STOP_ORDER + 1
+ROWS_ORDER = 61  # after fastai's ProgressCallback (60), which points learn.logger at its table
 
 
 @dataclass
@@ -152,6 +154,40 @@ class RunLog(SparseCallback):
         seconds = round(time.perf_counter() - self.start, 3)
         self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
         self.last_complete = weights_copy(self.learn.model)
+
+
+class ReadableRows(SparseCallback):
+    """The printed per-epoch table at a rate a person can read: the first and last epochs, and in between a row
+    every `every` seconds. fastai prints a row an epoch (in a notebook it draws the whole table again each
+    time), which cost more than the epochs of fastbook's 327-epoch recipes; every epoch is still in the run log,
+    epochs.csv and W&B."""
+
+    order = ROWS_ORDER
+    every = 0.5
+
+    def before_fit(self):
+        self.printed_at, self.skipped, self.write = -math.inf, None, self.learn.logger
+        if getattr(self.write, "__name__", "") != "noop":
+            self.learn.logger = self.row
+
+    def row(self, log):
+        learn = self.learn
+        epoch_row = not learn.training and not isinstance(log, str) and len(log) and isinstance(log[0], int)
+        if epoch_row:
+            last = learn.epoch + 1 >= learn.n_epoch
+            if not (last or learn.epoch == 0 or time.monotonic() - self.printed_at >= self.every):
+                self.skipped = list(log)
+                return
+            self.printed_at, self.skipped = time.monotonic(), None
+        self.write(log)
+
+    def after_cancel_fit(self):
+        if self.skipped is not None:  # a stop rule ended the fit on an epoch not printed (before fastai's
+            self.write(self.skipped)  # ProgressCallback closes its table in after_fit)
+            self.skipped = None
+
+    def after_fit(self):
+        self.learn.logger = self.write
 
 
 def weights_copy(model) -> dict:

@@ -19,7 +19,7 @@ from .. import data
 from ..recipe import Recipe
 from ..utils import signals
 from . import run_folder
-from .callbacks import DivergenceGuard, RunInfo, RunLog, instantiate, notify
+from .callbacks import DivergenceGuard, ReadableRows, RunInfo, RunLog, instantiate, notify
 from .learner import Learner
 from .metrics import accuracy, per_class_accuracy
 
@@ -78,7 +78,7 @@ def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Lea
         opt_func=steps["step"].opt_func,
         lr=steps["step"].lr,
         metrics=[accuracy],
-        cbs=[*steps.values(), DivergenceGuard(), RunLog(), *instantiate(cbs)],
+        cbs=[*steps.values(), DivergenceGuard(), RunLog(), ReadableRows(), *instantiate(cbs)],
     )
     learn.run_info = RunInfo(recipe)
     return learn

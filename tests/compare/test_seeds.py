@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -279,3 +280,22 @@ def test_the_baseline_validates_on_the_runs_images_at_their_size(tmp_path):
                            f'[[runs]]\nrecipe = "{LINEAR}"\nset = {other}\nlabel = "b"\n', "two.toml")  # fmt: skip
     with pytest.raises(UsageError, match=r"the runs differ in data.size \(a: 16, b: 20\)"):
         compare.load(file)
+
+
+def test_an_a_a_comparison_is_not_called_different(tmp_path):
+    # one recipe on seeds 1-3 against the same recipe on seeds 4-6, as two labels: the truth is "no difference"
+    file = _file(tmp_path, f'seeds = 6\n[[runs]]\nrecipe = "{LINEAR}"\nlabel = "linear"\n'
+                           'set = { "steps.init.name" = "zeros", "steps.repeat.n" = 3 }\n')  # fmt: skip
+    plan = compare.load(file)
+    results, _ = compare.run(plan, tmp_path / "runs", log=lambda *a: None)
+    a = [r for r in results if r.kind == "sgd" and r.seed <= 3]
+    b = [
+        dataclasses.replace(r, method="linear again", seed=r.seed - 3)
+        for r in results
+        if r.kind == "sgd" and r.seed > 3
+    ]
+    assert len(a) == len(b) == 3 and [r.accuracy for r in a] != [r.accuracy for r in b]  # other seeds indeed
+    plan.seeds = [1, 2, 3]
+    rows = {m.method: m for m in compare.report.methods(plan, a + b)}
+    verdict = rows["linear again"].vs_best or rows["linear"].vs_best
+    assert verdict["verdict"] == "not shown", verdict

@@ -4,6 +4,7 @@ in order, and the loop's callbacks keep their declared order."""
 from __future__ import annotations
 
 import csv
+import re
 from functools import partial
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def test_an_error_reaches_after_error_and_is_raised(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-saved
 
 
-def test_epochs_csv_is_written_as_each_epoch_ends(tmp_path):
+def test_epochs_csv_is_written_as_each_epoch_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking.CsvLogger, "every", 0)  # by default at most once a second
     seen = []
 
     class Watcher(Callback):  # what `tail -f epochs.csv` would see, just after each epoch
@@ -78,6 +80,28 @@ def test_epochs_csv_is_written_as_each_epoch_ends(tmp_path):
         recipe.load(LINEAR, ["steps.repeat.n=3"]), cbs=[tracking.CsvLogger, Watcher()], runs_dir=tmp_path
     )
     assert seen == [[1], [1, 2], [1, 2, 3]]
+
+
+def _printed_epochs(out: str) -> list[int]:
+    return [int(line.split()[0]) for line in out.splitlines() if re.match(r"^\r*\d+ +\d", line.lstrip("\r"))]
+
+
+@pytest.mark.parametrize("every, stop, printed", [
+    (3600, [], [1, 12]),  # a row an hour: the first and the last epoch
+    (0, [], list(range(1, 13))),  # every epoch
+    (3600, ["steps.stop.name=target", "steps.stop.value=0.9"], "first and the stopping one"),
+])  # fmt: skip
+def test_the_printed_table_shows_epochs_at_a_readable_rate(
+    tmp_path, capsys, monkeypatch, every, stop, printed
+):
+    monkeypatch.setattr(callbacks.ReadableRows, "every", every)
+    run = train.run(recipe.load(LINEAR, ["steps.repeat.n=12", *stop]), runs_dir=tmp_path)
+    shown = _printed_epochs(capsys.readouterr().out)
+    if stop:
+        assert run.stop_reason == "target" and shown == [1, len(run.epochs)] and len(run.epochs) > 2
+    else:
+        assert shown == printed
+    assert [e["epoch"] for e in run.epochs] == list(range(1, len(run.epochs) + 1))  # the log has them all
 
 
 def test_a_run_at_chance_level_says_so_and_points_to_the_lr_finder(tmp_path):
