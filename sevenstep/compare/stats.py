@@ -233,6 +233,12 @@ def settle(t: Test, family: int = 1) -> str:
         said.append(f"about {seeds} seeds")
     if parts.get("seeds", 0) is None:
         said.append("more seeds (one seed's own noise is not measured)")
-    if not said:
-        return f"the observed {points} is too small to show with any practical number of images or seeds"
-    return f"to show {points}: {' or '.join(said)}"
+    if said:
+        return f"to show {points}: {' or '.join(said)}"
+    if images is None and seeds is None:  # neither alone would do
+        return f"to show {points}: " + (
+            "more seeds alone would not (their training sets overlap): larger splits as well"
+            if "ratio" in parts
+            else "more images and more seeds together"
+        )
+    return f"to show {points}: over 100 times these images, or over 100 seeds, at this spread"
