@@ -8,7 +8,6 @@ from typing import Literal
 
 import torch
 from fastai.layers import ConvLayer, NormType
-from fastai.vision.models.xresnet import ResBlock, XResNet
 from torch import nn
 
 from ..errors import UsageError
@@ -108,6 +107,10 @@ def resnet(layers: list[int] = [1, 1, 1, 1], widen: float = 0.25) -> Predict:  #
         )
 
     def make(shape, n_out):
+        # imported here: fastai.vision.models brings torchvision's models and torch._dynamo, 2.4 s of every
+        # command's start-up, for this one option
+        from fastai.vision.models.xresnet import ResBlock, XResNet
+
         return XResNet(ResBlock, 1, layers, c_in=shape[0], n_out=n_out, widen=widen, stem_szs=(16, 32, 64))
 
     return Predict(make)
