@@ -19,9 +19,10 @@ RECIPE = "experiments/fastbook_linear.toml"
 EPOCHS, BS, LR = 327, 256, 1.0  # the recipe's: 327 epochs of 3 batches = 981 steps
 
 
-def hand() -> None:
+def hand(quiet: bool = False) -> float:
     """fastbook's linear model written out: read the PNGs, N(0, 1) weights, mnist_loss, p -= lr * grad, shuffled
-    full batches (the last partial one dropped, as fastai does), the validation accuracy after every epoch."""
+    full batches (the last partial one dropped, as fastai does), the validation accuracy after every epoch.
+    Returns the fit's seconds."""
     start = time.perf_counter()
     import numpy as np
     import torch
@@ -53,7 +54,37 @@ def hand() -> None:
                     p.grad = None
         with torch.no_grad():
             ((vx @ w + b).squeeze(1) > 0).float().eq(vy).float().mean().item()
-    print(json.dumps({"fit_seconds": time.perf_counter() - fit, "seconds": time.perf_counter() - start}))
+    seconds = time.perf_counter() - fit
+    if not quiet:
+        print(json.dumps({"fit_seconds": seconds, "seconds": time.perf_counter() - start}))
+    return seconds
+
+
+def fits(repeats: int) -> dict[str, list[float]]:
+    """In one process, interleaved: the hand loop's fit; fastai's loop on sevenstep's Learner with the seven
+    steps only (build_learner, no run folder: the floor fastai's Learner sets); the whole run (run folder,
+    checkpoints, epochs.csv, W&B disabled); the same with W&B offline."""
+    import fastprogress.fastprogress as fp
+
+    from sevenstep import recipe
+    from sevenstep.cli.common import callbacks, wandb_session
+    from sevenstep.loop import train
+
+    fp.NO_BAR = True
+    r = recipe.load(RECIPE)
+    got: dict[str, list[float]] = {k: [] for k in ("hand", "fastai loop", "run", "run, W&B offline")}
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {m: wandb_session(m, Path(tmp)) for m in ("disabled", "offline")}
+        for _ in range(repeats):
+            got["hand"].append(hand(quiet=True))
+            learn = train.build_learner(r)
+            start = time.perf_counter()
+            learn.step6_repeat.loop(learn)
+            got["fastai loop"].append(time.perf_counter() - start)
+            for name, mode in (("run", "disabled"), ("run, W&B offline", "offline")):
+                run = train.run(r, callbacks(sessions[mode]), runs_dir=Path(tmp) / "runs", pictures=False)
+                got[name].append(run.fit_seconds)
+    return got
 
 
 def _timed(cmd: list[str], env=None) -> tuple[float, dict]:
@@ -105,11 +136,16 @@ def warm(n: int) -> list[tuple[float, float]]:
 
 
 def main(repeats: int = 3) -> None:
+    inside = {k: statistics.median(v) for k, v in fits(repeats).items()}
+    print(
+        f"fastbook linear, 327 epochs (981 steps), fits in one process, {repeats} interleaved repeats, medians:"
+    )
+    print("  " + ", ".join(f"{k} {v:.2f} s ({v / inside['hand']:.1f}x)" for k, v in inside.items()))
     got = commands(repeats)
     med = {k: statistics.median(v) for k, v in got.items()}
     fit_ratios = sorted(a / b for a, b in zip(got["run fit"], got["hand fit"]))
     wall_ratios = sorted(a / b for a, b in zip(got["run wall"], got["hand wall"]))
-    print(f"fastbook linear, 327 epochs (981 steps), {repeats} interleaved repeats, medians:")
+    print(f"whole commands, {repeats} interleaved repeats, medians:")
     print(f"  fit: sevenstep run {med['run fit']:.2f} s, hand-written {med['hand fit']:.2f} s: "
           f"{med['run fit'] / med['hand fit']:.2f}x (pairs {', '.join(f'{r:.2f}' for r in fit_ratios)})")  # fmt: skip
     print(f"  whole command: sevenstep run (W&B offline) {med['run wall']:.2f} s, --wandb disabled "

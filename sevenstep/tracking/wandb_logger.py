@@ -120,14 +120,18 @@ class WandbLogger(SparseCallback):
     def after_epoch(self):
         if self.wb is None:
             return
+        # the epoch's last batch and the epoch itself share a step: one row, one call (a call is ~0.5 ms, and
+        # fastbook's 327-epoch recipes have 3 batches an epoch)
+        last = self.pending.pop() if self.pending and self.pending[-1][0] == self.batch() else None
         self.flush()
-        self._log_epoch(self.learn.run_log.epochs[-1], self.batch())
+        extra = {"train/loss": last[1].item(), "train/lr": last[2]} if last else {}
+        self._log_epoch(self.learn.run_log.epochs[-1], self.batch(), extra)
 
     def _log(self, row: dict, step: int) -> None:
         self.wb.log(row, step=step)
         self.last_step = max(self.last_step, step)
 
-    def _log_epoch(self, e, batch: int):
+    def _log_epoch(self, e, batch: int, extra: dict | None = None):
         self._log(
             {
                 "epoch": e["epoch"],
@@ -135,6 +139,7 @@ class WandbLogger(SparseCallback):
                 "valid/loss": e["valid_loss"],
                 "valid/accuracy": e["accuracy"],
                 "epoch_seconds": e["seconds"],
+                **(extra or {}),
             },
             step=batch,  # W&B's step is the batch: a resumed run's history continues the stopped one's
         )
