@@ -81,8 +81,9 @@ class Page:
             for j, c in enumerate(row):
                 classes = ["differs"] if (i, j) in differs else []
                 text = str(c)
-                if text.startswith(("better", "worse")):
-                    classes.append(f"verdict-{text.split()[0]}")
+                word = text.split(maxsplit=1)[0] if text.strip() else ""
+                if word in ("better", "worse"):  # the class is one of two fixed names, never the cell's text
+                    classes.append(f"verdict-{word}")
                 cls = f' class="{" ".join(classes)}"' if classes else ""
                 cells.append(f"<td{cls}>{html.escape(text)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")

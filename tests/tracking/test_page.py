@@ -201,3 +201,18 @@ def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_pat
     (Path(folders[0]) / "result.json").write_text('{"accur')
     damaged = CliRunner().invoke(app, ["report", folders[0]])
     assert damaged.exit_code == 2 and "result.json is damaged (not a JSON object)" in damaged.output
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ['better"><img/src="x"/onerror="alert(1)">', 'worse\'><script>alert(1)</script>', "<b>better</b>"],
+)
+def test_a_hostile_cell_is_text_never_markup_nor_an_attribute(cell):
+    from sevenstep.tracking.page import Page
+
+    page = Page("t")
+    page.table([["method", "vs baseline"], [cell, cell], ["ok", "better (p=0.01)"]])
+    html = "".join(page.parts)
+    assert "<img" not in html and "<script" not in html and "<b>" not in html
+    # the verdict's colour is one of two fixed class names, given to a real verdict only
+    assert re.findall(r'class="([^"]*)"', html) == ["verdict-better"]
