@@ -114,16 +114,17 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
 
 
 def _verdicts(plan: Plan, rows: list[Method], by_method: dict[str, list[Result]]) -> None:
-    """Each method against the baseline and against the best SGD method, as one Holm-corrected family; only
+    """Each method against the baseline and against the best method (the baseline included), as one
+    Holm-corrected family; only
     methods whose every seed finished are tested, on the seeds both sides have."""
     from . import stats
 
     complete = [m for m in rows if m.mean is not None and m.status == "ok"]
     baseline = next((m for m in complete if m.kind == "baseline"), None)
     sgd = [m for m in complete if m.kind == "sgd"]
-    best = max(sgd, key=lambda m: m.mean, default=None)
+    best = max(complete, key=lambda m: m.mean, default=None)  # the baseline too: it may beat every recipe
     pairs = [(m, baseline, "vs_baseline") for m in sgd if baseline is not None]
-    pairs += [(m, best, "vs_best") for m in sgd if m is not best]
+    pairs += [(m, best, "vs_best") for m in sgd if m is not best and best is not baseline]
     ratio = _valid_to_train(plan)
     tests = []
     for a, b, _ in pairs:
@@ -136,7 +137,10 @@ def _verdicts(plan: Plan, rows: list[Method], by_method: dict[str, list[Result]]
         setattr(a, key, t.to_json())
     if best is not None:
         best.vs_best = {"against": best.method, "verdict": "best", "p": None}
-    if baseline is not None and best is not None:
+    if best is not None and best is baseline:  # each recipe against the best is its test against the baseline
+        for m in sgd:
+            m.vs_best = m.vs_baseline
+    elif baseline is not None and best is not None:
         # the baseline's test against the best method is the best method's against the baseline, turned round
         t = best.vs_baseline
         flip = {"better": "worse", "worse": "better"}.get(t["verdict"], t["verdict"])
@@ -260,7 +264,7 @@ def legend(plan: Plan, rows: list[Method]) -> str:
     for m in rows:
         for key, against in (("vs_baseline", "the baseline"), ("vs_best", "the best")):
             v = getattr(m, key) or {}
-            if v.get("settle") and not (key == "vs_best" and m.kind == "baseline"):
+            if v.get("settle") and not (key == "vs_best" and (m.kind == "baseline" or v is m.vs_baseline)):
                 lines.append(f"{m.method} against {against}: not shown (p={v['p']:.2g}); {v['settle']}.")
     chance = [f"{m.method} seed {s}" for m in rows for s in m.at_chance]
     if chance:

@@ -299,3 +299,25 @@ def test_an_a_a_comparison_is_not_called_different(tmp_path):
     rows = {m.method: m for m in compare.report.methods(plan, a + b)}
     verdict = rows["linear again"].vs_best or rows["linear"].vs_best
     assert verdict["verdict"] == "not shown", verdict
+
+
+def test_a_baseline_that_beats_every_recipe_is_the_best(tmp_path, tiny_folder):
+    from sevenstep.compare.report import Result, methods
+
+    file = _file(tmp_path, f'source = "folder:{tiny_folder}"\nseeds = 2\n[[runs]]\nrecipe = "{LINEAR}"\nlabel = "a"\n'
+                           f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "b"\n')  # fmt: skip
+    plan = compare.load(file)
+    images = [f"i{k}" for k in range(300)]
+
+    def result(method, kind, seed, wrong):  # wrong: how many of the 300 images it gets wrong
+        outcomes = {i: int(k >= wrong) for k, i in enumerate(images)}
+        return Result(
+            method, kind, 1 - wrong / 300, {}, 0, 0.0, "ok", seed=seed, n_valid=300, outcomes=outcomes
+        )
+
+    results = [r for s in (1, 2) for r in (result("base", "baseline", s, 3), result("a", "sgd", s, 30 + s),
+                                           result("b", "sgd", s, 40 + s))]  # fmt: skip
+    rows = {m.method: m for m in methods(plan, results)}
+    assert rows["base"].vs_best["verdict"] == "best"
+    assert rows["a"].vs_best["against"] == "base" and rows["a"].vs_best["verdict"] == "worse"
+    assert rows["b"].vs_best == rows["b"].vs_baseline
