@@ -7,10 +7,11 @@ Two things fake a difference between two setups, and one verdict accounts for bo
 
 Every (method, seed) run's per-image outcomes are the data. How they are tested depends on the design:
 
-- **one shared split, several seeds** (the default): the differences form an images x seeds table. Its variance
-  is split as a two-way crossed random-effects model (image + seed + noise), the textbook ANOVA estimator
-  Var(mean) = (MS_images + max(0, MS_seeds - MS_noise)) / (N S), and the mean difference is tested with
-  Student's t on Satterthwaite's degrees of freedom. A deterministic method (the baseline) is fair game: its
+- **one shared split, several seeds** (the default): the differences form an images x seeds table, seen as a
+  two-way crossed random-effects model (image + seed + noise). The mean difference is tested with Student's t,
+  its variance (MS_images + MS_seeds) / (N S) from the table's mean squares (the noise counted once more than
+  the unbiased estimator: see `crossed`), on Satterthwaite's degrees of freedom with the seeds' term counted
+  twice. A deterministic method (the baseline) is fair game: its
   outcomes are the same in every seed's column, and a stochastic method's seed-to-seed flips count as noise,
   averaged over the seeds, not as losses. (The old test averaged each image over the seeds and counted signs:
   an image the baseline got right and the model on 4 of 5 seeds was a loss, so it missed real differences.)
@@ -22,8 +23,8 @@ Every (method, seed) run's per-image outcomes are the data. How they are tested 
 The false-positive rate and power of each are measured by simulation where the truth is known
 (sevenstep/compare/simulate.py, tests/compare/test_calibration.py, docs/compare.md). scipy gives the
 distributions; the variance split, Satterthwaite's df and Holm's correction are written here because scipy has
-none of them for this design (statsmodels' MixedLM fits crossed effects only as variance components of one
-group, iteratively, and 100 times slower).
+none of them for this design (statsmodels, not installed, fits crossed random effects only as variance
+components of one all-enclosing group, iteratively; in a balanced table the mean squares give them directly).
 
 Intervals (95%): across seeds, Student's t (scipy.stats.t); with one seed, Wilson's interval over the
 validation images (scipy.stats.binomtest(...).proportion_ci).
@@ -39,9 +40,8 @@ from scipy import stats
 
 ALPHA = 0.05
 POWER = 0.8  # the power "what would settle it" plans for
-VALID_TO_TRAIN = (
-    0.25  # n_valid / n_train of an 80/20 split: the resampled test's correction when none is given
-)
+# n_valid / n_train of an 80/20 split: the resampled test's correction when none is given
+VALID_TO_TRAIN = 0.25
 
 
 def interval(accuracies: list[float], n_images: int) -> tuple[float, float]:

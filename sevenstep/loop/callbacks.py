@@ -166,7 +166,9 @@ class ReadableRows(SparseCallback):
     every = 0.5
 
     def before_fit(self):
-        self.printed_at, self.skipped, self.write = -math.inf, None, self.learn.logger
+        self.printed_at, self.skipped = -math.inf, None
+        if self.learn.logger != self.row:  # not still this one's, from a fit that Ctrl-C cut short
+            self.write = self.learn.logger
         if getattr(self.write, "__name__", "") != "noop":
             self.learn.logger = self.row
 
@@ -187,7 +189,8 @@ class ReadableRows(SparseCallback):
             self.skipped = None
 
     def after_fit(self):
-        self.learn.logger = self.write
+        if self.learn.logger == self.row:  # fastai's ProgressCallback (order 60) has put back its own already
+            self.learn.logger = self.write
 
 
 def weights_copy(model) -> dict:

@@ -3,8 +3,8 @@
 `Checkpointer` keeps the run's state at the end of every epoch in memory, and writes it as `checkpoint.pt` into
 the run folder (run_folder.py), atomically, after the first epoch, then at most every `every` seconds
 (SEVENSTEP_CHECKPOINT_EVERY, `--checkpoint-every`; 5 by default), and always when the fit ends, stops or is
-interrupted. A file per epoch cost more than a small model's epoch (a 100 KB atomic write: 7 ms, against 3 ms
-of training); a run killed outright loses at most those seconds, which a resume trains again. The state: the
+interrupted: a file per epoch cost more than a small model's epoch (docs/performance.md). A run killed outright
+loses at most those seconds, which a resume trains again. The state: the
 weights, the optimizer's state, the epoch reached, every random number generator (torch, numpy, python, each data
 loader's), and the state of every callback that has one (`state_dict()`, saved under its `state_key`: the run
 log, the patience rule, the time budget, the W&B run's id). Only tensors and plain values are saved, and loaded with

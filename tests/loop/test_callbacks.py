@@ -207,3 +207,19 @@ def test_comparison_files_use_the_same_checker(tmp_path):
         match=r"runs #1: unknown key 'labels' \(did you mean 'label'\?\); valid keys: recipe, label, set",
     ):
         compare.load(file)
+
+
+def test_a_learner_fit_again_after_ctrl_c_prints_its_table(tmp_path, capsys):
+    # Ctrl-C skips fastai's after_fit: the table's writer must not end up calling itself on the next fit
+    run = train.run(recipe.load(LINEAR, ["steps.repeat.n=2"]))
+    learn = run.learn
+
+    class CtrlC(Callback):
+        def after_epoch(self):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(2, cbs=[CtrlC()])
+    capsys.readouterr()
+    learn.fit(2)
+    assert _printed_epochs(capsys.readouterr().out) == [1, 2]
