@@ -111,25 +111,24 @@ def test_seeds_on_the_command_line_replace_the_files(tmp_path, tiny_folder):
     assert compare.load(file, seeds=4).seeds == [1, 2, 3, 4]
 
 
-def test_a_per_seed_split_gives_every_seed_its_own_validation_images(tmp_path):
+def _split_runs(tmp_path, seeds: list[int], split: str):
+    """A comparison of the quick linear recipe with this split: its baselines, its runs and its report."""
     file = _file(
-        tmp_path, f'seeds = [1, 2]\nsplit = "per_seed"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {QUICK}\n'
+        tmp_path, f'seeds = {seeds}\nsplit = "{split}"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {QUICK}\n'
     )
     results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
-    base = [r for r in results if r.kind == "baseline"]
-    sgd = [r for r in results if r.kind == "sgd"]
+    return [r for r in results if r.kind == "baseline"], [r for r in results if r.kind == "sgd"], report, file
+
+
+def test_a_per_seed_split_gives_every_seed_its_own_validation_images(tmp_path):
+    base, sgd, _, _ = _split_runs(tmp_path, [1, 2], "per_seed")
     assert [r.seed for r in base] == [1, 2] and base[0].outcomes.keys() != base[1].outcomes.keys()
     for b, s in zip(base, sgd):  # each seed's runs validate on the same images as its baseline
         assert b.outcomes.keys() == s.outcomes.keys() and len(b.outcomes) == 200
 
 
 def test_kfold_validates_every_image_once_with_the_baseline_on_each_fold(tmp_path):
-    file = _file(
-        tmp_path, f'seeds = [4, 5, 6]\nsplit = "kfold"\n[[runs]]\nrecipe = "{LINEAR}"\nset = {QUICK}\n'
-    )
-    results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
-    base = [r for r in results if r.kind == "baseline"]
-    sgd = [r for r in results if r.kind == "sgd"]
+    base, sgd, report, file = _split_runs(tmp_path, [4, 5, 6], "kfold")
     folds = [set(b.outcomes) for b in base]
     assert len(set().union(*folds)) == sum(map(len, folds)) == 1000  # the 1,000 images, each validated once
     for b, s in zip(base, sgd):  # each fold's runs validate on its baseline's images, stratified by class
