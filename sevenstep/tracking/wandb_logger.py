@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..loop.callbacks import LOGGER_ORDER, SparseCallback
-from .pictures import PICTURES
+from .pictures import PICTURES, WEIGHTS
 from .wandb_session import MODES, PROJECT, WandbSession, run_id_for  # noqa: F401  (their old home)
 
 
@@ -176,11 +176,13 @@ class WandbLogger(SparseCallback):
             for picture in PICTURES:  # written by InterpretationPictures, when the run has it
                 if run.run_dir and (Path(run.run_dir) / picture).exists():
                     media[picture.removesuffix(".png")] = wandb.Image(str(Path(run.run_dir) / picture))
-            if learn.step2_predict.pixels_to_weights:
+            if learn.step2_predict.pixels_to_weights:  # drawn once: the run folder's, where it has one
+                drawn = Path(run.run_dir or ".") / WEIGHTS
                 shape = tuple(images.shape[1:])
                 media["weights"] = wandb.Image(
-                    plots.to_image(plots.linear_weights(learn.model, vocab, shape))
-                )
+                    str(drawn) if run.run_dir and drawn.exists()
+                    else plots.to_image(plots.linear_weights(learn.model, vocab, shape))
+                )  # fmt: skip
             # the last step logged, not self.batch(): fastai's get_preds (interpretation) resets train_iter
             self._log(media, step=self.last_step)
         self.wb.finish(exit_code=1 if run.diverged else 0)
