@@ -320,3 +320,17 @@ def test_a_baseline_that_beats_every_recipe_is_the_best(tmp_path, tiny_folder):
     assert rows["base"].vs_best["verdict"] == "best"
     assert rows["a"].vs_best["against"] == "base" and rows["a"].vs_best["verdict"] == "worse"
     assert rows["b"].vs_best == rows["b"].vs_baseline
+
+
+@pytest.mark.parametrize(
+    "sets, expected",
+    [
+        (["data.folds=5"], "data.folds and data.fold go together"),
+        (["data.folds=5", "data.fold=6"], "data.fold between 1 and it; got 5 and 6"),
+        (["data.folds=1", "data.fold=1"], "data.folds must be 2 or more"),
+        (["data.folds=5", "data.fold=1", "data.valid_pct=0.2"], "two ways to split: give one of them"),
+    ],
+)
+def test_bad_folds_are_one_clear_line(sets, expected):
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        recipe.load(LINEAR, sets)
