@@ -314,9 +314,10 @@ def bench_seeds(repeats: int = 3) -> dict[str, float]:
         ten.write_text(
             'name = "ten"\nsource = "mnist5k"\nseeds = 5\n'
             f'[[runs]]\nrecipe = "{experiments / "fastbook_linear.toml"}"\nlabel = "linear"\n'
-            'set = { "steps.loss.name" = "cross_entropy", "steps.init.name" = "zeros", "steps.step.lr" = 0.5 }\n'
+            'set = { "steps.loss.name" = "cross_entropy", "steps.init.name" = "zeros", "steps.step.lr" = 0.5, '
+            '"steps.repeat.n" = 20 }\n'
             f'[[runs]]\nrecipe = "{experiments / "fastbook_simple_net.toml"}"\nlabel = "simple net"\n'
-            'set = { "steps.loss.name" = "cross_entropy", "steps.step.lr" = 0.5 }\n'
+            'set = { "steps.loss.name" = "cross_entropy", "steps.step.lr" = 0.5, "steps.repeat.n" = 40 }\n'
         )
         for i in range(repeats):
             for name, args in (("1 seed", ["--seeds", "1"]), ("5 seeds, 2 workers", ["--workers", "2"])):

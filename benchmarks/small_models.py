@@ -25,7 +25,11 @@ class Case:
 
 
 CASES = [
-    Case("fastbook linear, mnist5k-3v7, 20 epochs, bs 256", "experiments/fastbook_linear.toml", []),
+    Case(
+        "fastbook linear, mnist5k-3v7, 20 epochs, bs 256",
+        "experiments/fastbook_linear.toml",
+        ["steps.repeat.n=20"],
+    ),
     Case(
         "mlp 784-30-10, mnist5k, 5 epochs, bs 64, plain SGD",
         "experiments/fastbook_simple_net.toml",

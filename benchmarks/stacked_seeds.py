@@ -75,7 +75,7 @@ def fit_share(repeats: int = 3) -> list[tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             cmd = [sys.executable, "-m", "sevenstep", "run", "experiments/fastbook_linear.toml", "--json", "--wandb",
-                   "disabled", "--runs-dir", tmp]  # fmt: skip
+                   "disabled", "--runs-dir", tmp, "--set", "steps.repeat.n=20"]  # fmt: skip
             start = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             whole = time.perf_counter() - start

@@ -120,8 +120,8 @@ class WandbLogger(SparseCallback):
     def after_epoch(self):
         if self.wb is None:
             return
-        # the epoch's last batch and the epoch itself share a step: one row, one call (a call is ~0.5 ms, and
-        # fastbook's 327-epoch recipes have 3 batches an epoch)
+        # the epoch's last batch and the epoch itself share a step: one row, one call (W&B's calls are most of
+        # what fastbook's 3-batch epochs cost around their arithmetic: docs/performance.md)
         last = self.pending.pop() if self.pending and self.pending[-1][0] == self.batch() else None
         self.flush()
         extra = {"train/loss": last[1].item(), "train/lr": last[2]} if last else {}
