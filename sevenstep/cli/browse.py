@@ -206,8 +206,17 @@ def leet_cmd(folder: RunsFolder = None, group: GroupFilter = None, name: NameFil
     wandb = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
     if wandb is None:
         raise UsageError("the `wandb` command is not installed here (pip install wandb); leet is part of it")
-    for stop in (signal.SIGHUP, signal.SIGTERM):  # a closed terminal: the links are removed all the same
-        signal.signal(stop, lambda signum, frame: sys.exit(128 + signum))
+
+    def closed(signum, frame):  # a closed terminal: the links are removed all the same, and once: a second
+        for stop in (
+            signal.SIGHUP,
+            signal.SIGTERM,
+        ):  # signal (a terminal sends SIGHUP, then SIGTERM) must not
+            signal.signal(stop, signal.SIG_IGN)  # cut their removal short
+        sys.exit(128 + signum)
+
+    for stop in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(stop, closed)
     with tempfile.TemporaryDirectory(prefix="sevenstep-leet-") as view:  # one a command: two never collide
         names = local_runs.leet_view(found, Path(view))
         typer.echo(f"wandb leet: {len(names)} run(s) from {folder}, e.g. {names[0]}", err=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import wait_for
 from sevenstep import tracking
 from sevenstep.cli import app
 from sevenstep.registry import STEPS
@@ -170,7 +171,10 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     views = set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*"))
     screen = _terminal(f"{sys.executable} -m sevenstep leet {tmp_path / 'wandb'}", until=names)
     assert all(n in screen for n in names), screen[-3000:]
-    assert set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*")) == views  # its links, removed at the end
+    # its links, removed at the end: `script` may return while the command it closed is still removing them
+    wait_for(
+        lambda: set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*")) == views, 15, "leet's links removed"
+    )
     # and `sevenstep runs` filters by group and by name
     only_two = json.loads(
         CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "TWO", "--json"]).stdout
