@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sevenstep import compare, data
+from sevenstep import recipe as recipes
 from sevenstep.cli import app
 from sevenstep.compare import baseline
 from sevenstep.data import sources
@@ -178,7 +179,23 @@ def test_set_takes_quoted_and_dotted_keys_alike(tmp_path):
     assert quoted.steps["step"]["lr"] == dotted.steps["step"]["lr"] == 0.5 and dotted.data["bs"] == 32
 
 
-@pytest.mark.parametrize("name", ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml"])
+@pytest.mark.parametrize(
+    "name", ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml", "baseline_vs_sgd_kfold.toml"]
+)
 def test_shipped_comparisons_load(name):
     plan = compare.load(EXPERIMENTS / name)
     assert len(plan.runs) == 3 and all(r.data["source"] == plan.source for _, r in plan.runs)
+
+
+def test_the_recipes_named_after_fastbook_take_fastbooks_sgd_steps():
+    # fastbook: 12,396 images in batches of 256, the last partial one kept (49 an epoch): 20 epochs for the linear
+    # model, 40 for the simple net. Here fastai keeps full training batches only: 800 images, 3 an epoch
+    steps = {"fastbook_linear.toml": 49 * 20, "fastbook_simple_net.toml": 49 * 40}
+    for name, fastbook in steps.items():
+        r = recipes.load(EXPERIMENTS / name)
+        per_epoch = 800 // r.data["bs"]
+        assert (
+            r.data["source"] == "mnist5k-3v7"
+            and len(data.dataloaders(r.data["source"], bs=r.data["bs"]).train) == per_epoch
+        )
+        assert 0 <= r.steps["repeat"]["n"] * per_epoch - fastbook < per_epoch, name
