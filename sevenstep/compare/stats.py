@@ -231,7 +231,7 @@ def settle(t: Test, family: int = 1) -> str:
         said.append(f"about {images:,} images ({images / n:.1f}x these)")
     if seeds is not None and seeds <= 100:
         said.append(f"about {seeds} seeds")
-    if parts.get("seeds", 0) is None:
+    if s == 1:  # one seed: the seeds' share is unknown
         said.append("more seeds (one seed's own noise is not measured)")
     if said:
         return f"to show {points}: {' or '.join(said)}"
