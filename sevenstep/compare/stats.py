@@ -148,9 +148,10 @@ def mcnemar(d: np.ndarray):
 
 
 def crossed(y: np.ndarray):
-    """Images x seeds, y (..., N, S): two-way crossed random effects (image + seed + noise), the ANOVA
-    estimator of the mean's variance, Student's t on Satterthwaite's degrees of freedom. Returns the mean,
-    p and the variance parts (images, seeds, noise) of one image on one seed."""
+    """Images x seeds, y (..., N, S): two-way crossed random effects (image + seed + noise), the mean's variance
+    from the table's mean squares, (MS_images + MS_seeds) / (N S), and Student's t on Satterthwaite's degrees of
+    freedom (the seeds' term counted twice). Returns the mean, p and the variance parts (images, seeds, noise)
+    of one image on one seed, as the ANOVA estimators give them."""
     n, s = y.shape[-2:]
     mean, rows, cols = y.mean((-2, -1)), y.mean(-1), y.mean(-2)
     ms_i = s * ((rows - mean[..., None]) ** 2).sum(-1) / (n - 1)
@@ -167,9 +168,8 @@ def crossed(y: np.ndarray):
     with np.errstate(divide="ignore", invalid="ignore"):
         df = (ms_i + ms_s) ** 2 / (ms_i**2 / (n - 1) + 2 * ms_s**2 / (s - 1))
         p = 2 * stats.t.sf(np.abs(mean) / np.sqrt(var), np.maximum(s - 1, df))
-    p = np.where(
-        var > 0, p, np.where(mean == 0, 1.0, 0.0)
-    )  # no spread: every image differs alike on every seed
+    # no spread: every image differs alike on every seed
+    p = np.where(var > 0, p, np.where(mean == 0, 1.0, 0.0))
     seeds = np.maximum(0.0, ms_s - ms_e)
     return mean, p, np.maximum(0.0, (ms_i - ms_e) / s), seeds / n, ms_e
 
