@@ -12,7 +12,6 @@ Everything that can go wrong in a user's file is reported as a UsageError naming
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import os
 import sys
@@ -44,7 +43,8 @@ def load(plugins: list[str], where: str = "recipe", expected: dict[str, str] | N
 
 
 def _check(plugin: str, digest: str, where: str, expected: dict[str, str] | None) -> None:
-    if not expected or expected.get(plugin) == digest or os.environ.get(TRUST) == "1":
+    """`expected` is None for a recipe of your own; a saved run's ({} when it recorded no hashes) must match."""
+    if expected is None or expected.get(plugin) == digest or os.environ.get(TRUST) == "1":
         return
     what = "is not one this run recorded" if plugin not in expected else "has changed since this run used it"
     raise UsageError(
@@ -58,29 +58,41 @@ def _load(plugin: str, where: str, expected: dict[str, str] | None = None) -> st
         path = Path(plugin)
         if not path.is_file():
             raise UsageError(f"{where}: plugin file {path} does not exist")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        source = path.read_bytes()  # read once: these bytes are hashed, and these bytes are run
+        digest = hashlib.sha256(source).hexdigest()
         _check(plugin, digest, where, expected)
         if _loaded.get(plugin) == digest:
             return digest
         _forget(plugin)  # an edited file (a notebook's next run): its options are registered afresh
         name = f"sevenstep_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses and pickling look modules up by name
-        _import(lambda: spec.loader.exec_module(module), str(path), plugin)
+        _import(lambda: _run(name, source, path), str(path), plugin)
     else:
         if plugin in _loaded:  # a module is imported once per process, as Python's import does
             return _loaded[plugin]
         spec = importlib.util.find_spec(plugin) if plugin.isidentifier() or "." in plugin else None
-        if spec is None or spec.origin is None:
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
             raise UsageError(
-                f"{where}: plugin {plugin!r} is neither a .py file nor a module Python can import"
+                f"{where}: plugin {plugin!r} is neither a .py file nor a module Python can import from source"
             )
-        digest = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        source = Path(spec.origin).read_bytes()
+        digest = hashlib.sha256(source).hexdigest()
         _check(plugin, digest, where, expected)
-        _import(lambda: importlib.import_module(plugin), spec.origin, plugin)
+        _import(lambda: _run(plugin, source, Path(spec.origin), spec), spec.origin, plugin)
     _loaded[plugin] = digest
     return digest
+
+
+def _run(name: str, source: bytes, path: Path, spec=None) -> None:
+    """Compile and run `source` itself as module `name`: not the file read again (it may have been swapped
+    since it was hashed) nor a __pycache__ .pyc (one planted there would run other code than the hashed one)."""
+    spec = spec or importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
 
 
 def _forget(plugin: str) -> None:

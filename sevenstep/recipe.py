@@ -73,7 +73,7 @@ def from_dict(d: dict[str, Any], where: str = "recipe", build: bool = True) -> R
     """Check every key, type and value against the schemas and the registry; fill in defaults. `build=False`
     skips the factories' own checks, which import the steps (and torch): only what the schemas say."""
     top = schema.check(d, TOP, where)
-    hashes = plugins.load(top["plugins"], where, top["plugin_sha256"])
+    hashes = plugins.load(top["plugins"], where, top["plugin_sha256"] or None)
     options = schema.check(top["data"], data.OPTIONS, where, prefix="data.")
     data.check_options(**options)
     steps, given = {}, top["steps"]
@@ -187,9 +187,10 @@ def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def read(path: str | Path) -> dict[str, Any]:
+def read(path: str | Path, saved_run: bool = False) -> dict[str, Any]:
     """A recipe file as a dict, its `data.source = "folder:PATH"` and plugin files read from the file's folder;
-    its plugins are loaded, so that --set can name their options."""
+    its plugins are loaded, so that --set can name their options. A `saved_run`'s plugins must be the sources
+    it recorded (plugin_sha256): one with no recorded hash is refused, since loading it would run its code."""
     d = read_toml(path)
     folder = Path(path).parent
     options = d.get("data")
@@ -200,14 +201,15 @@ def read(path: str | Path) -> dict[str, Any]:
         given = schema.check({"plugins": d["plugins"]}, {"plugins": TOP["plugins"]}, str(path))["plugins"]
         d["plugins"] = [plugins.relative_to(p, folder) for p in given]
         saved = d.get("plugin_sha256")  # a run folder's recipe: the sources it ran, checked before importing
-        plugins.load(d["plugins"], str(path), saved if isinstance(saved, dict) else None)
+        saved = saved if isinstance(saved, dict) else {} if saved_run else None
+        plugins.load(d["plugins"], str(path), saved)
     return d
 
 
-def load(path: str | Path, sets: list[str] | None = None) -> Recipe:
+def load(path: str | Path, sets: list[str] | None = None, saved_run: bool = False) -> Recipe:
     """A recipe file with `--set KEY=VALUE` overrides (whose folder: paths are from the current folder). A
     mistake in a --set names the --set, not the file: when the file alone is fine, the --set is what is not."""
-    file = read(path)
+    file = read(path, saved_run)
     try:
         return from_dict(apply_sets(file, absolute(parse_sets(sets or []))), where=str(path))
     except UsageError as e:

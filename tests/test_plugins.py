@@ -205,3 +205,58 @@ def test_a_plugin_factory_that_raises_or_a_plugin_that_exits_is_one_line(tmp_pat
     (tmp_path / "e.toml").write_text('plugins = ["exits.py"]\n')
     result = CliRunner().invoke(app, ["run", str(tmp_path / "e.toml"), "--wandb", "disabled"])
     assert result.exit_code == 2 and "plugin called sys.exit(0) while loading" in result.output
+
+
+def test_the_bytes_hashed_are_the_bytes_run_never_a_cache_nor_a_second_read(tmp_path, monkeypatch):
+    """#38 item 2: a .pyc planted in __pycache__ (unchecked-hash, so Python trusts it), and a file swapped
+    between its hash and its import, both ran code other than the file that was hashed."""
+    import py_compile
+
+    marker = tmp_path / "imported"
+    good = '@option("loss")\ndef hashed_loss() -> Loss:\n    return Loss(lambda p, t: (p - t).abs(), binary=True)\n'
+    evil = good + f"open({str(marker)!r}, 'w').close()\n"
+    path = _plugin(tmp_path, evil)
+    py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert list((tmp_path / "__pycache__").glob("mine.*.pyc"))
+    _plugin(tmp_path, good)  # the file now says `good`; its cache still holds `evil`
+    digest = plugins.load([str(path)])[str(path)]
+    assert not marker.exists() and "hashed_loss" in registry.REGISTRY["loss"]
+
+    swapped = tmp_path / "swapped.py"
+    _plugin(tmp_path, good.replace("hashed_loss", "swapped_loss"), name="swapped.py")
+    check = plugins._check
+
+    def swap_after_hashing(*args):  # the attacker's moment: after the hash is taken, before the import
+        check(*args)
+        swapped.write_text(swapped.read_text() + f"open({str(marker)!r}, 'w').close()\n")
+
+    monkeypatch.setattr(plugins, "_check", swap_after_hashing)
+    plugins.load([str(swapped)])
+    assert not marker.exists() and "swapped_loss" in registry.REGISTRY["loss"]
+    assert digest == plugins.load([str(path)])[str(path)]
+
+
+def test_a_run_folder_naming_a_plugin_without_its_hash_is_refused(tmp_path, tiny_folder):
+    """#38 item 2: a received run folder whose recipe.toml names a plugin and records no hash for it."""
+    import tomllib
+
+    import tomli_w
+
+    from sevenstep.loop import run_folder, train
+
+    path = _plugin(tmp_path, '@option("loss")\ndef plain_loss() -> Loss:\n    return Loss(lambda p, t: (p.squeeze(-1) - t).pow(2), binary=True)\n')  # fmt: skip
+    (tmp_path / "r.toml").write_text(
+        f'plugins = ["{path.name}"]\n[data]\nsource = "folder:{tiny_folder}"\nbs = 8\n'
+        '[steps.loss]\nname = "plain_loss"\n[steps.repeat]\nname = "epochs"\nn = 1\n'
+    )
+    run = train.run(recipe.load(tmp_path / "r.toml"), runs_dir=tmp_path / "runs")
+    file = Path(run.run_dir) / "recipe.toml"
+    saved = tomllib.loads(file.read_text())
+    del saved["plugin_sha256"]
+    file.write_text(tomli_w.dumps(saved))
+    marker = tmp_path / "imported"
+    path.write_text(path.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    plugins._loaded.clear()
+    with pytest.raises(UsageError, match="is not one this run recorded"):
+        run_folder.load_learner(run.run_dir)
+    assert not marker.exists()

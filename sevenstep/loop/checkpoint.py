@@ -286,7 +286,7 @@ def prepare(run_dir: str | Path, sets: list[str] | None = None, processes: int |
         own(
             run_dir
         ).release()  # refused at once while another process trains it (train.run holds it for real)
-    saved = recipes.read(run_dir / RECIPE)  # its plugins loaded too
+    saved = recipes.read(run_dir / RECIPE, saved_run=True)  # its plugins checked, then loaded
     state = load(run_dir)
     if state.get("recipe_toml"):  # checkpoints from before sevenstep recorded it have no recipe to compare
         _refuse_edits(run_dir, dict(recipes.flatten(tomllib.loads(state["recipe_toml"]))), saved)

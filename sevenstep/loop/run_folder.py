@@ -177,7 +177,7 @@ def load_learner(run_dir: str | Path):
     from .train import build_learner  # here, not at the top: train.py writes run folders with this module
 
     run_dir = Path(run_dir)
-    learn = build_learner(load(run_dir / RECIPE))
+    learn = build_learner(load(run_dir / RECIPE, saved_run=True))
     try:  # tensors only: a pickle that would run code is refused by torch here
         learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
     except Exception as e:
