@@ -14,6 +14,7 @@ import typer
 
 from ..errors import TrainingFailed, UsageError
 from ..utils import tables
+from ..utils.processes import python_m, safe_env
 from .common import (
     CheckpointEvery,
     DeviceOption,
@@ -284,21 +285,22 @@ def compare_cmd(
         )
 
 
+def dashboard_command(where: str, port: int) -> list[str]:
+    return python_m("sevenstep", "dashboard", where, "--port", str(port))
+
+
 @contextmanager
 def _dashboard(sweep_dir: Path, storage: str | None):
     """`sevenstep dashboard` in a process of its own for as long as the sweep runs."""
     import subprocess
-    import sys
 
     if not storage:  # served from the start, before the sweep's first trial writes to it
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "study.journal").touch()
     where, port = storage or str(sweep_dir / "study.journal"), free_port()
-    cmd = [sys.executable, "-m", "sevenstep", "dashboard", where, "--port", str(port)]
     # its request log would interleave with the trials' lines
-    server = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server = subprocess.Popen(dashboard_command(where, port), env=safe_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (live while the sweep runs)", err=True)
     try:
         yield

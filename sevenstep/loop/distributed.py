@@ -135,8 +135,10 @@ def teardown() -> None:
 def launch_env(processes: int) -> dict[str, str]:
     """The launched processes' environment: each its share of the cores. (torchrun sets OMP_NUM_THREADS=1 and
     prints a banner saying so when it is not set; a choice made here says nothing.)"""
+    from ..utils.processes import safe_env
+
     threads = str(max(1, (os.cpu_count() or 1) // processes))
-    return os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+    return safe_env() | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
 
 
 def launch(args: list[str], processes: int) -> int:
@@ -176,7 +178,7 @@ def launch(args: list[str], processes: int) -> int:
 
 def launch_command(args: list[str], processes: int) -> list[str]:
     """The torchrun command that runs `sevenstep ARGS` on `processes` processes of this machine."""
-    import sys
+    from ..utils.processes import python_m
 
-    return [sys.executable, "-m", "sevenstep.loop.torchrun", "--standalone", f"--nproc-per-node={processes}",
-            "-m", "sevenstep", *args]  # fmt: skip
+    return python_m("sevenstep.loop.torchrun", "--standalone", f"--nproc-per-node={processes}", "-m",
+                    "sevenstep", *args)  # fmt: skip

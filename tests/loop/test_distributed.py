@@ -142,3 +142,19 @@ def test_a_data_parallel_run_stops_as_a_terminal_or_a_kill_tells_it_and_says_so(
     # resumed on 2 processes, it continued: the same epochs, then more (a SIGTERM during an epoch's bookkeeping
     # waits for its checkpoint, so the interrupted result holds no epoch the checkpoint lacks)
     assert result["epochs"][: len(before["epochs"])] == before["epochs"]
+
+
+def test_the_processes_sevenstep_starts_do_not_import_the_current_folders_files(tmp_path):
+    """#38 item 3: a `typer.py` in a cloned experiments folder ran inside torchrun's processes and the
+    dashboard's; both must import the installed library."""
+    from sevenstep.cli.experiments import dashboard_command
+
+    marker = tmp_path / "imported"
+    (tmp_path / "typer.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(9)\n")
+    for cmd, env in (
+        (distributed.launch_command(["--help"], 1), distributed.launch_env(1)),
+        (dashboard_command("x.journal", 1)[:-4] + ["--help"], None),
+    ):
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Usage" in done.stdout, (cmd, done.stdout[-500:], done.stderr[-2000:])
+        assert not marker.exists(), cmd
