@@ -322,9 +322,8 @@ def dashboard_cmd(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Loopback port; 0 picks a free one")] = 0,
 ):
     """Optuna Dashboard (optuna-dashboard) on this machine's loopback address, live while a sweep runs: every
-    trial, its values and Optuna's plots. Ctrl-C stops it."""
-    import logging
-
+    trial, its values and Optuna's plots. Read-only, and only with the token in the URL it prints (every user
+    of this machine can reach a loopback port). Ctrl-C stops it."""
     from ..sweep.study import storage_for
 
     path = Path(where)
@@ -336,16 +335,23 @@ def dashboard_cmd(
                 f"{where}: no study here; give a sweep's folder, its study.journal, or a storage URL"
             )
     storage = storage_for(where if "://" in where else str(path), path.parent)
+    if "://" not in where and path.stat().st_size and not storage.get_all_studies():
+        raise UsageError(
+            f"{where}: holds no Optuna study; give a sweep's folder, its study.journal, or a storage URL"
+        )
     port = port or free_port()
-    from optuna_dashboard import run_server
+    from ..sweep import dashboard
 
-    logging.getLogger("optuna_dashboard").setLevel(logging.WARNING)
-    typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (Ctrl-C stops it)", err=True)
+    secret = dashboard.token()
+    typer.echo(
+        f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard?token={secret} (read-only; Ctrl-C stops it)",
+        err=True,
+    )
     failed: list[OSError] = []
 
     def serve():
         try:
-            run_server(storage, host="127.0.0.1", port=port)
+            dashboard.serve(storage, port, secret)
         except OSError as e:
             failed.append(e)
 

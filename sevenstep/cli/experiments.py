@@ -298,10 +298,15 @@ def _dashboard(sweep_dir: Path, storage: str | None):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "study.journal").touch()
     where, port = storage or str(sweep_dir / "study.journal"), free_port()
-    # its request log would interleave with the trials' lines
-    server = subprocess.Popen(dashboard_command(where, port), env=safe_env(), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard (live while the sweep runs)", err=True)
+    from ..sweep import dashboard
+
+    secret = (
+        dashboard.token()
+    )  # handed over in the environment, which other users cannot read (argv they can)
+    server = subprocess.Popen(dashboard_command(where, port), env=safe_env() | {dashboard.TOKEN: secret},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    typer.echo(f"Optuna Dashboard: http://127.0.0.1:{port}/dashboard?token={secret} (read-only; live while the "
+               "sweep runs)", err=True)  # fmt: skip
     try:
         yield
     finally:

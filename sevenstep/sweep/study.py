@@ -32,13 +32,58 @@ def storage_for(url: str | None, sweep_dir: Path):
             except Exception as e:
                 error = e
                 time.sleep(0.2 + random.random())
-        raise UsageError(f"--storage {url}: cannot open it ({type(error).__name__}: {str(error)[:200]})")
+        said = str(error)[:200]
+        raise UsageError(
+            f"--storage {masked(url)}: cannot open it ({type(error).__name__}: {masked(said, url)})"
+        )
     path = Path(url) if url else sweep_dir / "study.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     # the open lock (O_EXCL on a lock file) works on network filesystems, where links may not
-    return optuna.storages.JournalStorage(
-        JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-    )
+    try:  # reading the journal: Optuna skips a torn last line (what a kill leaves), not a damaged one
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        )
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+    ):  # JSONDecodeError is a ValueError
+        raise UsageError(_damaged(path)) from None
+
+
+def _damaged(path: Path) -> str:
+    """Which line of a journal is not one of Optuna's records."""
+    import json
+
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if line.endswith(b"\n") and not (isinstance(record, dict) and "op_code" in record):
+                return (f"{path} is not an Optuna journal, or is damaged at line {n} (not one of Optuna's "
+                        f"records); remove that line, or the file to start the sweep afresh")  # fmt: skip
+    return f"{path} is not an Optuna journal that this Optuna can read; remove it to start the sweep afresh"
+
+
+def masked(text: str, url: str | None = None) -> str:
+    """`text` with the password of storage URL `url` (by default, `text` is the URL) as ***: an error message
+    is printed, pasted into issues and kept in CI logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url or text).password
+    except (ArgumentError, ValueError):
+        return text
+    if not password:
+        return text
+    from urllib.parse import quote
+
+    return text.replace(quote(str(password), safe=""), "***").replace(str(password), "***")
 
 
 def _sampler(sweep):
