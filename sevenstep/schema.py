@@ -108,9 +108,18 @@ def _out_of_range(value: Any) -> str | None:
         return f"expected a finite number, got {value}"
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return f"expected an integer that fits in 64 bits, got {value}"
+    control = isinstance(value, str) and next((c for c in value if c not in "\n\t" and _is_control(c)), None)
+    if control:
+        return f"{control!r}: control characters are not allowed (an escape sequence would reach the terminal)"
     if isinstance(value, list):
         return next(filter(None, map(_out_of_range, value)), None)
     return None
+
+
+def _is_control(c: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(c) == "Cc"
 
 
 def fits(value: Any, expected: Any) -> bool:

@@ -19,7 +19,6 @@ Every file is written whole or not at all (sevenstep/utils/atomic.py): a reader 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic
+from ..utils import atomic, tables
 
 RECIPE = "recipe.toml"
 UNFINISHED = "UNFINISHED"
@@ -65,11 +64,7 @@ def save(result, run_dir: str | Path) -> Path:
         atomic.write_bytes(run_dir / MODEL, buf.getvalue())
     for name, rows in ((OUTCOMES, result.outcomes), (TEST_OUTCOMES, result.test_outcomes)):
         if rows:
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-            atomic.write_bytes(run_dir / name, buf.getvalue().encode())
+            atomic.write_bytes(run_dir / name, tables.csv_text(rows).encode())
     atomic.write_bytes(run_dir / RESULT, json.dumps(result.to_json(), indent=2).encode())
     return run_dir
 
@@ -162,8 +157,7 @@ def item_name(path, root) -> str:
 
 def read_outcomes(run_dir: str | Path, name: str = OUTCOMES) -> list[dict[str, Any]]:
     """A saved run's per-image outcomes (valid_outcomes.csv, or test_outcomes.csv), with numbers as numbers."""
-    with open(Path(run_dir) / name, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = tables.read_csv(Path(run_dir) / name)
     for r in rows:
         r["correct"], r["p_true"], r["loss"] = int(r["correct"]), float(r["p_true"]), float(r["loss"])
     return rows

@@ -33,13 +33,6 @@ class CsvLogger(SparseCallback):
 
 def _write(run_dir: Path, epochs: list[dict]) -> None:
     """The whole file each time, renamed into place: a reader sees every epoch so far, never half a row."""
-    import csv
-    import io
+    from ..utils import atomic, tables
 
-    from ..utils import atomic
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(epochs[0]))
-    writer.writeheader()
-    writer.writerows(epochs)
-    atomic.write_bytes(run_dir / EPOCHS, buf.getvalue().encode())
+    atomic.write_bytes(run_dir / EPOCHS, tables.csv_text(epochs).encode())
