@@ -110,7 +110,9 @@ def _out_of_range(value: Any) -> str | None:
         return f"expected an integer that fits in 64 bits, got {value}"
     control = isinstance(value, str) and next((c for c in value if c not in "\n\t" and _is_control(c)), None)
     if control:
-        return f"{control!r}: control characters are not allowed (an escape sequence would reach the terminal)"
+        return (
+            f"{control!r}: control characters are not allowed (an escape sequence would reach the terminal)"
+        )
     if isinstance(value, list):
         return next(filter(None, map(_out_of_range, value)), None)
     return None
