@@ -116,12 +116,15 @@ def being_trained(run_dir: Path) -> bool:
     """Whether a live process holds the folder's owner lock now (`sevenstep runs` tells a killed run from a
     running one by it). Asked with a shared lock, taken and let go at once: the owner's is exclusive."""
     import fcntl
+    import stat
 
-    try:
-        fd = os.open(Path(run_dir) / OWNER, os.O_RDONLY)
+    try:  # never blocks: a FIFO planted as the lock file would hang a plain open for ever
+        fd = os.open(Path(run_dir) / OWNER, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return False  # no lock file: nothing has trained here since sevenstep began writing one
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False  # not a lock sevenstep wrote
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True

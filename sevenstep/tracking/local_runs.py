@@ -74,15 +74,11 @@ def read(file: Path) -> dict[str, Any]:
         steps = f"baseline ({config.get('baseline.distance', '?')})"
     else:
         steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
-    state = info.get("state") or ("unreadable" if not info else "unfinished")
+    state = info.get("state") if info else "unreadable"
     run_dir = config.get("run_dir")
-    if (
-        state == "running"
-        and run_dir
-        and Path(run_dir).is_dir()
-        and not run_folder.being_trained(Path(run_dir))
-    ):
-        state = "killed"  # its log never ended, and no process trains its folder: it was killed
+    if info and state not in ENDED:  # its log never ended (wandb says running, or unknown when cut early)
+        alive = run_dir and Path(run_dir).is_dir() and run_folder.being_trained(Path(run_dir))
+        state = "running" if alive else "killed"  # no process trains its folder: it was killed
     return {
         "id": info.get("run_id") or file.parent.name,
         "name": info.get("name") or file.parent.name,
@@ -99,6 +95,9 @@ def read(file: Path) -> dict[str, Any]:
         "config": config,
         "summary": {k: v for k, v in summary.items() if not isinstance(v, dict)},
     }
+
+
+ENDED = ("finished", "failed", "crashed")  # the states of a log whose run ended; any other one never did
 
 
 def logged_epochs(run_folder: Path) -> set[int]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from typer.testing import CliRunner
 
@@ -36,6 +42,26 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     # the path is the run's own folder (what predict, resume and report take), not its W&B log's
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert killed["path"] == str(run_dir) and killed["wandb_dir"].startswith(str(tmp_path / "wandb"))
+    # #38 item 19: a process killed sooner leaves less of its log; whatever is left, the row says `killed` or
+    # `unreadable`, as docs/tracking.md promises (it said `unknown`)
+    (log,) = Path(killed["wandb_dir"]).glob("*.wandb")
+    whole = log.read_bytes()
+    for cut in (200, 1000, 4000, 12000):
+        early = tmp_path / "early" / f"offline-run-20260101_00000{len(str(cut))}-cut{cut}"
+        early.mkdir(parents=True)
+        (early / f"run-cut{cut}.wandb").write_bytes(whole[:cut])
+    states = {r["wandb_dir"]: r["state"] for r in local_runs.list_runs(tmp_path / "early")}
+    assert set(states.values()) <= {"killed", "unreadable"}, states
+    shutil.rmtree(tmp_path / "early")
+
+    # #38 item 10: a FIFO planted as the folder's lock hung `runs`, `leet` and `report --group` for ever
+    lock = run_dir / ".owner.lock"
+    lock.unlink()
+    os.mkfifo(lock)
+    listing = subprocess.run([sys.executable, "-m", "sevenstep", "runs", str(tmp_path / "wandb")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert listing.returncode == 0 and "killed" in listing.stdout, listing.stderr
+    lock.unlink()
 
     # resumed, it has a second log with the same run id: still one row, finished, saying where it resumed
     done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
