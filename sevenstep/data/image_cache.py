@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def decoded(files: list[Path], mode: str = "L", size: int | None = None) -> torc
     h = hashlib.sha256(f"{mode}\0{size}\n".encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     key = h.hexdigest()
     cached = cache_dir() / "decoded" / f"{key[:32]}.u8"
     if cached.exists():

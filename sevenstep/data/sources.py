@@ -279,6 +279,13 @@ def check_folder(path: Path, name: str | None = None) -> Source:
                 raise UsageError(f"{path / split / c} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     if test is not None:
         check_test_classes(path / test, classes)
+    undecodable = [f for f in src.items() + src.test_items() if not _utf8(str(f))]
+    if undecodable:  # class names and items reach CSV, JSON, W&B and the terminal, all UTF-8
+        shown = [Path(os.fsencode(f).decode("utf-8", "backslashreplace")) for f in undecodable]
+        raise UsageError(
+            f"{len(undecodable)} image(s) under {path} have a file or folder name that is not UTF-8; rename them "
+            f"(e.g. convmv -f latin1 -t utf8):{_listed(shown)}"
+        )
     if (path / MARKER).exists():
         return src
     bad, wide = [], []
@@ -311,6 +318,14 @@ def check_test_classes(folder: Path, classes: list[str]) -> None:
         )
     if not any(image_files(folder / c) for c in found):
         raise UsageError(f"test folder {folder} holds no images in class folders ({', '.join(classes)})")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a byte that is not UTF-8 comes back from the OS as a lone surrogate
+        return False
+    return True
 
 
 def _listed(files: list[Path]) -> str:

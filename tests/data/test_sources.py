@@ -40,3 +40,21 @@ def test_data_show_stopped_by_sigterm_leaves_no_half_folder(tmp_path):
         not list((tmp_path / "cache").glob(".mnist5k.tmp-*"))
         and not (tmp_path / "cache" / "mnist5k").exists()
     )
+
+
+def test_a_name_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    """#38 item 16: a class folder or image named in Latin-1 gave UnicodeEncodeError from run, data show and
+    report: class names and items reach CSV, JSON, W&B and the terminal, which are UTF-8."""
+    from typer.testing import CliRunner
+
+    from conftest import LINEAR, make_folder
+    from sevenstep.cli import app
+
+    root = make_folder(tmp_path / "latin1", classes=("a", os.fsdecode(b"caf\xe9")))
+    for args in (["data", "show", f"folder:{root}"],
+                 ["run", LINEAR, "--set", f"data.source=folder:{root}", "--wandb", "disabled"]):  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert (
+            "have a file or folder name that is not UTF-8" in result.output and "caf\\xe9/" in result.output
+        )
