@@ -56,10 +56,11 @@ def wandb_teardown():
 
 
 def make_folder(
-    root: Path, classes=("a", "b"), n_train=12, n_valid=4, splits=("train", "valid"), size=28
+    root: Path, classes=("a", "b"), n_train=12, n_valid=4, splits=("train", "valid"), size=28, seed=0
 ) -> Path:
-    """A tiny image folder in fastai's layout; class k is a bright square at a class-specific place."""
-    rng = np.random.default_rng(0)
+    """A tiny image folder in fastai's layout; class k is a bright square at a class-specific place. Another
+    split made into the same root needs another `seed`: the same seed draws the same images."""
+    rng = np.random.default_rng(seed)
     for split, n in zip(splits, (n_train, n_valid)):
         for k, c in enumerate(classes):
             folder = root / split / c

@@ -80,6 +80,7 @@ def dataloaders(
         splits = GrandparentSplitter(train_name=src.train, valid_name=src.valid)(items)
     else:
         splits = RandomSplitter(valid_pct, seed=seed if split_seed is None else split_seed)(items)
+        _check_split(items, splits, f"data.valid_pct = {valid_pct}")
     set_seed(seed)
     device = device or default()
     image = PILImageBW if channels == 1 else PILImage
@@ -95,6 +96,27 @@ def dataloaders(
     dls.source = src
     dls.test_items = held_out(src, test)
     return dls
+
+
+def _check_split(items, splits, how: str) -> None:
+    """A random split that leaves no validation image, or a class with no training image (which the model
+    could not learn, and fastai's vocabulary would not know), is refused with the counts."""
+    from collections import Counter
+
+    from fastai.data.all import parent_label
+
+    train, valid = (Counter(parent_label(items[i]) for i in split) for split in splits)
+    classes = sorted(set(map(parent_label, items)))
+    missing = [c for c in classes if not train[c]]
+    if not valid or missing:
+        said = (
+            "no validation images" if not valid else f"class(es) {', '.join(missing)} with no training images"
+        )
+        counts = "; ".join(f"{c}: {train[c]} train, {valid[c]} valid" for c in classes)
+        raise UsageError(
+            f"{how} leaves {said} ({counts}); choose a fraction that leaves some of each class on both sides, "
+            "e.g. 0.2"
+        )
 
 
 def fold_split(items, folds: int, fold: int, seed: int):
@@ -124,6 +146,13 @@ def held_out(src: Source, test: str | None) -> list:
             f"folders (<class>/*.png) that training never sees"
         )
     check_test_classes(test_src.path, src.classes)
+    import hashlib
+
+    from .sources import refuse_overlap
+
+    trained = {hashlib.sha256(f.read_bytes()).digest(): f for f in src.items()}
+    tested = [(hashlib.sha256(f.read_bytes()).digest(), f) for f in test_src.items()]
+    refuse_overlap([{"source": trained[d], "data.test": f} for d, f in tested if d in trained], test_src.path)
     return test_src.items()
 
 

@@ -7,6 +7,7 @@ A new source is one decorated function here: `@source("name", "what it is")` ret
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -289,7 +290,11 @@ def check_folder(path: Path, name: str | None = None) -> Source:
     if (path / MARKER).exists():
         return src
     bad, wide = [], []
+    seen: dict[bytes, dict[str, Path]] = {}  # an image's bytes -> the split folders holding it, and where
     for f in src.items() + src.test_items():
+        if valid is not None:
+            split = f.relative_to(path).parts[0]
+            seen.setdefault(hashlib.sha256(f.read_bytes()).digest(), {}).setdefault(split, f)
         try:
             with Image.open(f) as im:
                 if im.mode in WIDE_MODES:
@@ -304,7 +309,20 @@ def check_folder(path: Path, name: str | None = None) -> Source:
             f"{len(wide)} image(s) under {path} have 16 or 32 bits per pixel, which would be clipped to 0 or "
             f"255; convert them to 8-bit greyscale or colour first:{_listed(wide)}"
         )
+    refuse_overlap([where for where in seen.values() if len(where) > 1], path)
     return src
+
+
+def refuse_overlap(shared: list[dict[str, Path]], path: Path) -> None:
+    """An image in two splits (the same bytes) makes validation or test accuracy a score on training data:
+    80 training images copied into test/ gave a test accuracy of 1.0."""
+    if shared:
+        pairs = [Path(" = ".join(str(f) for f in where.values())) for where in shared]
+        splits = sorted({s for where in shared for s in where})
+        raise UsageError(
+            f"{len(shared)} image(s) under {path} are in more than one of {', '.join(splits)} (byte for byte): "
+            f"a model would be scored on images it trained on; remove them from one split:{_listed(pairs)}"
+        )
 
 
 def check_test_classes(folder: Path, classes: list[str]) -> None:

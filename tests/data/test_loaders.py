@@ -175,7 +175,7 @@ def test_data_show_writes_a_grid_png(tmp_path, tiny_folder):
 
 def test_data_show_draws_the_split_and_number_asked_at_the_size_asked(tmp_path):
     folder = make_folder(tmp_path / "mixed", n_train=6, n_valid=3)
-    make_folder(folder, n_train=2, n_valid=0, splits=("test", "unused"))
+    make_folder(folder, n_train=2, n_valid=0, splits=("test", "unused"), seed=1)
     Image.open(folder / "train" / "a" / "0.png").resize((40, 30)).save(folder / "train" / "a" / "0.png")
     show = ["data", "show", f"folder:{folder}"]
     refused = CliRunner().invoke(app, [*show, "--out", str(tmp_path / "no.png")])
@@ -243,3 +243,37 @@ def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(tiny_fo
         data.dataloaders(f"folder:{tiny_folder}", size=256)
     assert not decoded  # refused before a single image was decoded
     data.dataloaders(f"folder:{tiny_folder}", size=28)  # 32 x 28 x 28 bytes fit
+
+
+@pytest.mark.parametrize(
+    "pct, said",
+    [
+        (0.999, "leaves class(es) b with no training images"),
+        (0.001, "leaves no validation images"),
+        (1e-300, "leaves no validation images"),
+    ],  # fmt: skip
+)
+def test_a_random_split_that_empties_a_class_or_a_side_is_one_line_with_the_counts(tmp_path, pct, said):
+    """#38 item 14: valid_pct 0.999, 0.001 or 1e-320 gave a KeyError or fastai's "does not contain any batches"."""
+    shapes = make_folder(tmp_path / "made", n_train=10, n_valid=0, splits=("all", "none")) / "all"
+    with pytest.raises(UsageError, match=re.escape(f"data.valid_pct = {pct} {said}")) as refused:
+        data.dataloaders(f"folder:{shapes}", bs=4, valid_pct=pct, seed=0)
+    assert re.search(r"a: \d+ train, \d+ valid; b: \d+ train, \d+ valid", str(refused.value))
+
+
+def test_an_image_in_two_splits_is_refused_naming_it(tmp_path):
+    """#38 item 11: 80 training images copied into test/ gave "test accuracy 1.0000"; validation images that
+    duplicate training images passed silently."""
+    import shutil
+
+    root = make_folder(tmp_path / "leak", splits=("train", "valid"))
+    shutil.copy(root / "train" / "a" / "3.png", root / "valid" / "a" / "copied.png")
+    with pytest.raises(UsageError, match=r"1 image\(s\) under .* are in more than one of train, valid") as e:
+        sources.resolve(f"folder:{root}")
+    assert "train/a/3.png = " in str(e.value) and "valid/a/copied.png" in str(e.value)
+    (root / "valid" / "a" / "copied.png").unlink()
+    sources.resolve(f"folder:{root}")  # clean again
+    test = make_folder(tmp_path / "held", n_train=2, splits=("t",), seed=1) / "t"
+    shutil.copy(root / "train" / "b" / "0.png", test / "b" / "0.png")
+    with pytest.raises(UsageError, match=r"in more than one of data.test, source"):
+        data.dataloaders(f"folder:{root}", bs=4, test=f"folder:{test}")

@@ -17,7 +17,7 @@ QUICK = ["steps.repeat.n=3", "data.bs=8"]
 
 def _with_test(root, n_test=5):
     make_folder(root, n_train=12, n_valid=4)
-    make_folder(root, n_train=n_test, n_valid=0, splits=("test", "unused"))
+    make_folder(root, n_train=n_test, n_valid=0, splits=("test", "unused"), seed=1)
     (root / "unused" / "a").rmdir(), (root / "unused" / "b").rmdir(), (root / "unused").rmdir()
     return root
 
@@ -46,11 +46,13 @@ def test_a_test_folder_is_evaluated_once_with_the_final_weights_and_changes_noth
 
 def test_data_test_names_a_folder_of_class_folders(tmp_path):
     source = make_folder(tmp_path / "src", n_train=12, n_valid=4)
-    held = make_folder(tmp_path / "held", n_train=3, n_valid=0, splits=("imgs", "none"))
+    held = make_folder(tmp_path / "held", n_train=3, n_valid=0, splits=("imgs", "none"), seed=1)
     r = recipe.load(LINEAR, [f"data.source=folder:{source}", f"data.test=folder:{held / 'imgs'}", *QUICK])
     run = train.run(r)
     assert run.test["n"] == 6
-    odd = make_folder(tmp_path / "odd", classes=("a", "zebra"), n_train=2, n_valid=0, splits=("imgs", "x"))
+    odd = make_folder(
+        tmp_path / "odd", classes=("a", "zebra"), n_train=2, n_valid=0, splits=("imgs", "x"), seed=2
+    )
     r = recipe.load(LINEAR, [f"data.source=folder:{source}", f"data.test=folder:{odd / 'imgs'}", *QUICK])
     with pytest.raises(UsageError, match=r"class folder\(s\) zebra that training does not have \(a, b\)"):
         train.build_learner(r)
