@@ -22,6 +22,7 @@ from typing import Any
 from .errors import UsageError
 
 REQUIRED = inspect.Parameter.empty
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def folder_name(value: str, key: str, where: str) -> str:
 def _out_of_range(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"expected a finite number, got {value}"
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:  # training computes in 32 bits
+        return f"{value:g} does not fit in a 32-bit float (at most {FLOAT32_MAX:.4g}), which training computes in"
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return f"expected an integer that fits in 64 bits, got {value}"
     control = isinstance(value, str) and next((c for c in value if c not in "\n\t" and _is_control(c)), None)

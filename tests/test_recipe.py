@@ -71,6 +71,8 @@ def test_set_changing_a_step_drops_its_old_parameters():
         (["data.colour=red"], "--set data.colour: no such key"),
         (["steps.optimizer.name=adam"], "--set steps.optimizer.name: no such key"),
         (["lr"], "expected KEY=VALUE"),
+        # #38 item 15: an overflow inside torch's step, as a traceback
+        (["steps.step.lr=1e308"], "steps.step.lr: 1e+308 does not fit in a 32-bit float (at most 3.403e+38)"),
     ],
 )
 def test_bad_recipes_name_the_key_and_what_is_expected(sets, expected):
@@ -178,6 +180,12 @@ def test_cli_run_human_output_and_a_diverging_run(tmp_path):
         ],
     )
     assert bad.exit_code == 1 and "diverged at epoch 1" in bad.output and "Traceback" not in bad.output
+    assert "Try a lower learning rate than steps.step.lr = 1e+12" in bad.output
+    # #38 item 15: diverged before any step was taken: the init is named, not the learning rate
+    init = CliRunner().invoke(app, ["run", LINEAR, "--set", "steps.init.std=3e38", "--runs-dir", runs])
+    assert init.exit_code == 1 and "diverged at epoch 1, batch 1" in init.output, init.output
+    assert "No step had been taken yet: look at the init, steps.init.name = 'normal' (std = 3e+38)" in init.output
+    assert "learning rate" not in init.output
 
 
 def test_steps_command_lists_the_registry():
