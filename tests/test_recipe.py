@@ -184,7 +184,10 @@ def test_cli_run_human_output_and_a_diverging_run(tmp_path):
     # #38 item 15: diverged before any step was taken: the init is named, not the learning rate
     init = CliRunner().invoke(app, ["run", LINEAR, "--set", "steps.init.std=3e38", "--runs-dir", runs])
     assert init.exit_code == 1 and "diverged at epoch 1, batch 1" in init.output, init.output
-    assert "No step had been taken yet: look at the init, steps.init.name = 'normal' (std = 3e+38)" in init.output
+    assert (
+        "No step had been taken yet: look at the init, steps.init.name = 'normal' (std = 3e+38)"
+        in init.output
+    )
     assert "learning rate" not in init.output
 
 

@@ -271,12 +271,17 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         epoch, batch, loss = learn.run_info.diverged_at
         lr = recipe.steps["step"]["lr"]
         said = f"training diverged at epoch {epoch + 1}, batch {batch + 1}: the loss became {loss}. "
-        if epoch == 0 and batch == 0:  # before any step: the weights the init drew (or the data) are the cause
+        if (
+            epoch == 0 and batch == 0
+        ):  # before any step: the weights the init drew (or the data) are the cause
             init = recipe.steps["init"]
             given = ", ".join(f"{k} = {v}" for k, v in init.items() if k != "name")
             return said + (f"No step had been taken yet: look at the init, steps.init.name = {init['name']!r}"
                            f"{f' ({given})' if given else ''}, whose weights give this loss")  # fmt: skip
-        return said + f"Try a lower learning rate than steps.step.lr = {lr:g}, e.g. --set steps.step.lr={lr / 10:g}"
+        return (
+            said
+            + f"Try a lower learning rate than steps.step.lr = {lr:g}, e.g. --set steps.step.lr={lr / 10:g}"
+        )
     n = len(learn.run_log.epochs)
     reasons = {
         "epochs_done": f"finished its {n} epoch(s)",
