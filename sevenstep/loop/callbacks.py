@@ -37,6 +37,8 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Recorder
 
+from ..utils import signals
+
 GUARD_ORDER = -10
 STEP_ORDER = 20
 RUN_LOG_ORDER = Recorder.order + 1
@@ -103,11 +105,13 @@ class SparseCallback(Callback):
 
 
 class DivergenceGuard(SparseCallback):
-    """Always on: a NaN or infinite training loss ends the run and says where it happened."""
+    """Always on: a NaN or infinite training loss ends the run and says where it happened. Also a safe point
+    for a worker's stop that Python could not deliver (utils/signals.py: `check`)."""
 
     order = GUARD_ORDER
 
     def after_loss(self):
+        signals.check()
         if self.learn.training and not math.isfinite(self.learn.loss.item()):
             self.learn.run_info.stop_reason = "diverged"
             self.learn.run_info.diverged_at = (

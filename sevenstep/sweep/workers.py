@@ -218,7 +218,7 @@ def work(
             # a claimed point that no one would run again
             with signals.deferred() as held:
                 trial = studies.next_trial(study, storage, sweep)
-            if held:
+            if held or signals.stop_requested:
                 if trial is not None:
                     studies.requeue(study, storage, trial)
                 return True
@@ -255,12 +255,7 @@ def _worker_process(args, threads: int):
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the save short
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    signals.stop_on_sigterm()
     torch.set_num_threads(threads)
     try:
         work(*args)

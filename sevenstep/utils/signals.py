@@ -4,6 +4,7 @@ Python turns Ctrl-C into KeyboardInterrupt wherever the program is; `sigterm_as_
 same. `deferred()` holds both while a block that must not be half done runs (saving a run, finishing its W&B
 run); the caller then decides what the held signal means. `whole()` holds them the same way, then sends the
 first again once the block is done (an epoch's bookkeeping: its row, the loggers, the stop rule, the checkpoint).
+A worker process stops on SIGTERM (`stop_on_sigterm`), and stays stopping: see `check`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,31 @@ def sigterm_as_ctrl_c() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+stop_requested = False  # a worker was told to stop: every later safe point (`check`) stops it again
+
+
+def stop_on_sigterm() -> None:
+    """A worker's SIGTERM (its parent passing Ctrl-C on): KeyboardInterrupt at once, and at every later safe
+    point. Python drops an exception raised while it runs a weakref callback or __del__ during garbage
+    collection ("Exception ignored in ..."): a worker told to stop then trained every remaining run."""
+
+    def stop(signum, frame):
+        global stop_requested
+        first, stop_requested = not stop_requested, True
+        if (
+            first
+        ):  # a second signal (the terminal's, then the parent's) must not cut the first one's save short
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def check() -> None:
+    """A safe point (a training batch, the next trial): stop here if a stop was asked for and got lost."""
+    if stop_requested:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -61,8 +87,11 @@ def whole():
         with deferred() as held:
             yield
     finally:
-        if held:
-            signal.raise_signal(held[0])
+        # the first held signal this process does not ignore: a worker ignores the terminal's SIGINT and
+        # stops on its parent's SIGTERM, and both may come during one block
+        wanted = [s for s in held if signal.getsignal(s) is not signal.SIG_IGN]
+        if wanted:
+            signal.raise_signal(wanted[0])
 
 
 _held: list[int] | None = None  # what the deferred block in progress holds, if one is

@@ -117,3 +117,53 @@ def test_ctrl_c_during_an_epochs_bookkeeping_stops_the_run_once_its_checkpoint_i
     assert run.stop_reason == "interrupted" and len(run.epochs) == 2
     state = checkpoint.load(run.run_dir)
     assert state["epoch"] == 2 and len(state["callbacks"]["run_log"]["epochs"]) == 2
+
+
+def test_a_whole_block_passes_on_the_signal_a_worker_does_not_ignore():
+    """#38 item 9, cause B: a worker ignores the terminal's SIGINT and stops on its parent's SIGTERM; when both
+    came during one `whole()` block, only the first (SIGINT) was sent again, and the worker trained on."""
+    got = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with signals.whole():
+            signal.raise_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches the whole process group
+            signal.raise_signal(signal.SIGTERM)  # then the parent passes it on
+            assert got == []  # held while the block runs
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert got == [signal.SIGTERM]
+
+
+STOP_DROPPED = """
+import gc, signal, sys, weakref
+from sevenstep import recipe
+from sevenstep.loop import train
+from sevenstep.utils import signals
+
+signals.stop_on_sigterm()
+class Held: pass
+held = Held()
+weakref.finalize(held, signal.raise_signal, signal.SIGTERM)  # the signal lands while Python runs a callback
+del held
+gc.collect()
+print("the KeyboardInterrupt was dropped", flush=True)
+r = recipe.load(sys.argv[1], ["steps.repeat.n=300", "data.bs=8", f"data.source=folder:{sys.argv[2]}"])
+print("stop:", train.run(r, runs_dir=sys.argv[3]).stop_reason)
+"""
+
+
+def test_a_workers_stop_that_python_dropped_is_honoured_at_the_next_batch(tmp_path, tiny_folder):
+    """#38 item 9, cause A: the worker's SIGTERM handler raised KeyboardInterrupt inside a weakref callback
+    during garbage collection; Python dropped it ("Exception ignored"), the handler had already ignored
+    further signals, and the worker trained every remaining run."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STOP_DROPPED, LINEAR, str(tiny_folder), str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "the KeyboardInterrupt was dropped" in done.stdout, done.stderr[-3000:]
+    assert "Exception ignored" in done.stderr  # what Python does with it: the cause, reproduced
+    assert "stop: interrupted" in done.stdout, (done.stdout[-2000:], done.stderr[-2000:])
