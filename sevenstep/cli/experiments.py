@@ -273,12 +273,17 @@ def compare_cmd(
             )
             typer.echo(f"\n{plan.name} on {plan.source} ({seeds_said})\n", file=out)
             typer.echo(tables.text(compare.table(rows)), file=out)
-            typer.echo("\n" + reports.legend(plan, rows), file=out)
+            typer.echo("\n" + reports.legend(plan, rows, results), file=out)
             typer.echo(f"\nreport: {report}", file=out)
             typer.echo(f"page:   {report / 'report.html'} (opens in a browser, no server needed)", file=out)
     failed = [r.method for r in results if r.status == "failed"]
     if any(r.status == "interrupted" for r in results):
         raise typer.Exit(130)
+    if missing := [f"{r.method} seed {r.seed}" for r in results if r.status == "missing"]:
+        raise TrainingFailed(
+            f"{len(missing)} run(s) did not finish: {', '.join(missing)} (a worker was killed, or another process "
+            f"still runs them); the table is partial. Run the same command again to finish the comparison"
+        )
     if failed:
         raise TrainingFailed(
             f"{len(failed)} of {len(results)} methods failed: {', '.join(failed)} (see the table)"

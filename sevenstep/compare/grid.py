@@ -91,7 +91,9 @@ class ComparisonGrid:
         baselines = {
             s: Result.without_metrics(pending, "baseline", "pending", "pending", s) for s in self.plan.seeds
         }
-        results = [r for r in _collect(self.plan, self, study, baselines) if r.kind != "baseline"]
+        results = [
+            r for r in _collect(self.plan, self, study, baselines, "not run yet") if r.kind != "baseline"
+        ]
         done = sum(
             1
             for t in study.get_trials(deepcopy=False)

@@ -23,7 +23,7 @@ class Result:
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
-    status: str  # "ok", "failed" (diverged, or raised an error) or "interrupted"
+    status: str  # "ok", "failed" (diverged, or raised an error), "interrupted" or "missing" (not run yet)
     error: str | None = None
     run_dir: str | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
@@ -110,7 +110,17 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
         rows.append(row)
         by_method[name] = done
     _verdicts(plan, rows, by_method)
+    if unfinished(results):  # a smaller family, fewer seeds: the final verdicts may differ
+        for row in rows:
+            for v in (row.vs_baseline, row.vs_best):
+                if v and v.get("verdict") != "best":
+                    v["provisional"] = True
     return rows
+
+
+def unfinished(results: list[Result]) -> list[str]:
+    """The runs a table still lacks (interrupted, or not finished by any process): it is partial."""
+    return [f"{r.method} seed {r.seed}" for r in results if r.status in ("interrupted", "missing")]
 
 
 def _verdicts(plan: Plan, rows: list[Method], by_method: dict[str, list[Result]]) -> None:
@@ -164,7 +174,9 @@ def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     base_mean = baseline.mean if baseline else None
     plots.save(plots.learning_curves(results, base_mean), report / "learning_curves.png")
     plots.save(plots.seed_dots(rows, baseline), report / "seeds.png")
-    atomic.write_text(report / "results.md", tables.markdown(table(rows)) + "\n" + legend(plan, rows) + "\n")
+    atomic.write_text(
+        report / "results.md", tables.markdown(table(rows)) + "\n" + legend(plan, rows, results) + "\n"
+    )
     _write_csv(rows, report)
     atomic.write_text(report / "results.json", json.dumps(summary(plan, results, report, rows), indent=2))
     page.comparison(report)
@@ -182,7 +194,8 @@ def summary(plan: Plan, results: list[Result], report: Path, rows: list[Method] 
         "report_dir": str(report),
         "methods": [m.to_json() for m in rows],
         "results": [r.to_json() for r in results],
-        "legend": legend(plan, rows),
+        "legend": legend(plan, rows, results),
+        "partial": unfinished(results),
     }
 
 
@@ -195,7 +208,7 @@ def _verdict(v: dict[str, Any] | None) -> str:
         return "-"
     if v["verdict"] == "best":
         return "best"
-    return f"{v['verdict']} (p={v['p']:.2g})"
+    return f"{v['verdict']} (p={v['p']:.2g}{', provisional' if v.get('provisional') else ''})"
 
 
 def table(rows: list[Method]) -> list[list[str]]:
@@ -225,9 +238,15 @@ def table(rows: list[Method]) -> list[list[str]]:
     return out
 
 
-def legend(plan: Plan, rows: list[Method]) -> str:
-    """What the table's numbers mean, in the words a learner reads them in."""
+def legend(plan: Plan, rows: list[Method], results: list[Result] = ()) -> str:
+    """What the table's numbers mean, in the words a learner reads them in; first, that it is partial."""
     n = len(plan.seeds)
+    partial = unfinished(list(results))
+    said = []
+    if partial:
+        said.append(f"PARTIAL: {len(partial)} run(s) have not finished ({', '.join(partial[:6])}"
+                    f"{', ...' if len(partial) > 6 else ''}); a method that lacks a seed has no verdict, and the "
+                    "verdicts shown are provisional. Run the same command again to finish it.")  # fmt: skip
     split = (
         "the same validation images for every seed"
         if plan.one_split
@@ -235,7 +254,7 @@ def legend(plan: Plan, rows: list[Method]) -> str:
         if plan.split == "kfold"
         else "one split drawn per seed"
     )
-    lines = [
+    lines = said + [
         f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
         + (
             "Student's t across seeds (the baseline's on one split: Wilson's, over the validation images)."

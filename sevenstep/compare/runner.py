@@ -61,7 +61,9 @@ def run(
         pending = next(s for s in plan.seeds if s not in baselines)
         baselines[pending] = Result.without_metrics(f"baseline ({plan.distance})", "baseline", "interrupted",
                                                     "interrupted", pending)  # fmt: skip
-    results = _collect(plan, grid, study, baselines)
+    results = _collect(
+        plan, grid, study, baselines, "not run: the comparison was stopped first" if interrupted else MISSING
+    )
     if interrupted:
         log("interrupted: the comparison stops here; the report covers the runs so far. Run the same command "
             "again to continue it")  # fmt: skip
@@ -75,6 +77,7 @@ def run(
 
 BASELINE_OUTCOMES = "baseline_outcomes.csv"  # the baseline's per-image outcomes, as runs' valid_outcomes.csv
 UNFINISHED = "UNFINISHED"  # in a report folder until every run of its comparison has ended
+MISSING = "not finished: its worker was killed, or another process still runs it"
 
 
 def _open(plan: Plan, runs_dir: Path, storage: str | None, log):
@@ -155,7 +158,9 @@ def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> N
         tables.write_csv(report / BASELINE_OUTCOMES, rows)
 
 
-def _collect(plan: Plan, grid: ComparisonGrid, study, baselines: dict[int, Result]) -> list[Result]:
+def _collect(
+    plan: Plan, grid: ComparisonGrid, study, baselines: dict[int, Result], missing: str = MISSING
+) -> list[Result]:
     """Every ended run of the study as a Result, in the plan's order: seed by seed, the baseline, then each
     method. A point that ran twice (stopped, then run again) keeps its finished run."""
     from ..sweep import spec
@@ -173,7 +178,12 @@ def _collect(plan: Plan, grid: ComparisonGrid, study, baselines: dict[int, Resul
     for seed in plan.seeds:
         if seed in baselines:
             ordered.append(baselines[seed])
-        ordered += [found[(label, seed)] for label in grid.labels if (label, seed) in found]
+        for (
+            label
+        ) in grid.labels:  # a run no process finished: its worker was killed, or another still runs it
+            ordered.append(
+                found.get((label, seed)) or Result.without_metrics(label, "sgd", "missing", missing, seed)
+            )
     return ordered
 
 

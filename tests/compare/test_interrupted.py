@@ -41,7 +41,8 @@ def test_ctrl_c_during_a_comparisons_training_exits_130_with_the_report(tmp_path
     (report,) = (tmp_path / "runs").glob("compare-stopped-*")
     results = {r["method"]: r for r in json.loads((report / "results.json").read_text())["results"]}
     assert results["short"]["status"] == "ok" and results["long"]["status"] == "interrupted"
-    assert "never" not in results and (report / "learning_curves.png").exists()
+    assert results["never"]["status"] == "missing" and (report / "learning_curves.png").exists()
+    assert "PARTIAL: 2 run(s) have not finished (long seed 42, never seed 42)" in out
     runs = local_runs.list_runs(tmp_path / "wandb")
     # the baseline, two runs, and the comparison's table (job type comparison)
     assert len(runs) == 4 and {r["state"] for r in runs} == {"finished"}
@@ -69,7 +70,48 @@ def test_ctrl_c_outside_training_still_writes_the_report(tmp_path, tiny_folder, 
         (r["method"], r["status"]) for r in json.loads((report / "results.json").read_text())["results"]
     ]
     if where == "baseline":
-        assert statuses == [("baseline (l1)", "interrupted")]
+        assert statuses == [("baseline (l1)", "interrupted"), ("short", "missing"), ("long", "missing"),
+                            ("never", "missing")]  # fmt: skip
     else:
-        assert statuses == [("baseline (l1)", "ok"), ("short", "ok"), ("long", "interrupted")]
+        assert statuses == [
+            ("baseline (l1)", "ok"),
+            ("short", "ok"),
+            ("long", "interrupted"),
+            ("never", "missing"),
+        ]
     assert (report / "results.md").exists() and (report / "learning_curves.png").exists()
+
+
+def test_a_comparison_whose_worker_was_killed_exits_1_naming_the_missing_runs(tmp_path, tiny_folder):
+    """#38 item 8: a SIGKILLed worker's comparison exited 0 with a final-looking table that lacked a seed."""
+    import psutil
+
+    proc = start_cli("compare", str(_comparison(tmp_path, tiny_folder)), "--runs-dir", str(tmp_path / "runs"),
+                     "--wandb", "disabled", "--workers", "2")  # fmt: skip
+    wait_for(
+        lambda: list((tmp_path / "runs").glob("compare-stopped-*/long-*/checkpoint.pt")), what="long to train"
+    )
+    (long_dir,) = (tmp_path / "runs").glob("compare-stopped-*/long-*")
+    trainer = psutil.Process(_owner(long_dir))  # the worker training it holds its lock open
+    assert trainer in psutil.Process(proc.pid).children(recursive=True)
+    trainer.kill()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert "1 run(s) did not finish: long seed 42" in err and "Run the same command again" in err, err
+    assert "PARTIAL: 1 run(s) have not finished (long seed 42)" in out and "Traceback" not in err
+    (report,) = (tmp_path / "runs").glob("compare-stopped-*")
+    summary = json.loads((report / "results.json").read_text())
+    assert summary["partial"] == ["long seed 42"] and (report / "UNFINISHED").exists()
+
+
+def _owner(run_dir: Path) -> int | None:
+    """The process holding a run folder's lock file open (the one training it)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if any(f.path == str(run_dir / ".owner.lock") for f in p.open_files()):
+                return p.pid
+        except psutil.Error:
+            continue
+    return None

@@ -246,7 +246,7 @@ def test_a_stopped_comparison_continues_where_it_stopped(tmp_path, tiny_folder, 
     monkeypatch.setattr(train, "build_learner", third_is_stopped)
     results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
     assert [(r.method, r.seed, r.status) for r in results if r.kind == "sgd"] == [
-        ("zeros", 1, "ok"), ("normal", 1, "ok"), ("zeros", 2, "interrupted")]  # fmt: skip
+        ("zeros", 1, "ok"), ("normal", 1, "ok"), ("zeros", 2, "interrupted"), ("normal", 2, "missing")]  # fmt: skip
     assert (report / "UNFINISHED").exists()
     kept = sorted(p.name for p in report.iterdir() if p.is_dir())
     monkeypatch.setattr(train, "build_learner", real)
