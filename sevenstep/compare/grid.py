@@ -24,6 +24,7 @@ class ComparisonGrid:
     plan: Plan
     report: Path  # the comparison's report folder: its runs are saved in it
 
+    kind = "comparison"
     metric = "accuracy"
     direction = "maximize"
     sampler = "grid"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
 from pathlib import Path
 
 from ..errors import UsageError
@@ -100,12 +101,45 @@ def _open(plan: Plan, runs_dir: Path, storage: str | None, log):
             log(f"{n} run(s) left unfinished by a stopped process will run again")
         log(f"continuing {folder}")
         return folder, study, store
+    store = (
+        studies.storage_for(storage, runs_dir) if storage else None
+    )  # one that cannot open: no folder made
+    if store is not None:
+        _refuse_finished(plan, store, storage)
     report = run_folder.new_folder(runs_dir, f"compare-{plan.name}")
-    (report / UNFINISHED).write_text(
-        "this comparison has not finished; run the same command again to continue\n"
-    )
-    store = studies.storage_for(storage or str(report / STUDY), report)
-    return report, studies.open_study(ComparisonGrid(plan, report), store), store
+    try:  # a refusal (another comparison of this name in the storage) leaves no empty folder behind
+        (report / UNFINISHED).write_text(
+            "this comparison has not finished; run the same command again to continue\n"
+        )
+        store = store or studies.storage_for(str(report / STUDY), report)
+        return report, studies.open_study(ComparisonGrid(plan, report), store), store
+    except BaseException:
+        shutil.rmtree(report, ignore_errors=True)
+        raise
+
+
+def _refuse_finished(plan: Plan, store, storage: str) -> None:
+    """A shared storage that already holds every run of this comparison, finished: running it again would
+    train nothing and write a report whose runs are another folder's."""
+    import optuna
+
+    from ..sweep.study import READY, masked
+
+    try:
+        study = optuna.load_study(study_name=ComparisonGrid(plan, Path()).name, storage=store)
+    except KeyError:
+        return
+    trials = study.get_trials(deepcopy=False)
+    same = study.user_attrs.get(READY) == ComparisonGrid(plan, Path()).signature()
+    if same and trials and all(t.state.is_finished() for t in trials):
+        folders = sorted(
+            {str(Path(t.user_attrs["run_dir"]).parent) for t in trials if t.user_attrs.get("run_dir")}
+        )
+        raise UsageError(
+            f"--storage {masked(storage)}: comparison {plan.name!r} has finished there, every run of it; its "
+            f"report is {' and '.join(folders) or 'on the machine that ran it'}. To run it again, give it another "
+            "name (name = ... in its file) or another --storage"
+        )
 
 
 def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> None:

@@ -132,9 +132,11 @@ def _wait_until_ready(study, sweep, timeout: float = 60.0) -> None:
             return
         time.sleep(0.5)
     if study.user_attrs[READY] != sweep.signature():
+        kind = getattr(sweep, "kind", "sweep")
+        what = "methods, recipes or seeds" if kind == "comparison" else "space, metric or base recipe"
         raise UsageError(
-            f"the storage already holds a study named {sweep.name!r} with another space, metric or base "
-            "recipe; give this sweep another name, or use another --storage"
+            f"the storage already holds a {kind} named {sweep.name!r} with other {what}; give this {kind} "
+            "another name (name = ... in its file), or use another --storage"
         )
 
 

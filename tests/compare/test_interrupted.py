@@ -115,3 +115,36 @@ def _owner(run_dir: Path) -> int | None:
         except psutil.Error:
             continue
     return None
+
+
+def test_a_shared_storage_refuses_a_finished_or_edited_comparison_and_leaves_no_empty_folder(
+    tmp_path, tiny_folder
+):
+    """#38 items 12 and 18: run again on a finished comparison's --storage, it trained nothing and wrote a new
+    folder whose runs were the old one's; an edited one, or a storage that cannot be opened, left a folder
+    holding only UNFINISHED."""
+    file = tmp_path / "cmp.toml"
+    run = f'[[runs]]\nrecipe = "{LINEAR}"\nlabel = "short"\nset = {{ "steps.repeat.n" = 1, "data.bs" = 8 }}\n'
+    file.write_text(f'name = "shared"\nsource = "folder:{tiny_folder}"\n{run}')
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    def compare(runs: str, store: str = storage):
+        return CliRunner().invoke(app, ["compare", str(file), "--runs-dir", str(tmp_path / runs), "--storage",
+                                        store, "--wandb", "disabled"])  # fmt: skip
+
+    first = compare("first")
+    assert first.exit_code == 0, first.output
+    (report,) = (tmp_path / "first").glob("compare-shared-*")
+    again = compare("second")
+    assert again.exit_code == 2 and "comparison 'shared' has finished there" in again.output, again.output
+    assert f"its report is {report}" in again.output and not list((tmp_path / "second").glob("compare-*"))
+    file.write_text(file.read_text().replace('"steps.repeat.n" = 1', '"steps.repeat.n" = 2'))
+    edited = compare("third")
+    assert (
+        edited.exit_code == 2
+        and "holds a comparison named 'compare-shared' with other methods" in edited.output
+    )
+    assert not list((tmp_path / "third").glob("compare-*"))
+    unreachable = compare("fourth", "postgresql+psycopg://me:secret@127.0.0.1:1/db")
+    assert unreachable.exit_code == 2 and "cannot open it" in unreachable.output
+    assert not list((tmp_path / "fourth").glob("compare-*"))
