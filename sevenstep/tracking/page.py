@@ -139,6 +139,20 @@ def _json(file: Path) -> dict[str, Any]:
     return found
 
 
+def _inside(folder: Path, run_dir: str | None) -> str | None:
+    """A run folder that a report's JSON names, if it is inside that report's folder (where comparisons and
+    sweeps save their runs), found by its name when the folder was moved; else None. A received folder's
+    JSON could name any folder on this machine, whose files the page would then embed."""
+    if not run_dir:
+        return None
+    root = Path(folder).resolve()
+    for candidate in (Path(run_dir), root / Path(run_dir).name):
+        found = candidate.resolve()
+        if found.is_relative_to(root) and found != root and found.is_dir():
+            return str(found)
+    return None
+
+
 def _safe(text: str) -> str:
     """JSON inside a <script> element: `</` would end the element early."""
     return text.replace("</", "<\\/")
@@ -156,7 +170,7 @@ def comparison(
 
     summary = summary if summary is not None else _json(report / "results.json")
     methods = [Method(**_method(m)) for m in summary["methods"]]
-    results = summary["results"]
+    results = [r | {"run_dir": _inside(report, r.get("run_dir"))} for r in summary["results"]]
     seeds = ", ".join(map(str, summary["seeds"])) if isinstance(summary["seeds"], list) else summary["seeds"]
     page = Page(
         f"Comparison: {summary['name']}",
@@ -334,7 +348,8 @@ def sweep(
                 page.heading(title)
                 page.figure(fig)
     page.heading("What each trial was")
-    _configs(page, [(f"trial {t['trial']}", t.get("run_dir")) for t in trials if t.get("run_dir")])
+    folders = [(f"trial {t['trial']}", _inside(sweep_dir, t.get("run_dir"))) for t in trials]
+    _configs(page, [(label, folder) for label, folder in folders if folder])
     return page.write(out or sweep_dir / PAGE)
 
 

@@ -216,3 +216,55 @@ def test_a_hostile_cell_is_text_never_markup_nor_an_attribute(cell):
     assert "<img" not in html and "<script" not in html and "<b>" not in html
     # the verdict's colour is one of two fixed class names, given to a real verdict only
     assert re.findall(r'class="([^"]*)"', html) == ["verdict-better"]
+
+
+HOSTILE = 'better"><img src="x" onerror="window.owned=1">'  # the hostile tester's payload, in every field
+
+
+def _unharmed(browser, page: Path) -> None:
+    _open(browser, page)
+    assert browser.execute_script("return window.owned") is None  # no script of the payload ran
+    assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
+    assert HOSTILE in browser.execute_script("return document.body.innerText")  # shown, as text
+
+
+def test_hostile_strings_in_every_field_stay_text_and_a_received_folder_embeds_nothing_from_elsewhere(
+    tmp_path, tiny_folder, browser
+):
+    """#38 items 1 and 5: a comparison's label, a sweep's space value, a received run's stop_reason and its
+    recipe's description ran script in Chromium; a received comparison's run_dir embedded another folder's
+    recipe.toml and PNG in the page."""
+    cmp_file = tmp_path / "cmp.toml"
+    cmp_file.write_text(f'name = "hostile"\nsource = "folder:{tiny_folder}"\n[[runs]]\nrecipe = "{LINEAR}"\n'
+                        f"label = '{HOSTILE}'\nset = {QUICK}\n")  # fmt: skip
+    _, report = compare.run(compare.load(cmp_file), tmp_path / "runs", log=lambda *a: None)
+    (run_dir,) = [p for p in report.iterdir() if (p / "result.json").is_file()]
+    received = json.loads((run_dir / "result.json").read_text()) | {"stop_reason": HOSTILE}
+    (run_dir / "result.json").write_text(json.dumps(received))
+    recipe_toml = run_dir / "recipe.toml"
+    recipe_toml.write_text(f"description = '{HOSTILE}'\n" + recipe_toml.read_text())
+    elsewhere = tmp_path / "elsewhere"  # another folder of this machine, named by a received results.json
+    elsewhere.mkdir()
+    (elsewhere / "recipe.toml").write_text('description = "SECRET-4521"\n')
+    shutil.copy(report / "seeds.png", elsewhere / "top_losses.png")
+    summary = json.loads((report / "results.json").read_text())
+    for r in summary["results"]:
+        if r.get("run_dir"):
+            r["run_dir"] = str(elsewhere)
+    (report / "results.json").write_text(json.dumps(summary))
+    assert CliRunner().invoke(app, ["report", str(report)]).exit_code == 0
+    assert "SECRET-4521" not in (report / "report.html").read_text()
+    _unharmed(browser, report / "report.html")
+    assert (
+        CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "run.html")]).exit_code == 0
+    )
+    _unharmed(browser, tmp_path / "run.html")
+
+    sweep_file = tmp_path / "sw.toml"
+    sweep_file.write_text(f'name = "hostile"\nrecipe = "{LINEAR}"\nsampler = "grid"\n[space]\n'
+                          f"description = ['{HOSTILE}', 'plain']\n\"steps.repeat.n\" = [1]\n"
+                          f'"data.source" = ["folder:{tiny_folder}"]\n')  # fmt: skip
+    result = CliRunner().invoke(app, ["sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"), "--wandb",
+                                      "disabled"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    _unharmed(browser, Path(re.search(r"^page:\s+(\S+)", result.output, re.M).group(1)))
