@@ -120,12 +120,27 @@ def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device
         for seed in seeds:
             typer.echo(f"\nseed {seed}")
             r = dataclasses.replace(recipe, seed=seed, name=f"{recipe.name}-seed{seed}")
+            if kept := _finished_seed(Path(runs_dir), r):  # the same command again continues where it stopped
+                typer.echo(
+                    f"finished before, kept: {kept.run_dir} (remove that folder to train this seed again)"
+                )
+                runs.append(kept)
+                continue
             # drawing takes longer than training a small model: 1.8 s of a 2.4 s seed of fastbook's linear model
             first = seed == seeds[0]
-            runs.append(
-                train.run(r, cbs, runs_dir=runs_dir, config={"seeds.of": recipe.name}, pictures=first)
-            )
+            try:
+                runs.append(
+                    train.run(r, cbs, runs_dir=runs_dir, config={"seeds.of": recipe.name}, pictures=first)
+                )
+            except KeyboardInterrupt:
+                typer.echo(
+                    "interrupted: run the same command again to continue; finished seeds are kept", err=True
+                )
+                raise typer.Exit(130) from None
             if runs[-1].stop_reason == "interrupted":
+                typer.echo(
+                    "interrupted: run the same command again to continue; finished seeds are kept", err=True
+                )
                 break
         done = [r for r in runs if r.accuracy is not None and r.stop_reason != "interrupted"]
         accs = [r.accuracy for r in done]
@@ -157,6 +172,33 @@ def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device
         raise TrainingFailed(
             f"{len(failed)} of {len(runs)} seeds diverged: " + "; ".join(r.message for r in failed)
         )
+
+
+def _finished_seed(runs_dir: Path, recipe):
+    """The newest finished run folder of exactly this recipe and seed under `runs_dir`, as a Run; or None."""
+    import dataclasses
+    import re
+
+    from ..loop import run_folder, train
+
+    own = re.compile(rf"{re.escape(recipe.name)}-\d{{8}}-\d{{6}}(-\d+)?")  # seed1-..., never seed10-...
+    folders = (
+        [p for p in runs_dir.glob(f"{recipe.name}-*") if own.fullmatch(p.name)] if runs_dir.is_dir() else []
+    )
+    for folder in sorted(folders, key=lambda p: p.name, reverse=True):
+        if (folder / run_folder.UNFINISHED).exists() or not (folder / run_folder.RESULT).is_file():
+            continue
+        try:
+            saved = json.loads((folder / run_folder.RESULT).read_text())
+        except (OSError, ValueError):
+            continue
+        if saved.get("recipe") == recipe.to_dict() and saved.get("stop_reason") not in (
+            "interrupted",
+            "diverged",
+        ):
+            known = {f.name for f in dataclasses.fields(train.Run)}
+            return train.Run(**{k: v for k, v in saved.items() if k in known})
+    return None
 
 
 def _train_as_another_rank(recipe, resume=None) -> None:

@@ -334,3 +334,38 @@ def test_a_baseline_that_beats_every_recipe_is_the_best(tmp_path, tiny_folder):
 def test_bad_folds_are_one_clear_line(sets, expected):
     with pytest.raises(UsageError, match=re.escape(expected)):
         recipe.load(LINEAR, sets)
+
+
+def test_run_over_seeds_stopped_part_way_continues_with_its_finished_seeds_kept(
+    tmp_path, tiny_folder, monkeypatch
+):
+    """#38 item 20: a rerun of `run --seeds N` started every seed again."""
+    real, calls = train.build_learner, []
+
+    def second_is_stopped(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    args = ["run", LINEAR, "--seeds", "3", "--set", f"data.source=folder:{tiny_folder}", "--set", "steps.repeat.n=2",
+            "--set", "data.bs=8", "--wandb", "disabled", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    monkeypatch.setattr(train, "build_learner", second_is_stopped)
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 130 and "run the same command again to continue" in stopped.output, (
+        stopped.output
+    )
+    (first,) = [p for p in (tmp_path / "runs").iterdir() if "-seed1-" in p.name]
+    monkeypatch.setattr(train, "build_learner", real)
+    again = CliRunner().invoke(app, [*args, "--json"])
+    assert again.exit_code == 0, again.output
+    assert f"finished before, kept: {first}" in again.output
+    out = json.loads(again.stdout.strip().splitlines()[-1])
+    assert out["seeds"] == [1, 2, 3] and out["runs"][0]["run_dir"] == str(first)
+    assert sorted(re.search(r"-seed(\d+)-", p.name).group(1) for p in (tmp_path / "runs").iterdir()
+                  if (p / "result.json").exists()) == ["1", "2", "3"]  # fmt: skip
+    # another recipe (more epochs) is another run: nothing of the first is kept
+    other = CliRunner().invoke(
+        app, [*args[:-2], "--set", "steps.repeat.n=3", "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert other.exit_code == 0 and "kept" not in other.output, other.output
