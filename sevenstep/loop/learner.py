@@ -17,10 +17,9 @@ the step as PyTorch does. Together with the fast data path (sevenstep/data/decod
 
 from __future__ import annotations
 
-from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, event
+from fastai.callback.core import Callback, event
 from fastai.learner import Learner as FastaiLearner
 from fastai.learner import Recorder as FastaiRecorder
-from fastai.optimizer import Optimizer
 from fastcore.basics import defaults
 from fastcore.foundation import L
 
@@ -126,19 +125,6 @@ class Learner(FastaiLearner):
             ]
         for cb in listeners:
             cb(event_name)
-
-    def _do_grad_opt(self):
-        """fastai's, but a fastai Optimizer's gradients are then dropped (None) instead of zeroed in place, as
-        PyTorch's zero_grad does by default (and so fastai's OptimWrapper around a PyTorch optimizer): no pass over
-        the gradients, and the next backward writes them instead of adding them to zeros (~4% of a small CNN's
-        epoch). A parameter the next loss does not use then has no gradient, and the step leaves it alone."""
-        if type(self.opt).zero_grad is not Optimizer.zero_grad:
-            return super()._do_grad_opt()
-        self._with_events(self._backward, "backward", CancelBackwardException)
-        self._with_events(self._step, "step", CancelStepException)
-        for group in self.opt.param_lists:
-            for p in group:
-                p.grad = None
 
     def all_batches(self):
         # the fast path's DataLoader makes its batches on its device: when that is where the model is (read once

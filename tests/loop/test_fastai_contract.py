@@ -227,3 +227,37 @@ def test_a_validation_that_fails_leaves_sevenstep_s_callbacks_on():
     assert not learn.__dict__.get("not_a_fit")  # the next real fit is one: the init step, the run log act
     learn.fit(1)
     assert len(learn.run_log.epochs) == 1
+
+
+def test_gradients_after_a_step_are_zeros_as_on_a_stock_learner():
+    """#36 item 20: sevenstep's Learner set p.grad = None after a step, where fastai's Optimizer.zero_grad zeroes
+    it in place: fastai's own TestOneBatch asserts p.grad == 0 in after_batch, and p.grad.norm() raised."""
+    seen = []
+
+    class AfterBatch(Callback):
+        def after_batch(self):
+            if self.training:
+                seen.append([p.grad for p in self.learn.model.parameters()])
+
+    learn = train.build_learner(recipe.load(SIMPLE_NET, ["steps.repeat.n=1", "data.bs=64"]))
+    learn.fit(1, cbs=[AfterBatch()])
+    assert seen and all(g is not None and torch.all(g == 0) for grads in seen for g in grads)
+    assert all(p.grad is not None and float(p.grad.norm()) == 0 for p in learn.model.parameters())
+
+
+@pytest.mark.parametrize("torch_opt", ["SGD", "AdamW"])
+def test_a_pytorch_optimizer_in_fastais_optimwrapper_trains_as_on_a_stock_learner(torch_opt):
+    """#36 item 21: `opt_func=partial(OptimWrapper, opt=torch.optim.SGD)` (fastai's own tutorial's way) crashed:
+    OptimWrapper delegates zero_grad per instance, and sevenstep looked it up on the class."""
+    from functools import partial
+
+    from fastai.optimizer import OptimWrapper
+    from fastai.torch_core import set_seed
+
+    ours, stock = _twins(SIMPLE_NET, ["steps.repeat.n=1", "data.bs=64"])
+    for learn in (ours, stock):
+        learn.opt_func, learn.opt = partial(OptimWrapper, opt=getattr(torch.optim, torch_opt)), None
+        set_seed(1)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(2, 0.01)
+    assert _values(ours) == _values(stock)
