@@ -75,6 +75,12 @@ class Option:
             raise UsageError(f"{file}{line}: option {self.name!r} failed: {type(e).__name__}: {e}") from None
 
 
+def summary(docstring: str | None) -> str:
+    """A docstring's first paragraph as one line: what `sevenstep steps` lists (its first line alone was cut
+    mid-sentence)."""
+    return " ".join((docstring or "").split("\n\n")[0].split())
+
+
 def _declared() -> dict[str, dict[str, Option]]:
     """Every `@option("step")` function of sevenstep/steps/*.py, with its typed, defaulted parameters."""
     found: dict[str, dict[str, Option]] = {s: {} for s in STEPS}
@@ -92,7 +98,7 @@ def _declared() -> dict[str, dict[str, Option]]:
                 )
                 for a, d in zip(args, defaults)
             }
-            doc = (ast.get_docstring(node) or "").split("\n")[0]
+            doc = summary(ast.get_docstring(node))
             option = Option(step, node.name, params, doc, f"sevenstep.steps.{path.stem}")
             option.minimums = _minimums(node, set(params))
             found[step][node.name] = option
@@ -163,7 +169,7 @@ def option(step: str):
         if (
             plugin or declared is None
         ):  # a plugin's, or an option outside sevenstep/steps/ (not read from source)
-            doc = (inspect.getdoc(factory) or "").split("\n")[0]
+            doc = summary(inspect.getdoc(factory))
             declared = REGISTRY[step][name] = Option(step, name, params, doc, plugin=plugin or "")
         declared.factory = factory
         return factory

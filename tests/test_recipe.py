@@ -199,7 +199,12 @@ def test_steps_command_lists_the_registry():
         for name, opt in options.items():
             assert name in result.output and opt.doc in result.output
     bad = CliRunner().invoke(app, ["steps", "jump"])
-    assert bad.exit_code == 2 and "the seven steps are" in bad.output
+    assert bad.exit_code == 2 and "the seven steps are: 1 init, 2 predict" in bad.output
+    # #36 item 12: a description is whole (it was cut at its docstring's first line), and a step by its number
+    patience = registry.REGISTRY["stop"]["patience"].doc
+    assert patience.endswith("(restore_best: end with the best epoch's weights).") and "\n" not in patience
+    third = CliRunner().invoke(app, ["steps", "3"])
+    assert third.exit_code == 0 and third.output.startswith("3. loss") and "mnist_loss" in third.output
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def data_show(
 @app.command("steps")
 @friendly
 def steps_cmd(
-    step: Annotated[str | None, typer.Argument(help="Show only this step")] = None,
+    step: Annotated[str | None, typer.Argument(help="Show only this step: its name or number (1-7)")] = None,
     plugin: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,9 +111,12 @@ def steps_cmd(
     """Every option of the seven steps, with its parameters and defaults."""
     from .. import plugins, registry
 
+    if step and step.isdigit() and 1 <= int(step) <= len(registry.STEPS):
+        step = registry.STEPS[int(step) - 1]  # as the listing numbers them
     chosen = [step] if step else registry.STEPS
     if step and step not in registry.STEPS:
-        raise UsageError(f"unknown step {step!r}; the seven steps are: {', '.join(registry.STEPS)}")
+        numbered = ", ".join(f"{i} {s}" for i, s in enumerate(registry.STEPS, 1))
+        raise UsageError(f"unknown step {step!r}; the seven steps are: {numbered}")
     plugins.load([plugins.relative_to(p, Path.cwd()) for p in plugin or []], "--plugin")
     for s in chosen:
         typer.secho(f"{registry.STEPS.index(s) + 1}. {s}", bold=True)
