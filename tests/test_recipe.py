@@ -9,13 +9,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import LINEAR, SHIPPED, SHIPPED_RECIPES
 from sevenstep import recipe, registry
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
 from sevenstep.loop import run_folder
 
-LINEAR = "tests/recipes/linear_20_epochs.toml"  # fastbook's linear recipe at 20 epochs
-RECIPES = sorted(p for p in Path("experiments").glob("*.toml") if "steps" in recipe.read_toml(p))
+RECIPES = [Path("experiments") / name for name in SHIPPED_RECIPES]
+
+
+def test_the_shipped_list_is_what_git_ships_in_experiments():
+    """The suite tests the shipped files by name: one added to experiments/ must be added to the list too."""
+    import shutil
+    import subprocess
+
+    if not (shutil.which("git") and Path(".git").exists()):
+        pytest.skip("not a git checkout: the files git ships cannot be listed")
+    tracked = subprocess.run(["git", "ls-files", "experiments"], capture_output=True, text=True, check=True)
+    assert sorted(Path(f).name for f in tracked.stdout.split()) == sorted(SHIPPED)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)

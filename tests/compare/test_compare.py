@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import SHIPPED_COMPARISONS
 from sevenstep import compare, data
 from sevenstep import recipe as recipes
 from sevenstep.cli import app
@@ -179,9 +180,7 @@ def test_set_takes_quoted_and_dotted_keys_alike(tmp_path):
     assert quoted.steps["step"]["lr"] == dotted.steps["step"]["lr"] == 0.5 and dotted.data["bs"] == 32
 
 
-@pytest.mark.parametrize(
-    "name", ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml", "baseline_vs_sgd_kfold.toml"]
-)
+@pytest.mark.parametrize("name", SHIPPED_COMPARISONS)
 def test_shipped_comparisons_load(name):
     plan = compare.load(EXPERIMENTS / name)
     assert len(plan.runs) == 3 and all(r.data["source"] == plan.source for _, r in plan.runs)
