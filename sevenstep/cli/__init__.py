@@ -22,6 +22,21 @@ from . import experiments, tools, browse  # noqa: F401, E402  (they register the
 __all__ = ["app"]
 
 
+def _one_line_summaries() -> None:
+    """The command list shows each docstring's first paragraph; rich kept its source line breaks, which cut
+    sentences in the middle at any width: the paragraph is given as one line, for rich to wrap."""
+    from ..registry import summary
+
+    for command in app.registered_commands:
+        if command.short_help is None and command.callback is not None:
+            command.short_help = summary(
+                command.callback.__doc__ and __import__("inspect").cleandoc(command.callback.__doc__)
+            )
+
+
+_one_line_summaries()
+
+
 class PipeSafe:
     """stdout (or stderr) that outlives its reader: with `sevenstep run ... | head`, `head` exits early and every later
     write would raise BrokenPipeError in the middle of training. Once the pipe is closed, output goes to

@@ -13,7 +13,6 @@ import typer
 from ..errors import UsageError
 from ..utils import signals, tables
 from .common import (
-    StorageOption,
     WandbDir,
     app,
     data_app,
@@ -254,7 +253,14 @@ def report_cmd(
             "folders runs/runs-<time>.html]"
         ),  # fmt: skip
     ] = None,
-    storage: StorageOption = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="The Optuna storage URL a sweep or comparison ran with (--storage), when its study is not in "
+            "its folder's own study.journal; it is read, never written",
+            metavar="URL",
+        ),
+    ] = None,
 ):
     """One self-contained HTML page: tables, interactive charts and pictures, opened with a double click (no
     server, no network). `compare` and `sweep` write theirs on their own; this makes one for any folder."""

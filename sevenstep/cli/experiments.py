@@ -227,7 +227,13 @@ def _launch(recipe, args: list[str], processes: int, device: str | None) -> int:
 @app.command("resume")
 @friendly
 def resume_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder under runs/ whose run did not finish")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder under runs/: a stopped run continues; a finished one trains on to more "
+            "epochs with --set steps.repeat.n=N"
+        ),  # fmt: skip
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Only steps.repeat.n=N, to give an `epochs` run more epochs"),
@@ -241,8 +247,9 @@ def resume_cmd(
         int, typer.Option(min=1, help="As many data-parallel processes as the run was trained on")
     ] = 1,
 ):
-    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end, or
-    finish one stopped after its last epoch before it was wholly saved.
+    """Continue a stopped run (Ctrl-C, kill, a crash) from its last complete epoch to its planned end, finish
+    one stopped after its last epoch before it was wholly saved, or train a finished one on to more epochs
+    (--set steps.repeat.n=N).
 
     On the CPU it ends exactly as the same run left alone would have: same metrics, same weights."""
     check_names(wandb, device)

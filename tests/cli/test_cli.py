@@ -129,3 +129,20 @@ def test_weights_picture_has_a_colour_bar_that_says_what_the_colours_mean():
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and "red" in bars[0].get_ylabel() and "blue" in bars[0].get_ylabel()
     assert fig.get_size_inches()[1] >= 5  # two rows of five, each readable
+
+
+def test_help_texts_say_what_each_command_and_option_does_in_whole_sentences():
+    """#36 item 16: the command list broke sentences at their source's line breaks; report's --storage was
+    sweep's text; resume's argument said "whose run did not finish" though it extends finished runs too."""
+    import re
+
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    # at 200 columns every command's summary fits on its line: a wrapped one was cut at a source line break
+    summaries = re.findall(r"^│ (\w[\w-]*)\s{2,}(.+?)\s*│$", top, re.M)
+    assert len(summaries) >= 10 and all(
+        not text.endswith((",", " or", " its", " why")) for _, text in summaries
+    )
+    report = CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).output
+    assert "machines that share it share the work" not in report and "it is read, never written" in report
+    resume = CliRunner().invoke(app, ["resume", "--help"], env={"COLUMNS": "200"}).output
+    assert "did not finish" not in resume and "a finished one trains on to more epochs" in resume
