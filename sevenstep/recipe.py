@@ -90,7 +90,11 @@ def from_dict(d: dict[str, Any], where: str = "recipe", build: bool = True) -> R
         name = choice.pop("name", STEP_DEFAULTS[step])
         if not isinstance(name, str):
             raise UsageError(f"{where}: steps.{step}.name: expected a string, got {name!r}")
-        steps[step] = {"name": name, **registry.get(step, name).check(choice, where)}
+        try:
+            option = registry.get(step, name)
+        except UsageError as e:  # which file, and which key of it
+            raise UsageError(f"{where}: steps.{step}.name: {e}") from None
+        steps[step] = {"name": name, **option.check(choice, where)}
     name = schema.folder_name(top["name"], "name", where)
     recipe = Recipe(name, top["seed"], options, steps, top["description"], hashes)
     if build:
@@ -220,4 +224,6 @@ def load(path: str | Path, sets: list[str] | None = None, saved_run: bool = Fals
         except UsageError:
             raise e from None  # the file's own mistake
         message = str(e).removeprefix(f"{path}: ")
+        if message.startswith("--set "):  # it names its --set already
+            raise UsageError(message) from None
         raise UsageError(f"--set {' --set '.join(sets)}: {message}") from None

@@ -90,6 +90,7 @@ def did_you_mean(word: str, choices, prefix: str = "") -> str:
     synonym = SYNONYMS.get(last)
     same_place = [c for c in choices if synonym and c in (synonym, f"{head}.{synonym}")]
     guess = same_place[0] if same_place else None
+    guess = guess or next((c for c in choices if c.lower() == word.lower()), None)  # SGD for sgd
     guess = guess or next(iter(difflib.get_close_matches(word, choices, n=1, cutoff=0.6)), None)
     return f" (did you mean {prefix + guess!r}?)" if guess else ""
 

@@ -84,12 +84,28 @@ def test_set_changing_a_step_drops_its_old_parameters():
         (["lr"], "expected KEY=VALUE"),
         # #38 item 15: an overflow inside torch's step, as a traceback
         (["steps.step.lr=1e308"], "steps.step.lr: 1e+308 does not fit in a 32-bit float (at most 3.403e+38)"),
+        # #36 item 18: a name in the wrong case is guessed; a --set's mistake is said once
+        (["steps.step.name=SGD"], "steps.step.name: unknown step option 'SGD' (did you mean 'sgd'?)"),
+        (
+            ["steps.step.lrr=0.1"],
+            "--set steps.step.lrr: step option 'sgd' has no parameter 'lrr' (did you mean",
+        ),
     ],
 )
 def test_bad_recipes_name_the_key_and_what_is_expected(sets, expected):
     with pytest.raises(UsageError) as e:
         recipe.load(LINEAR, sets)
-    assert expected in str(e.value)
+    assert expected in str(e.value) and ": --set " not in str(e.value)  # a --set named once
+
+
+def test_an_unknown_option_in_a_file_names_the_file_and_key(tmp_path):
+    """#36 item 18: `name = "SGD"` in a file said "unknown step option 'SGD'", with no file and no guess."""
+    file = tmp_path / "mine.toml"
+    file.write_text(Path(LINEAR).read_text().replace('name = "sgd"', 'name = "SGD"'))
+    with pytest.raises(
+        UsageError, match=r"mine.toml: steps.step.name: unknown step option 'SGD' \(did you mean 'sgd'"
+    ):
+        recipe.load(file)
 
 
 def test_file_errors_name_the_file_and_line(tmp_path):
