@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,11 @@ class WandbSession:
         mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
         if mode not in MODES:
             raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
-        return cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
+        session = cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
+        if mode == "online" and not _has_api_key():  # said now, before any training, and again at the end
+            session._offline_instead("no W&B API key: set WANDB_API_KEY or run `wandb login`")
+            print(session.notes[-1], file=sys.stderr, flush=True)
+        return session
 
     def start(
         self,
