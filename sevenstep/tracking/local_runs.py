@@ -4,6 +4,7 @@ with wandb's own reader (`wandb leet inspect`)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -162,24 +163,29 @@ def table(found: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def leet_view(found: list[dict[str, Any]], view: Path) -> list[str]:
-    """Links in `view` to each run's W&B folder, named so that `wandb leet`'s list (whose ~32 columns show
-    wandb's own `offline-run-<date>_<time>-` and little else) shows what tells the runs apart: the
-    comparison's label or the sweep's trial, then the seed, then the time it started. leet lists folders
-    named `run-*`; it reads them through the links. Returns the names, in `found`'s order."""
+    """A folder per run in `view`, as `wandb leet` reads them: named `run-<date>_<time>-<id>` and holding
+    `run-<id>.wandb`, a link to the run's log. leet shows a run's data only under a name of that pattern whose
+    <id> names the log inside (a link to the run's own folder, renamed, was listed with no data); its list
+    shows the name's first ~35 columns, so <id> is what tells the runs apart: the comparison's label or the
+    sweep's trial, then the seed. Returns the names, in `found`'s order."""
     names: list[str] = []
     for r in found:
         config = r["config"]
         lead = config.get("compare.label") or (
             f"trial{config['trial.number']}" if "trial.number" in config else r["name"]
         )
-        lead = str(lead)[:16]  # with run-, -s42 and -HHMMSS: 31 columns, what leet's list shows whole
-        clock = r["started"][11:19].replace(":", "")  # 2026-12-02T07:08:34.04Z -> 070834
         seed = f"-s{config['seed']}" if "seed" in config else ""
-        base = "run-" + "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{lead}{seed}-{clock}")
+        ident = re.sub(r"[^A-Za-z0-9]+", "-", f"{lead}{seed}").strip("-") or "run"
+        started = re.sub(r"\D", "", r["started"])[:14].ljust(14, "0")  # 2026-12-02T07:08:34Z -> 20261202070834
         for i, folder in enumerate(r.get("wandb_dirs") or [r["wandb_dir"]], 1):
-            name = base if i == 1 else f"{base}-part{i}"  # a resumed run: one log a part
-            while name in names:
-                name += "+"
-            (view / name).symlink_to(Path(folder).resolve(), target_is_directory=True)
+            logs = sorted(Path(folder).glob("*.wandb"))
+            if not logs:
+                continue
+            part = ident if i == 1 else f"{ident}-part{i}"  # a resumed run: one log a part
+            while f"run-{started[:8]}_{started[8:]}-{part}" in names:
+                part += "-2"
+            name = f"run-{started[:8]}_{started[8:]}-{part}"
+            (view / name).mkdir()
+            (view / name / f"run-{part}.wandb").symlink_to(logs[0].resolve())
             names.append(name)
     return names

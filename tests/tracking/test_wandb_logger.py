@@ -111,24 +111,38 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert "-fastbook-linear-3v7-" in _only_run(tmp_path / "wandb").parent.name
 
 
-def _terminal(command: str, until: list[str], columns: int = 120, timeout: float = 30) -> str:
-    """What a full-screen command draws in a 120-column terminal (util-linux's `script` gives it one), read
-    until every text in `until` has appeared; then the terminal is closed (the command gets SIGHUP, as when a
-    user closes theirs)."""
-    script = shutil.which("script")
-    if script is None:
-        pytest.skip("util-linux's `script` is not installed: no terminal to draw leet in")
-    screen_file = Path(tempfile.mkdtemp()) / "screen"
-    proc = subprocess.Popen([script, "-qfc", f"stty cols {columns} rows 40; {command}", str(screen_file)],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline, screen = time.time() + timeout, ""
-    while time.time() < deadline and not all(t in screen for t in until):
-        time.sleep(0.2)
-        raw = screen_file.read_text(errors="replace") if screen_file.exists() else ""
-        screen = re.sub(r"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)", " ", raw)
-    proc.terminate()  # `script` closes the terminal
-    proc.wait(timeout=30)
-    return screen
+def _leet_in_tmux(command: str, names: list[str], columns: int = 160, timeout: float = 40) -> str:
+    """What `command` (leet) draws in a tmux window of `columns`, read with capture-pane as a person sees it:
+    once every name is listed, Down and Enter open the next run until a run's charts show (or every run was).
+    The window is then closed (the command gets SIGHUP, as when a user closes their terminal)."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed: no terminal to look at leet in (.ci/run installs it)")
+    session = f"leet{os.getpid()}"
+    subprocess.run(
+        [tmux, "new-session", "-d", "-s", session, "-x", str(columns), "-y", "40", command], check=True
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            [tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    try:
+        deadline, seen = time.time() + timeout, ""
+        while time.time() < deadline and not all(n[:30] in seen for n in names):
+            time.sleep(0.3)
+            seen = screen()
+        assert all(n[:30] in seen for n in names), seen  # each listed, its label in the columns shown
+        for _ in names:
+            if "valid/acc" in seen:
+                break
+            subprocess.run([tmux, "send-keys", "-t", session, "Down", "Enter"], check=True)  # the next run, opened
+            time.sleep(1.5)
+            seen = screen()
+        return seen
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
 
 
 def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
@@ -163,15 +177,15 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
     assert sorted(r["name"] for r in listed if r["job_type"] == "sgd") == ["one", "two"]
     assert sorted(p.name.split("-")[0] for p in report.iterdir() if p.is_dir()) == ["one", "two"]
 
-    # `sevenstep leet`: W&B's terminal dashboard lists each run whole, by label, seed and time, at 120
-    # columns, where `wandb leet wandb/` shows `offline-run-<date>_<time>-...` for all four (#27 item 3)
+    # `sevenstep leet`: W&B's terminal dashboard lists each run by label and seed, and shows its data: a run's
+    # charts, not "Select a run to view charts" for every run (#36 item 1). As a person sees it, in tmux.
     (tmp_path / "view").mkdir()
     names = local_runs.leet_view(listed, tmp_path / "view")
-    assert {n.split("-s42-")[0] for n in names} >= {"run-one", "run-two"}
+    assert {re.sub(r"^run-\d{8}_\d{6}-", "", n) for n in names} >= {"one-s42", "two-s42"}
     views = set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*"))
-    screen = _terminal(f"{sys.executable} -m sevenstep leet {tmp_path / 'wandb'}", until=names)
-    assert all(n in screen for n in names), screen[-3000:]
-    # its links, removed at the end: `script` may return while the command it closed is still removing them
+    seen = _leet_in_tmux(f"{sys.executable} -m sevenstep leet {tmp_path / 'wandb'}", names)
+    assert "State: Finished" in seen and "valid/acc" in seen, seen[-3000:]
+    # its links, removed at the end: the closed terminal's command may still be removing them
     wait_for(
         lambda: set(Path(tempfile.gettempdir()).glob("sevenstep-leet-*")) == views, 15, "leet's links removed"
     )
