@@ -176,7 +176,9 @@ def leet_view(found: list[dict[str, Any]], view: Path) -> list[str]:
         )
         seed = f"-s{config['seed']}" if "seed" in config else ""
         ident = re.sub(r"[^A-Za-z0-9]+", "-", f"{lead}{seed}").strip("-") or "run"
-        started = re.sub(r"\D", "", r["started"])[:14].ljust(14, "0")  # 2026-12-02T07:08:34Z -> 20261202070834
+        started = re.sub(r"\D", "", r["started"])[:14].ljust(
+            14, "0"
+        )  # 2026-12-02T07:08:34Z -> 20261202070834
         for i, folder in enumerate(r.get("wandb_dirs") or [r["wandb_dir"]], 1):
             logs = sorted(Path(folder).glob("*.wandb"))
             if not logs:

@@ -137,7 +137,9 @@ def _leet_in_tmux(command: str, names: list[str], columns: int = 160, timeout: f
         for _ in names:
             if "valid/acc" in seen:
                 break
-            subprocess.run([tmux, "send-keys", "-t", session, "Down", "Enter"], check=True)  # the next run, opened
+            subprocess.run(
+                [tmux, "send-keys", "-t", session, "Down", "Enter"], check=True
+            )  # the next run, opened
             time.sleep(1.5)
             seen = screen()
         return seen
