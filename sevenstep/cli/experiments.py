@@ -402,7 +402,7 @@ def sweep_cmd(
     progress = functools.partial(typer.echo, err=True)
     with _dashboard(runs_dir / f"sweep-{sweep.name}", storage) if dashboard else nullcontext():
         summary = sweeps.run(sweep, runs_dir, workers, storage, session.mode, session.dir, log=progress)
-    from ..sweep.report import format_rows
+    from ..sweep.report import format_rows, reproduce
 
     if as_json:
         typer.echo(json.dumps(summary))
@@ -412,7 +412,7 @@ def sweep_cmd(
         best = summary["best"]
         if best:
             typer.echo(f"\nbest: trial {best['trial']}, {sweep.metric} {best[sweep.metric]:.4f}")
-            typer.echo(f"reproduce it: sevenstep run {summary['best_recipe']}")
+            typer.echo(f"reproduce it: {reproduce(sweep, summary['best_recipe'])}")
         typer.echo(f"report: {summary['sweep_dir']}")
         if summary.get("page"):
             typer.echo(f"page:   {summary['page']} (opens in a browser, no server needed)")

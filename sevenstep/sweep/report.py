@@ -92,11 +92,12 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         params = {d.key: spec.encode(best[d.key]) for d in sweep.space}
         recipe = sweep.recipe(params, f"{sweep.name}-best").to_dict()
         best_file = sweep_dir / "best.toml"
+        how = reproduce(sweep, best_file)
+        over = f", the mean over seeds 1 to {sweep.repeats}" if sweep.repeats > 1 else ""
         atomic.write_text(
             best_file,
             f"# The best trial of sweep {sweep.name!r} (trial {best['trial']}, {sweep.metric} "
-            f"{best[sweep.metric]:.4f}); `sevenstep run` this file to reproduce it.\n"
-            + tomli_w.dumps(recipe),
+            f"{best[sweep.metric]:.4f}{over}); reproduce it with: {how}\n" + tomli_w.dumps(recipe),
         )
     plots = _plots(study, sweep, sweep_dir, baseline_accuracy)
     counts: dict[str, int] = {}
@@ -192,3 +193,9 @@ def _plots(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> li
             fig.legend(handles=[line], fontsize="small", loc="upper right")
         out.append(plots.save(fig, sweep_dir / "per_key.png"))
     return out
+
+
+def reproduce(sweep, best_file) -> str:
+    """The command that gives the best trial's value again: a trial of `repeats` K is the mean of seeds 1 to K
+    (run with --seeds K), not the file's own seed."""
+    return f"sevenstep run {best_file}" + (f" --seeds {sweep.repeats}" if sweep.repeats > 1 else "")

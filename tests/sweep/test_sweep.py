@@ -383,6 +383,14 @@ def test_repeats_make_each_trial_the_mean_over_seeds_with_its_interval(tmp_path)
     assert trials[1]["vs_best"].split(" (p=")[0] in ("within noise", "worse")
     table = (tmp_path / "runs" / "sweep-tiny" / "trials.md").read_text()
     assert "| vs_best |" in table and "| interval |" in table
+    # #36 item 4: best.toml said `sevenstep run` it, whose one seed gave another number: it says --seeds 3,
+    # and that gives the trial's value
+    best = tmp_path / "runs" / "sweep-tiny" / "best.toml"
+    assert f"reproduce it with: sevenstep run {best} --seeds 3" in best.read_text()
+    again = CliRunner().invoke(app, ["run", str(best), "--seeds", "3", "--json", "--wandb", "disabled",
+                                     "--runs-dir", str(tmp_path / "again")])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["mean"] == pytest.approx(trials[0]["accuracy"])
 
 
 @pytest.mark.parametrize(
