@@ -287,6 +287,13 @@ def report_cmd(
         )
     if out is not None:
         output_folder(out.parent if str(out.parent) else Path("."), "--out's folder")
+    if len(paths) > 1 and len(set(kinds.values())) == 1 and kinds[paths[0]] in ("comparison", "sweep"):
+        # a glob that matches this comparison's earlier folders too (README's runs/compare-...-*): the newest
+        newest = max(paths, key=lambda p: ((p / "report.html").stat().st_mtime if (p / "report.html").exists()
+                                           else p.stat().st_mtime, p.name))  # fmt: skip
+        typer.echo(f"{len(paths)} {kinds[newest]} folders given: the page is the newest's, {newest} (give one "
+                   "folder to choose another)", err=True)  # fmt: skip
+        paths = [newest]
     single = len(paths) == 1 and kinds[paths[0]] in ("comparison", "sweep")
     if single and kinds[paths[0]] == "comparison":
         written = page.comparison(paths[0], out=out)

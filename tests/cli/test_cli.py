@@ -5,6 +5,7 @@ they are written in."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,27 @@ def test_help_texts_say_what_each_command_and_option_does_in_whole_sentences():
     assert "machines that share it share the work" not in report and "it is read, never written" in report
     resume = CliRunner().invoke(app, ["resume", "--help"], env={"COLUMNS": "200"}).output
     assert "did not finish" not in resume and "a finished one trains on to more epochs" in resume
+
+
+def test_report_of_a_glob_matching_a_comparisons_folders_makes_the_newest_ones_page(tmp_path, tiny_folder):
+    """#36 item 5: the README's `sevenstep report runs/compare-baseline-vs-sgd-3v7-*` failed once a second
+    comparison folder existed ("give one comparison or sweep folder")."""
+    import glob
+    import shutil
+
+    from conftest import LINEAR
+
+    file = tmp_path / "c.toml"
+    file.write_text(f'name = "twice"\nsource = "folder:{tiny_folder}"\n[[runs]]\nrecipe = "{LINEAR}"\n'
+                    'set = { "steps.repeat.n" = 1, "data.bs" = 8 }\n')  # fmt: skip
+    _, first = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+    older = first.with_name("compare-twice-20000101-000000")
+    shutil.copytree(first, older)
+    (older / "report.html").touch()
+    os.utime(older / "report.html", (0, 0))  # written long ago
+    matched = sorted(glob.glob(str(tmp_path / "runs" / "compare-twice-*")))
+    assert len(matched) == 2
+    result = CliRunner().invoke(app, ["report", *matched])
+    assert result.exit_code == 0, result.output
+    assert f"2 comparison folders given: the page is the newest's, {first}" in result.output
+    assert f"page: {first / 'report.html'}" in result.output
