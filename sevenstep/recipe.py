@@ -28,7 +28,8 @@ STEP_DEFAULTS = {
 }
 TOP = {
     "name": Field(str, "recipe"),
-    "description": Field(str, ""),
+    "description": Field(str, ""),  # also the W&B run's notes
+    "tags": Field(list[str], []),  # the W&B run's tags (`sevenstep run --tag T` adds one)
     "seed": Field(int, 42),
     "data": Field(dict, {}),
     "steps": Field(dict, {}),
@@ -45,6 +46,7 @@ class Recipe:
     steps: dict[str, dict[str, Any]]  # step -> {"name": option, **params}, every parameter filled in
     description: str = ""
     plugin_sha256: dict[str, str] = field(default_factory=dict)  # plugin -> the hash of the source it ran
+    tags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, in the file's own layout (None, meaning "not set", is left out)."""
@@ -53,6 +55,7 @@ class Recipe:
         d = {"name": self.name, "seed": self.seed, "data": options, "steps": steps}
         if self.plugin_sha256:
             d = {"plugins": list(self.plugin_sha256), "plugin_sha256": dict(self.plugin_sha256), **d}
+        d = {"tags": list(self.tags), **d} if self.tags else d
         return {"description": self.description, **d} if self.description else d
 
     def short(self) -> str:
@@ -96,7 +99,7 @@ def from_dict(d: dict[str, Any], where: str = "recipe", build: bool = True) -> R
             raise UsageError(f"{where}: steps.{step}.name: {e}") from None
         steps[step] = {"name": name, **option.check(choice, where)}
     name = schema.folder_name(top["name"], "name", where)
-    recipe = Recipe(name, top["seed"], options, steps, top["description"], hashes)
+    recipe = Recipe(name, top["seed"], options, steps, top["description"], hashes, top["tags"])
     if build:
         recipe.build_steps()  # the factories' own checks (a model's shape, ...); the steps import torch
     return recipe

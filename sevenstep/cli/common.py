@@ -207,6 +207,8 @@ def wandb_session(mode: str | None, folder: Path | None):
     from ..tracking import wandb_logger
 
     session = wandb_logger.WandbSession.from_options(mode, folder)
+    for note in session.notes:  # said before training, and again at the end
+        typer.echo(note, err=True)
     if session.mode != "disabled":  # disabled writes nothing, not even the folder
         output_folder(session.dir, "--wandb-dir")
     return session

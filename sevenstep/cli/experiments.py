@@ -53,7 +53,17 @@ def run_cmd(
     ] = 1,
     device: DeviceOption = None,
     every: CheckpointEvery = None,
-    group: Annotated[str | None, typer.Option(hidden=True, help="The W&B group (a sweep's)")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="The W&B group: runs of one group are charted and listed together (W&B's group by; "
+            "`sevenstep runs --group G`, `report --group G`) \\[default: --seeds N: one for its seeds]"
+        ),  # fmt: skip
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="A W&B tag for the run (repeat for more); added to the recipe's `tags`"),
+    ] = None,
     job_type: Annotated[str, typer.Option(hidden=True, help="The W&B job type")] = "sgd",
     seeds: SeedsOption = None,
 ):
@@ -67,10 +77,14 @@ def run_cmd(
     check_names(wandb, device)
     checkpoint_every(every)
     recipe = load(file, set_)  # every key checked before anything heavy is imported
+    if tag:
+        import dataclasses
+
+        recipe = dataclasses.replace(recipe, tags=[*recipe.tags, *(t for t in tag if t not in recipe.tags)])
     if seeds is not None:
         if processes > 1:
             raise UsageError("--seeds runs one process a seed in turn; use it without --processes")
-        _run_seeds(recipe, seeds, runs_dir, wandb, wandb_dir, as_json, device)
+        _run_seeds(recipe, seeds, runs_dir, wandb, wandb_dir, as_json, device, group)
         return
     if processes > 1 and "WORLD_SIZE" not in os.environ:
         launched = [
@@ -84,6 +98,7 @@ def run_cmd(
         launched += (["--wandb-dir", str(wandb_dir)] if wandb_dir else []) + (
             ["--group", group] if group else []
         )
+        launched += [a for t in tag or [] for a in ("--tag", t)]
         raise typer.Exit(_launch(recipe, launched + ["--job-type", job_type], processes, device))
     if int(os.environ.get("RANK", 0)):  # the other processes of a data-parallel run: they train, rank 0 saves
         _train_as_another_rank(recipe)
@@ -104,14 +119,20 @@ def run_cmd(
     _exit_for(run)
 
 
-def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device) -> None:
-    """One recipe over seeds 1 to n, one run folder each; then the mean, its interval and every seed."""
+def _run_seeds(
+    recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device, group: str | None = None
+) -> None:
+    """One recipe over seeds 1 to n, one run folder each, in one W&B group; then the mean, its interval and
+    every seed (in W&B too, as a run of the group)."""
     import dataclasses
+    import time
 
     from ..compare import plan as plans
     from ..compare import stats
+    from ..loop.callbacks import instantiate, notify
 
     seeds = plans.seed_list(n, "--seeds")
+    group = group or f"{recipe.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"  # one W&B group for the seeds
     runs = []
     with training(runs_dir, wandb, wandb_dir, as_json, device) as (cbs, out):
         from ..loop import train
@@ -130,7 +151,14 @@ def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device
             first = seed == seeds[0]
             try:
                 runs.append(
-                    train.run(r, cbs, runs_dir=runs_dir, config={"seeds.of": recipe.name}, pictures=first)
+                    train.run(
+                        r,
+                        cbs,
+                        runs_dir=runs_dir,
+                        config={"seeds.of": recipe.name},
+                        pictures=first,
+                        group=group,
+                    )  # fmt: skip
                 )
             except KeyboardInterrupt:
                 typer.echo(
@@ -154,6 +182,9 @@ def _run_seeds(recipe, n: int, runs_dir, wandb, wandb_dir, as_json: bool, device
             "interval": [low, high] if accs else None,
             "runs": [r.to_json() for r in runs],
         }
+        summary["group"] = group
+        if accs:
+            notify(instantiate(cbs), "after_seeds", summary, group)
         if as_json:
             typer.echo(json.dumps(summary), file=out)
         elif accs:

@@ -85,6 +85,8 @@ def read(file: Path) -> dict[str, Any]:
         "name": info.get("name") or file.parent.name,
         "group": run.get("run_group") or "",
         "job_type": run.get("job_type") or "",
+        "tags": list(run.get("tags") or []),
+        "notes": run.get("notes") or "",
         "started": str(info.get("start_time") or ""),
         "state": state,
         "steps": steps,

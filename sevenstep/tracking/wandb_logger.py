@@ -67,9 +67,9 @@ class WandbLogger(SparseCallback):
             if learn.run_info.run_dir:  # what `sevenstep runs` lists, for predict, resume and report
                 config["run_dir"] = str(Path(learn.run_info.run_dir).resolve())
             resume = self.resumed and self.resumed["id"]
-            self.wb = self.session.start(
-                learn.run_info.recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume
-            )
+            recipe = learn.run_info.recipe
+            self.wb = self.session.start(recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume,
+                                         tags=recipe.tags, notes=recipe.description)  # fmt: skip
             if self.wb is None:
                 return
         # per-batch series against W&B's own step (the batch: no `batch` key, which `wandb leet` would chart
@@ -226,6 +226,27 @@ class WandbLogger(SparseCallback):
         try:
             wb.log({"comparison": wandb.Table(columns=cells[0], data=cells[1:])})
             wb.summary.update({f"mean/{m.method}": m.mean for m in rows if m.mean is not None})
+        except BaseException as e:
+            _finish_stopped(wb, e)
+            raise
+        wb.finish()
+
+    def after_seeds(self, summary: dict[str, Any], group: str):
+        """`run --seeds N`'s summary (the mean, its interval, each seed) as a run of its own (job type `seeds`)
+        in the seeds' group, as a comparison's table is."""
+        import wandb
+
+        config = {"seeds.of": summary["name"], "seeds": summary["seeds"]}
+        wb = self.session.start(f"seeds-{summary['name']}", "seeds", config | versions(), group)
+        if wb is None:
+            return
+        try:
+            rows = [[s, a] for s, a in zip(summary["seeds"], summary["accuracies"])]
+            wb.log({"seeds": wandb.Table(columns=["seed", "accuracy"], data=rows)})
+            interval = summary.get("interval") or [None, None]
+            wb.summary.update(
+                {"mean": summary["mean"], "interval_low": interval[0], "interval_high": interval[1]}
+            )
         except BaseException as e:
             _finish_stopped(wb, e)
             raise

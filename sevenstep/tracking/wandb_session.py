@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +51,8 @@ class WandbSession:
         if mode not in MODES:
             raise UsageError(f"W&B mode must be one of {', '.join(MODES)}; got {mode!r}")
         session = cls(mode, Path(dir or os.environ.get("WANDB_DIR") or "."))
-        if mode == "online" and not _has_api_key():  # said now, before any training, and again at the end
+        if mode == "online" and not _has_api_key():  # known now: the command says it before any training
             session._offline_instead("no W&B API key: set WANDB_API_KEY or run `wandb login`")
-            print(session.notes[-1], file=sys.stderr, flush=True)
         return session
 
     def start(
@@ -64,6 +62,8 @@ class WandbSession:
         config: dict[str, Any],
         group: str | None = None,
         resume: str | None = None,
+        tags: list[str] = (),
+        notes: str = "",
     ):
         """A new W&B run (or the run `resume` continued), or None when disabled. Online with no key or no server
         falls back to offline."""
@@ -81,6 +81,8 @@ class WandbSession:
             config=config,
             dir=str(self.dir),
             reinit="create_new",
+            tags=list(tags) or None,
+            notes=notes or None,
         )
         if resume:  # online: the same run continues; offline: a second log of the same run id
             kwargs |= {"id": resume, "resume": "allow"}

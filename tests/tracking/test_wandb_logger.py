@@ -317,3 +317,31 @@ def test_a_second_fit_of_the_same_learner_continues_the_batch_axis(tmp_path):
     rows = [r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"]
     assert [r["_step"] for r in rows if "train/loss" in r] == list(range(1, 7))  # 3 batches a fit
     assert [r["epoch"] for r in rows if "valid/accuracy" in r] == [1, 1]
+
+
+def test_run_over_seeds_is_one_w_and_b_group_with_its_summary_run_and_tags(tmp_path, tiny_folder):
+    """#36 item 6 and its W&B wishes: `run --seeds N` runs had no group, so W&B could not group one recipe's
+    seeds; --group was hidden from `run --help`; runs could have no tags or notes."""
+    help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "--group" in help_text and "--tag" in help_text
+    recipe_file = tmp_path / "tagged.toml"
+    recipe_file.write_text(f'description = "my notes"\ntags = ["chapter4"]\n' + Path(LINEAR).read_text())
+    result = CliRunner().invoke(app, ["run", str(recipe_file), "--seeds", "2", "--tag", "lesson", "--set",
+                                      f"data.source=folder:{tiny_folder}", "--set", "steps.repeat.n=1",
+                                      "--wandb-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    group = json.loads(result.stdout.strip().splitlines()[-1])["group"]
+    listed = local_runs.list_runs(tmp_path / "wandb")
+    assert len(listed) == 3 and {r["group"] for r in listed} == {group}
+    (summary,) = [r for r in listed if r["job_type"] == "seeds"]
+    mean = json.loads(result.stdout.strip().splitlines()[-1])["mean"]
+    assert summary["summary"]["mean"] == pytest.approx(mean)
+    assert all(
+        r["tags"] == ["chapter4", "lesson"] and r["notes"] == "my notes"
+        for r in listed
+        if r["job_type"] == "sgd"
+    )
+    # the group is what `report --group` picks: the two seeds' folders
+    page = CliRunner().invoke(app, ["report", "--group", group, "--wandb-dir", str(tmp_path), "--out",
+                                    str(tmp_path / "seeds.html")])  # fmt: skip
+    assert page.exit_code == 0 and "seed1" in (tmp_path / "seeds.html").read_text(), page.output
