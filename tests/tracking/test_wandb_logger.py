@@ -325,7 +325,7 @@ def test_run_over_seeds_is_one_w_and_b_group_with_its_summary_run_and_tags(tmp_p
     help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert "--group" in help_text and "--tag" in help_text
     recipe_file = tmp_path / "tagged.toml"
-    recipe_file.write_text(f'description = "my notes"\ntags = ["chapter4"]\n' + Path(LINEAR).read_text())
+    recipe_file.write_text('description = "my notes"\ntags = ["chapter4"]\n' + Path(LINEAR).read_text())
     result = CliRunner().invoke(app, ["run", str(recipe_file), "--seeds", "2", "--tag", "lesson", "--set",
                                       f"data.source=folder:{tiny_folder}", "--set", "steps.repeat.n=1",
                                       "--wandb-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--json"])  # fmt: skip
