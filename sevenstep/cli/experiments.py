@@ -173,7 +173,8 @@ def _run_seeds(
         done = [r for r in runs if r.accuracy is not None and r.stop_reason != "interrupted"]
         accs = [r.accuracy for r in done]
         n_valid = done[0].n_valid if done else 0
-        low, high = stats.interval(accs, n_valid) if accs else (None, None)
+        one = plans.one_split(recipe.data)
+        low, high = stats.interval(accs, n_valid, one) if accs else (None, None)
         summary = {
             "name": recipe.name,
             "seeds": [r.recipe["seed"] for r in done],

@@ -91,7 +91,7 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             accuracies=accs,
             mean=sum(accs) / len(accs) if accs else None,
             # the baseline learns nothing from a seed: on one shared split its noise is the images' alone
-            interval=stats.interval(accs[:1] if fixed and runs[0].kind == "baseline" else accs, n)
+            interval=stats.interval(accs[:1] if fixed and runs[0].kind == "baseline" else accs, n, fixed)
             if n
             else None,
             per_class={c: sum(r.per_class.get(c, 0) for r in done) / len(done) for c in sorted(classes)},
@@ -106,7 +106,7 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             test_accs = [t["accuracy"] for t in tested]
             row.test_mean = sum(test_accs) / len(test_accs)
             one = fixed and runs[0].kind == "baseline"
-            row.test_interval = stats.interval(test_accs[:1] if one else test_accs, tested[0]["n"])
+            row.test_interval = stats.interval(test_accs[:1] if one else test_accs, tested[0]["n"], True)
         rows.append(row)
         by_method[name] = done
     _verdicts(plan, rows, by_method)
@@ -257,7 +257,12 @@ def legend(plan: Plan, rows: list[Method], results: list[Result] = ()) -> str:
     lines = said + [
         f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
         + (
-            "Student's t across seeds (the baseline's on one split: Wilson's, over the validation images)."
+            (
+                "Student's t across seeds with the validation images' own noise added (seeds that agree still "
+                "leave it); the baseline's: Wilson's, over the images."
+                if plan.one_split
+                else "Student's t across seeds, never narrower than Wilson's over all the seeds' images."
+            )
             if n > 1
             else "Wilson's, over the validation images (one seed)."
         ),

@@ -44,18 +44,29 @@ POWER = 0.8  # the power "what would settle it" plans for
 VALID_TO_TRAIN = 0.25
 
 
-def interval(accuracies: list[float], n_images: int) -> tuple[float, float]:
-    """A 95% interval for the mean accuracy: Student's t across seeds; Wilson over the images for one seed."""
+def interval(accuracies: list[float], n_images: int, one_split: bool = False) -> tuple[float, float]:
+    """A 95% interval for the mean accuracy. One seed: Wilson's, over the images. Several: Student's t across
+    seeds, which measures the seeds' noise only; on `one_split` (every seed validating on the same images) the
+    images' own sampling noise is added in quadrature (seeds that agree exactly gave [96.5, 96.5] from 20
+    images), and on splits of their own it is the floor (Wilson's interval at the mean)."""
     acc = np.asarray(accuracies, dtype=float)
     if len(acc) == 1:
-        k = round(acc[0] * n_images)
-        ci = stats.binomtest(k, n_images).proportion_ci(0.95, method="wilson")
-        return float(ci.low), float(ci.high)
-    sem = acc.std(ddof=1) / math.sqrt(len(acc))
-    if sem == 0:
-        return float(acc[0]), float(acc[0])
-    low, high = stats.t.interval(0.95, len(acc) - 1, loc=acc.mean(), scale=sem)
-    return float(max(low, 0.0)), float(min(high, 1.0))
+        return _wilson(acc[0], n_images)
+    mean = float(acc.mean())
+    seeds_half = float(stats.t.ppf(0.975, len(acc) - 1) * acc.std(ddof=1) / math.sqrt(len(acc)))
+    if one_split:  # the images were drawn once: their noise is not among the seeds' (checked by simulation)
+        low, high = _wilson(mean, n_images)  # Wilson's, not mean ± 2 SE: 20 of 20 right is not certainty
+        return max(mean - math.hypot(seeds_half, mean - low), 0.0), min(
+            mean + math.hypot(seeds_half, high - mean), 1.0
+        )
+    low, high = _wilson(mean, n_images * len(acc))  # every seed's images, each drawn afresh
+    return max(min(mean - seeds_half, low), 0.0), min(max(mean + seeds_half, high), 1.0)
+
+
+def _wilson(accuracy: float, n_images: int) -> tuple[float, float]:
+    k = round(accuracy * n_images)
+    ci = stats.binomtest(k, n_images).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def at_chance(accuracy: float, n_images: int, majority: float) -> bool:

@@ -97,7 +97,10 @@ def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: fl
     if len(values) > 1:
         trial.set_user_attr("seeds", [r["recipe"]["seed"] for r in runs])
         trial.set_user_attr("values", values)
-        trial.set_user_attr("interval", list(stats.interval(values, result["n_valid"])))
+        from ..compare.plan import one_split
+
+        one = one_split(result["recipe"]["data"])
+        trial.set_user_attr("interval", list(stats.interval(values, result["n_valid"], one)))
     study.tell(trial, value)
     each = f" (seeds: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
     log(f"trial {n}: {sweep.metric} {value:.4f}{each}  {shown}  [{seconds:.1f} s]")

@@ -66,3 +66,29 @@ def test_the_simulated_truth_is_what_it_says():
     assert b.mean() == pytest.approx(0.95, abs=0.003) and (a - b).mean() == pytest.approx(0.015, abs=0.002)
     assert (b == b[..., :1]).all()  # deterministic: the same answers on every seed
     assert 0 < (a != a[..., :1]).mean() < 0.05  # stochastic: the seeds flip a few answers
+
+
+@pytest.mark.parametrize("images,seeds", [(20, 5), (200, 5), (200, 2)])
+@pytest.mark.parametrize(
+    "concentration", [0.5, 40.0]
+)  # images a model nearly always gets right or wrong; or not
+def test_the_interval_over_seeds_on_one_split_covers_the_accuracy_on_new_images(images, seeds, concentration):
+    """#36 item 7: on one split, Student's t across seeds measured the seeds' noise only, and seeds that agreed
+    gave [96.5, 96.5] from 20 images. With the images' own noise added, 95% intervals cover the method's
+    accuracy on the images it was not validated on about 95% of the time (images of varied difficulty, each
+    seed right on an image with that image's chance)."""
+    rng = np.random.default_rng(7)
+    reps, truth, covered, covered_seeds_only = 2000, 0.95, 0, 0
+    for _ in range(reps):
+        chance = rng.beta(concentration * truth, concentration * (1 - truth), images)  # mean `truth`
+        accs = (rng.random((seeds, images)) < chance).mean(axis=1)
+        low, high = stats.interval(list(accs), images, one_split=True)
+        covered += low <= truth <= high
+        if accs.std() > 0:
+            t = stats.stats.t.ppf(0.975, seeds - 1) * accs.std(ddof=1) / math.sqrt(seeds)
+            covered_seeds_only += accs.mean() - t <= truth <= accs.mean() + t
+    assert covered / reps >= 0.93, covered / reps
+    if concentration < 1 and seeds >= 5:  # seeds that mostly agree: the seeds-only interval is far from 95%
+        assert covered_seeds_only / reps < 0.7, covered_seeds_only / reps
+    low, high = stats.interval([0.965] * seeds, images, one_split=True)
+    assert high - low > 0.05  # seeds that agree exactly: the images' uncertainty is still there
