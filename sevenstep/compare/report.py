@@ -254,8 +254,9 @@ def legend(plan: Plan, rows: list[Method], results: list[Result] = ()) -> str:
         if plan.split == "kfold"
         else "one split drawn per seed"
     )
+    over = f"the seeds that finished, of {n}" if partial else f"{n} seed(s)"
     lines = said + [
-        f"Accuracy: the mean over {n} seed(s) ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
+        f"Accuracy: the mean over {over} ({', '.join(map(str, plan.seeds))}), {split}. 95% interval: "
         + (
             (
                 "Student's t across seeds with the validation images' own noise added (seeds that agree still "

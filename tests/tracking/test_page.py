@@ -123,6 +123,14 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
     page = report / "report.html"
     assert page.is_file() and page.stat().st_size < 5_000_000
     _live(browser, seen, report, "Running: 1 of 6 runs ended. This page reloads itself every 10 s")
+    # #36 item 3: a live page labels what it shows as partial, and no verdict on it reads as final
+    for text in (t for t in seen if 'http-equiv="refresh"' in t):
+        assert (
+            "PARTIAL: " in text
+            and "have not finished" in text
+            and "the mean over the seeds that finished" in text
+        )
+        assert not re.search(r"(better|worse) \(p=[0-9.e-]+\)", text)  # only `..., provisional)` ones
     _open(browser, page)
     summary = json.loads((report / "results.json").read_text())
     rows = _rows(browser, "verdicts")
