@@ -174,6 +174,10 @@ def test_cli_run_json_and_the_saved_run(tmp_path):
 
     run_dir = Path(out["run_dir"])
     assert run_dir.parent == runs and run_dir.name.startswith("fastbook-linear-3v7-")
+    # #36 item 17: valid_outcomes.csv's items are relative to a root its result.json names: each opens
+    saved = json.loads((run_dir / "result.json").read_text())
+    items = [r["item"] for r in run_folder.read_outcomes(run_dir)]
+    assert items and all((Path(saved["items_root"]) / item).is_file() for item in items)
     assert sorted(p.name for p in runs.iterdir()) == [run_dir.name]  # no temporary folder left behind
     assert (
         recipe.load(run_dir / "recipe.toml").to_dict() == out["recipe"]

@@ -8,7 +8,8 @@
     model.pth        the final weights, a state_dict (load it with torch.load(..., weights_only=True))
     epochs.csv       one row per epoch (sevenstep/tracking/csv_logger.py)
     valid_outcomes.csv   one row per validation image: label, predicted class, probability of the true
-                     class, loss (train.per_image), for comparing runs image by image later
+                     class, loss (train.per_image), for comparing runs image by image later; `item` is
+                     relative to result.json's `items_root` (the same on every machine, the root not)
     test_outcomes.csv    the same for the held-out test images, when the data has a test set (data.test)
     top_losses.png, confusion_matrix.png   fastai's interpretation pictures (sevenstep/tracking/pictures.py)
     finished-at-epoch-N/  what a finished run held before `resume --set steps.repeat.n=M` extended it

@@ -41,6 +41,7 @@ class Run:
     resumed_from: int | None = None  # the epoch a resumed run continued from
     weights_epoch: int | None = None  # the epoch whose weights the result holds (the best, or the last)
     n_valid: int = 0  # validation images the final metrics counted
+    items_root: str = ""  # the folder valid_outcomes.csv's `item`s are relative to (the source's, on this machine)
     # the held-out test set (data.test), evaluated once with the final weights: accuracy, loss, n, per_class
     test: dict[str, Any] | None = None
     processes: int = 1
@@ -200,6 +201,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         resumed_from=learn.run_info.resumed_from,
         weights_epoch=learn.run_info.weights_epoch or len(learn.run_log.epochs) or None,
         n_valid=n_valid,
+        items_root=str(Path(learn.dls.source.path).resolve()) if getattr(learn.dls, "source", None) else "",
         test=test,
         processes=distributed.world_size(),
         learn=learn,
