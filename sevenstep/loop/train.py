@@ -41,7 +41,9 @@ class Run:
     resumed_from: int | None = None  # the epoch a resumed run continued from
     weights_epoch: int | None = None  # the epoch whose weights the result holds (the best, or the last)
     n_valid: int = 0  # validation images the final metrics counted
-    items_root: str = ""  # the folder valid_outcomes.csv's `item`s are relative to (the source's, on this machine)
+    items_root: str = (
+        ""  # the folder valid_outcomes.csv's `item`s are relative to (the source's, on this machine)
+    )
     # the held-out test set (data.test), evaluated once with the final weights: accuracy, loss, n, per_class
     test: dict[str, Any] | None = None
     processes: int = 1
