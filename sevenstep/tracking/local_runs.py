@@ -77,6 +77,10 @@ def read(file: Path) -> dict[str, Any]:
         steps = " ".join(str(config.get(f"steps.{s}.name", "?")) for s in STEPS)
     state = info.get("state") if info else "unreadable"
     run_dir = config.get("run_dir")
+    moved = config.get("run_dir_from_wandb")
+    if run_dir and moved and not Path(run_dir).is_dir():  # the project moved: found from the W&B folder
+        candidate = (file.parent.parent.parent / moved).resolve()  # <wandb-dir>/wandb/<run>/run-x.wandb
+        run_dir = str(candidate) if candidate.is_dir() else run_dir
     if info and state not in ENDED:  # its log never ended (wandb says running, or unknown when cut early)
         alive = run_dir and Path(run_dir).is_dir() and run_folder.being_trained(Path(run_dir))
         state = "running" if alive else "killed"  # no process trains its folder: it was killed

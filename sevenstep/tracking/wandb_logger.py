@@ -10,6 +10,7 @@ fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fast
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class WandbLogger(SparseCallback):
             config = recipe_config(learn.run_info.recipe) | learn.run_info.config | self.config
             if learn.run_info.run_dir:  # what `sevenstep runs` lists, for predict, resume and report
                 config["run_dir"] = str(Path(learn.run_info.run_dir).resolve())
+                # and from the W&B folder: a project moved (or copied to another machine) still finds it
+                config["run_dir_from_wandb"] = os.path.relpath(config["run_dir"], self.session.dir.resolve())
             resume = self.resumed and self.resumed["id"]
             recipe = learn.run_info.recipe
             self.wb = self.session.start(recipe.name, learn.run_info.job_type, config, learn.run_info.group, resume,

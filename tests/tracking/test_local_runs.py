@@ -74,3 +74,16 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     shown = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb"), "--name", "linear"]).output
     (line,) = [line for line in shown.splitlines() if str(run_dir) in line]
     assert f"epochs_done (resumed after epoch {done})" in line
+
+
+def test_a_moved_project_still_lists_its_runs_folders(tmp_path, tiny_folder):
+    """#36 item 19: W&B recorded run folders as absolute paths, so a moved project listed dead paths."""
+    project = tmp_path / "project"
+    result = CliRunner().invoke(app, ["run", LINEAR, "--set", f"data.source=folder:{tiny_folder}", "--set",
+                                      "steps.repeat.n=1", "--wandb-dir", str(project), "--runs-dir",
+                                      str(project / "runs")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shutil.move(project, tmp_path / "moved")
+    (row,) = local_runs.list_runs(tmp_path / "moved" / "wandb")
+    assert Path(row["path"]).parent == (tmp_path / "moved" / "runs").resolve()
+    assert (Path(row["path"]) / "result.json").is_file()
