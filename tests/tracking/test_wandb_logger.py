@@ -259,7 +259,9 @@ def test_no_mode_given_means_offline(monkeypatch):
     assert tracking.WandbSession.from_options().mode == "offline"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert tracking.WandbSession.from_options().mode == "disabled"
-    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)  # with no key, online is offline from the start (#36 item 14)
+    monkeypatch.setenv(
+        "WANDB_API_KEY", "a" * 40
+    )  # with no key, online is offline from the start (#36 item 14)
     assert tracking.WandbSession.from_options("online").mode == "online"  # the flag wins over the environment
 
 
