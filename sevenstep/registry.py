@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from . import schema
 from .errors import UsageError
+from .utils.docstrings import summary
 
 STEPS = ("init", "predict", "loss", "gradient", "step", "repeat", "stop")
 STEPS_DIR = Path(__file__).parent / "steps"
@@ -73,12 +74,6 @@ class Option:
             frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == file]
             line = f", line {frames[-1].lineno}" if frames else ""
             raise UsageError(f"{file}{line}: option {self.name!r} failed: {type(e).__name__}: {e}") from None
-
-
-def summary(docstring: str | None) -> str:
-    """A docstring's first paragraph as one line: what `sevenstep steps` lists (its first line alone was cut
-    mid-sentence)."""
-    return " ".join((docstring or "").split("\n\n")[0].split())
 
 
 def _declared() -> dict[str, dict[str, Option]]:

@@ -25,7 +25,7 @@ __all__ = ["app"]
 def _one_line_summaries() -> None:
     """The command list shows each docstring's first paragraph; rich kept its source line breaks, which cut
     sentences in the middle at any width: the paragraph is given as one line, for rich to wrap."""
-    from ..registry import summary
+    from ..utils.docstrings import summary
 
     for command in app.registered_commands:
         if command.short_help is None and command.callback is not None:

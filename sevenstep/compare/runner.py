@@ -125,12 +125,13 @@ def _refuse_finished(plan: Plan, store, storage: str) -> None:
 
     from ..sweep.study import READY, masked
 
+    grid = ComparisonGrid(plan, Path())  # its name and signature: no folder is needed for them
     try:
-        study = optuna.load_study(study_name=ComparisonGrid(plan, Path()).name, storage=store)
+        study = optuna.load_study(study_name=grid.name, storage=store)
     except KeyError:
         return
     trials = study.get_trials(deepcopy=False)
-    same = study.user_attrs.get(READY) == ComparisonGrid(plan, Path()).signature()
+    same = study.user_attrs.get(READY) == grid.signature()
     if same and trials and all(t.state.is_finished() for t in trials):
         folders = sorted(
             {str(Path(t.user_attrs["run_dir"]).parent) for t in trials if t.user_attrs.get("run_dir")}

@@ -8,6 +8,7 @@ A new source is one decorated function here: `@source("name", "what it is")` ret
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -292,11 +293,12 @@ def check_folder(path: Path, name: str | None = None) -> Source:
     bad, wide = [], []
     seen: dict[bytes, dict[str, Path]] = {}  # an image's bytes -> the split folders holding it, and where
     for f in src.items() + src.test_items():
-        if valid is not None:
-            split = f.relative_to(path).parts[0]
-            seen.setdefault(hashlib.sha256(f.read_bytes()).digest(), {}).setdefault(split, f)
         try:
-            with Image.open(f) as im:
+            data = f.read_bytes()  # read once: hashed for the overlap check, and checked as an image
+            if valid is not None:
+                split = f.relative_to(path).parts[0]
+                seen.setdefault(hashlib.sha256(data).digest(), {}).setdefault(split, f)
+            with Image.open(io.BytesIO(data)) as im:
                 if im.mode in WIDE_MODES:
                     wide.append(f)
                 im.verify()

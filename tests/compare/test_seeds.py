@@ -233,17 +233,23 @@ def test_one_worker_and_two_give_the_same_table(tmp_path, tiny_folder):
     assert tables[0] == tables[1] and [t[0] for t in tables[0]] == ["baseline (l1)", "zeros", "normal"]
 
 
-def test_a_stopped_comparison_continues_where_it_stopped(tmp_path, tiny_folder, monkeypatch):
-    file = _two_by_two(tmp_path, tiny_folder)
+def _stopped_at(call: int):
+    """train.build_learner, but its `call`-th call is Ctrl-C (while that run's Learner is being built)."""
     real, calls = train.build_learner, []
 
-    def third_is_stopped(*a, **k):
+    def build_learner(*a, **k):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == call:
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(train, "build_learner", third_is_stopped)
+    return build_learner
+
+
+def test_a_stopped_comparison_continues_where_it_stopped(tmp_path, tiny_folder, monkeypatch):
+    file = _two_by_two(tmp_path, tiny_folder)
+    real = train.build_learner
+    monkeypatch.setattr(train, "build_learner", _stopped_at(3))
     results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
     assert [(r.method, r.seed, r.status) for r in results if r.kind == "sgd"] == [
         ("zeros", 1, "ok"), ("normal", 1, "ok"), ("zeros", 2, "interrupted"), ("normal", 2, "missing")]  # fmt: skip
@@ -340,17 +346,10 @@ def test_run_over_seeds_stopped_part_way_continues_with_its_finished_seeds_kept(
     tmp_path, tiny_folder, monkeypatch
 ):
     """#38 item 20: a rerun of `run --seeds N` started every seed again."""
-    real, calls = train.build_learner, []
-
-    def second_is_stopped(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
+    real = train.build_learner
     args = ["run", LINEAR, "--seeds", "3", "--set", f"data.source=folder:{tiny_folder}", "--set", "steps.repeat.n=2",
             "--set", "data.bs=8", "--wandb", "disabled", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
-    monkeypatch.setattr(train, "build_learner", second_is_stopped)
+    monkeypatch.setattr(train, "build_learner", _stopped_at(2))
     stopped = CliRunner().invoke(app, args)
     assert stopped.exit_code == 130 and "run the same command again to continue" in stopped.output, (
         stopped.output
