@@ -7,6 +7,7 @@ once; values (lr > 0, a known activation) are checked by each option's factory, 
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,26 @@ def parse_sets(sets: list[str]) -> list[tuple[str, Any]]:
             value = raw.strip()
         out.append((key.strip(), value))
     return out
+
+
+def named_for_sets(recipe: Recipe, sets: list[str] | None) -> Recipe:
+    """The recipe named after what `--set` changed (`fastbook-linear_lr-0.3_loss-mse`), so that its run folder,
+    its W&B run and `sevenstep runs` tell it from the file's own run; a `--set name=...` is kept as given."""
+    import dataclasses
+
+    changed = parse_sets(sets or [])
+    if not changed or any(k == "name" for k, _ in changed):
+        return recipe
+    parts = []
+    for key, value in changed:
+        *_, step, param = ["", *key.split(".")]
+        word = (
+            step if param == "name" else param
+        )  # steps.loss.name=mse -> loss-mse; steps.step.lr=0.3 -> lr-0.3
+        if isinstance(value, str) and "/" in value:  # data.source=folder:/a/b/digits -> source-digits
+            value = Path(value).name
+        parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", f"{word}-{value}").strip("-."))
+    return dataclasses.replace(recipe, name="_".join([recipe.name, *parts])[:120])
 
 
 FOLDER_KEYS = ("source", "test")  # data keys that may name a folder:PATH

@@ -91,6 +91,32 @@ def start_cli(*args: str, env=None, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
+def in_tmux(command: str, columns: int = 80, timeout: float = 120) -> str:
+    """What `command` prints in a tmux window `columns` wide, as a person sees it; the lines the terminal wrapped
+    are joined back (capture-pane -J), so a line wider than the window reads as one long line."""
+    import shutil
+
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed: no terminal to look at (.ci/run installs it)")
+    session = f"t{os.getpid()}-{time.monotonic_ns()}"
+    # env -u COLUMNS: the width must come from the terminal, as for a user, not from the tests' environment
+    shell = f"cd {os.getcwd()} && env -u COLUMNS {command}; echo __ended__; sleep 600"
+    subprocess.run(
+        [tmux, "new-session", "-d", "-s", session, "-x", str(columns), "-y", "50", shell], check=True
+    )
+
+    def screen() -> str:
+        cmd = [tmux, "capture-pane", "-p", "-J", "-S", "-", "-t", session]
+        return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+    try:
+        wait_for(lambda: "__ended__" in screen(), timeout, f"{command} in tmux")
+        return screen().split("__ended__")[0]
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
+
+
 def wait_for(predicate, timeout=120.0, what="it"):
     """Poll (files, not sleeps of a guessed length) until `predicate()` holds."""
     deadline = time.time() + timeout

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import LINEAR, SHIPPED, SHIPPED_RECIPES
-from sevenstep import recipe, registry
+from sevenstep import recipe, registry, schema
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
 from sevenstep.loop import run_folder
@@ -167,13 +167,14 @@ def test_cli_run_json_and_the_saved_run(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert {"name", "recipe", "epochs", "accuracy", "stop_reason", "run_dir"} <= set(out)
-    assert out["name"] == "fastbook-linear-3v7" and out["stop_reason"] == "epochs_done"
+    # the run is named after what --set changed (#36 item 9): its folder and W&B run tell it from the file's own
+    assert out["name"] == "fastbook-linear-3v7_n-2" and out["stop_reason"] == "epochs_done"
     assert [e["epoch"] for e in out["epochs"]] == [1, 2]
     assert out["accuracy"] == pytest.approx(out["epochs"][-1]["accuracy"])
     assert out["recipe"]["steps"]["repeat"]["n"] == 2
 
     run_dir = Path(out["run_dir"])
-    assert run_dir.parent == runs and run_dir.name.startswith("fastbook-linear-3v7-")
+    assert run_dir.parent == runs and run_dir.name.startswith("fastbook-linear-3v7_n-2-")
     # #36 item 17: valid_outcomes.csv's items are relative to a root its result.json names: each opens
     saved = json.loads((run_dir / "result.json").read_text())
     items = [r["item"] for r in run_folder.read_outcomes(run_dir)]
@@ -275,3 +276,13 @@ def test_a_mistake_in_a_set_names_the_set_not_the_file(tmp_path):
     with pytest.raises(UsageError, match=f"^{bad}: steps.step.lr: expected a number"):  # the file's own
         recipe.load(bad, ["data.bs=8"])
     assert recipe.load(bad, ["steps.step.lr=0.1"]).steps["step"]["lr"] == 0.1  # a --set may mend the file
+
+
+def test_a_run_is_named_after_what_set_changed(tmp_path):
+    sets = ["steps.step.lr=0.3", "steps.loss.name=mse", f"data.source=folder:{tmp_path / 'my digits'}"]
+    named = recipe.named_for_sets(recipe.load(LINEAR, sets[:2]), sets)
+    assert named.name == "fastbook-linear-3v7_lr-0.3_loss-mse_source-my-digits"
+    schema.folder_name(named.name, "name", "test")  # still a name a run folder can take
+    assert recipe.named_for_sets(recipe.load(LINEAR), []).name == "fastbook-linear-3v7"
+    given = ["name=mine", "steps.step.lr=0.3"]
+    assert recipe.named_for_sets(recipe.load(LINEAR, given), given).name == "mine"

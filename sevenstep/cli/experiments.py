@@ -72,11 +72,11 @@ def run_cmd(
     With --seeds N, the recipe runs once for each of the seeds 1 to N (each its own run folder), then a summary:
     the mean accuracy, its 95% interval and every seed's value. The first seed draws the pictures (top losses,
     confusion matrix), as a comparison's do; every seed keeps its metrics and per-image outcomes."""
-    from ..recipe import load
+    from ..recipe import load, named_for_sets
 
     check_names(wandb, device)
     checkpoint_every(every)
-    recipe = load(file, set_)  # every key checked before anything heavy is imported
+    recipe = named_for_sets(load(file, set_), set_)  # every key checked before anything heavy is imported
     if tag:
         import dataclasses
 
@@ -354,7 +354,7 @@ def compare_cmd(
             )
             typer.echo(f"\n{plan.name} on {plan.source} ({seeds_said})\n", file=out)
             typer.echo(tables.text(compare.table(rows)), file=out)
-            typer.echo("\n" + reports.legend(plan, rows, results), file=out)
+            typer.echo("\n" + tables.paragraphs(reports.legend(plan, rows, results)), file=out)
             typer.echo(f"\nreport: {report}", file=out)
             typer.echo(f"page:   {report / 'report.html'} (opens in a browser, no server needed)", file=out)
     failed = [r.method for r in results if r.status == "failed"]

@@ -212,7 +212,8 @@ def _verdict(v: dict[str, Any] | None) -> str:
 
 
 def table(rows: list[Method]) -> list[list[str]]:
-    """The table people read: accuracies in percent, the interval, every seed (* at chance), the verdicts."""
+    """The table people read: accuracies in percent, the interval, every seed (* at chance), the verdicts, and
+    a status column when a method has a seed that did not finish."""
     tested = any(m.test_mean is not None for m in rows)
     out = [
         ["method", "accuracy", "95% interval", "seeds", "vs baseline", "vs best", "params", "fit s", "status"]
@@ -235,6 +236,8 @@ def table(rows: list[Method]) -> list[list[str]]:
             if m.test_interval:
                 test += f" [{_percent(m.test_interval[0])}, {_percent(m.test_interval[1])}]"
             out[-1].insert(6, test)
+    if all(m.status == "ok" for m in rows):  # a column of "ok" says nothing (the CSV keeps it)
+        out = [row[:-1] for row in out]
     return out
 
 

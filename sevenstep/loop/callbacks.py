@@ -156,7 +156,12 @@ class RunLog(SparseCallback):
         names = self.learn.recorder.metric_names[1:-1]  # between 'epoch' and 'time'
         values = [float(v) for v in self.learn.recorder.values[-1]]
         seconds = round(time.perf_counter() - self.start, 3)
-        self.epochs.append({"epoch": self.learn.epoch + 1, **dict(zip(names, values)), "seconds": seconds})
+        lr = (
+            {"lr": float(self.learn.opt.hypers[-1]["lr"])} if self.learn.opt is not None else {}
+        )  # its last batch's
+        self.epochs.append(
+            {"epoch": self.learn.epoch + 1, **dict(zip(names, values)), **lr, "seconds": seconds}
+        )
         self.last_complete = weights_copy(self.learn.model)
 
 

@@ -131,23 +131,31 @@ def _tables(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """The table people read: the trial, its state, the metric and the swept values."""
+    """The table people read: the trial, its state, the metric and the swept values; an accuracy in percent
+    with one decimal, as a comparison's table gives it; no column that is empty in every row."""
     hidden = ("last_reported", "seconds", "error", "run_dir", "run_dirs", "host")
-    keys = [
-        k
-        for k in rows[0]
-        if k not in hidden and (k not in ("values", "interval", "vs_best") or any(r[k] for r in rows))
-    ]
+    keys = [k for k in rows[0] if k not in hidden]
+    metric = keys[2]  # trial_rows puts it third
+    percent = metric == "accuracy"
+
+    def number(v: float) -> str:
+        return f"{100 * v:.1f}" if percent else f"{v:.4g}"
 
     def cell(r, k):
         v = r[k]
-        if v is None and k == keys[2] and r["last_reported"] is not None:  # a pruned trial: where it stopped
-            return f"({r['last_reported']:.4g})"
+        if v is None and k == metric and r["last_reported"] is not None:  # a pruned trial: where it stopped
+            return f"({number(r['last_reported'])})"
+        if k == metric and isinstance(v, (int, float)):
+            return number(v)
         if k == "interval" and v:
-            return f"[{v[0]:.4g}, {v[1]:.4g}]"
+            return f"[{number(v[0])}, {number(v[1])}]"
+        if k == "values" and v:
+            return " ".join(number(float(x)) for x in v.split())
         return "-" if v is None or v == "" else f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    return [keys] + [[cell(r, k) for k in keys] for r in rows]
+    cells = [[cell(r, k) for k in keys] for r in rows]
+    kept = [i for i, k in enumerate(keys) if i < 3 or any(row[i] != "-" for row in cells)]
+    return [[keys[i] for i in kept]] + [[row[i] for i in kept] for row in cells]
 
 
 def _plots(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> list[Path]:

@@ -149,11 +149,37 @@ def _one_row_a_run(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+SUMMARY_RUNS = {"comparison": "comparison table", "seeds": "seeds summary"}  # job type -> steps cell
+SAME_EVERYWHERE = (
+    "name",
+    "seed",
+    "run_dir",
+    "run_dir_from_wandb",
+    "compare.",
+    "versions.",
+    "trial.",
+    "data.split",
+)
+
+
+def differing(found: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose value differs between the runs that have one (lr, epochs, a --set): what tells
+    a sweep's trials or a comparison's recipes apart. Step names are in the steps column; names, seeds,
+    folders and versions are not settings."""
+    values: dict[str, set[str]] = {}
+    for r in found:
+        for k, v in r["config"].items():
+            if not k.startswith(SAME_EVERYWHERE) and not k.endswith(".name"):
+                values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    return sorted(k for k, v in values.items() if len(v) > 1)
+
+
 def table(found: list[dict[str, Any]]) -> list[list[str]]:
-    """Rows for `sevenstep runs`: a header, then one row a run."""
-    header = ["started", "name", "group", "steps (init predict loss gradient step repeat stop)"]
+    """Rows for `sevenstep runs`: a header, then one row a run; `settings` holds what differs between them."""
+    header = ["started", "name", "group", "steps (init predict loss gradient step repeat stop)", "settings"]
     tested = any("test/accuracy" in r["summary"] for r in found)  # a column only where a run had a test set
     rows = [header + ["accuracy", *(["test"] if tested else []), "stop", "path"]]
+    keys = differing(found)
     for r in found:
         acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
         test = r["summary"].get("test/accuracy")
@@ -164,8 +190,22 @@ def table(found: list[dict[str, Any]]) -> list[list[str]]:
             stop += f" (resumed after epoch {r['summary']['resumed_from']})"
         started = r["started"][:19].replace("T", " ") or "-"
         accs = acc if isinstance(acc, list) else [acc]
-        rows.append([started, r["name"], r["group"] or "-", r["steps"], *accs, stop, r["path"]])
+        steps = SUMMARY_RUNS.get(r["job_type"], r["steps"])
+        settings = " ".join(f"{_short(k)}={r['config'][k]}" for k in keys if k in r["config"]) or "-"
+        rows.append([started, r["name"], r["group"] or "-", steps, settings, *accs, stop, _shown(r["path"])])
     return rows
+
+
+def _short(key: str) -> str:
+    return key.removeprefix("steps.").removeprefix("data.")
+
+
+def _shown(path: str) -> str:
+    """A path under the current folder as a relative one: shorter, and as a user would type it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return path
 
 
 def leet_view(found: list[dict[str, Any]], view: Path) -> list[str]:

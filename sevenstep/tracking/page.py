@@ -28,7 +28,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #dd
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f4f4f4}td.differs{background:#fff3bf;font-weight:600}.verdict-better{color:#1b7f2a}
 .verdict-worse{color:#b3261e}.note{color:#555;font-size:.9em;max-width:70em}.chart{min-height:420px}
-.pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:380px}
+.pictures{display:flex;flex-wrap:wrap;gap:1em}.pictures figure{margin:0}.pictures img{max-width:min(100%,640px)}
 figcaption{font-size:.85em;color:#555}.live{background:#e7f0ff;padding:.4em .8em;border-radius:4px}.wide{overflow-x:auto}td{white-space:nowrap}
 """
 
@@ -88,8 +88,8 @@ class Page:
                 cells.append(f"<td{cls}>{html.escape(text)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         ident = f' id="{id}"' if id else ""
-        self.parts.append(
-            f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        self.parts.append(  # a wide table scrolls inside its box; the page itself never scrolls sideways
+            f'<div class="wide"><table{ident}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         )
 
     def figure(self, fig) -> None:
@@ -182,12 +182,19 @@ def comparison(
     if summary.get("legend"):
         for line in summary["legend"].splitlines():
             page.note(line)
+    colour = colours(methods)
     page.heading("Learning curves")
-    page.note("Each method's mean over seeds, with a band from its lowest to its highest seed; click a legend "
-              "entry to show each seed's own curve.")  # fmt: skip
-    page.figure(_curves(results, methods))
+    page.note("Each method's mean over seeds, with a band from its lowest to its highest seed (accuracy); click a "
+              "legend entry to show or hide it, or each seed's own curve. The learning rate is the one at each "
+              "epoch's last batch.")  # fmt: skip
+    page.figure(_curves(results, methods, colour))
     page.heading("Every seed")
-    page.figure(_seed_dots(methods))
+    page.note("Each seed's accuracy (dots) and each method's mean with its 95% interval (bar).")
+    page.figure(_seed_dots(methods, colour))
+    page.heading("Per class")
+    page.figure(_per_class(methods, colour))
+    page.note("The mistakes each method made most often, over all its seeds (actual → predicted).")
+    page.table(_most_confused(report, methods, results), id="confused")
     page.heading("What each run was")
     _configs(
         page, [(f"{r['method']} seed {r['seed']}", r.get("run_dir")) for r in results if r.get("run_dir")]
@@ -205,6 +212,22 @@ def comparison(
     return page.write(out or report / PAGE)
 
 
+BASELINE_COLOUR = "#555555"
+
+
+def colours(methods) -> dict[str, str]:
+    """One colour per method on every chart of a page: the baseline grey, the others plotly's own, in order."""
+    from plotly.colors import qualitative
+
+    sgd = [m.method for m in methods if m.kind != "baseline"]
+    found = {name: qualitative.Plotly[i % len(qualitative.Plotly)] for i, name in enumerate(sgd)}
+    return found | {m.method: BASELINE_COLOUR for m in methods if m.kind == "baseline"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
 def _method(m: dict[str, Any]) -> dict[str, Any]:
     from ..compare.report import Method
 
@@ -215,57 +238,148 @@ def _method(m: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
-def _curves(results: list[dict[str, Any]], methods) -> Any:
+def _curves(results: list[dict[str, Any]], methods, colour: dict[str, str]) -> Any:
+    """Accuracy, loss (train solid, validation dashed) and learning rate per epoch, one row each, sharing the
+    epoch axis; the legend below the charts, where it wraps instead of scrolling."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
-    sgd = [m for m in methods if m.kind == "sgd"]
-    for i, m in enumerate(sgd):
-        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+    lengths = [len(r["epochs"]) for r in results if r.get("epochs")]
+    longest = max(lengths, default=0)
+    with_lr = any("lr" in e for r in results for e in r.get("epochs") or [])  # older runs did not record it
+    titles = ["validation accuracy", "loss: train (solid), validation (dashed)"] + ["learning rate"] * with_lr
+    fig = make_subplots(
+        rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=titles
+    )
+    for m in [m for m in methods if m.kind == "sgd"]:
+        c, group = colour[m.method], m.method
         runs = [r for r in results if r["method"] == m.method and r.get("epochs")]
         if not runs:
             continue
         n = min(len(r["epochs"]) for r in runs)  # the epochs every seed reached
         epochs = list(range(1, n + 1))
-        per_epoch = [[r["epochs"][e]["accuracy"] for r in runs] for e in range(n)]
-        low, high = [min(a) for a in per_epoch], [max(a) for a in per_epoch]
+
+        def per_epoch(key, runs=runs, n=n):
+            if not all(key in r["epochs"][e] for r in runs for e in range(n)):
+                return None
+            return [[r["epochs"][e][key] for r in runs] for e in range(n)]
+
+        def mean(values):
+            return [sum(a) / len(a) for a in values]
+
+        acc = per_epoch("accuracy")
+        low, high = [min(a) for a in acc], [max(a) for a in acc]
         fig.add_trace(go.Scatter(x=epochs + epochs[::-1], y=high + low[::-1], fill="toself", opacity=0.2,
-                                 line=dict(width=0), fillcolor=colour, hoverinfo="skip", showlegend=False,
-                                 legendgroup=m.method))  # fmt: skip
-        mean = [sum(a) / len(a) for a in per_epoch]
-        fig.add_trace(go.Scatter(x=epochs, y=mean, name=f"{m.method} (mean of {len(runs)})", mode="lines+markers",
-                                 line=dict(color=colour, width=3), legendgroup=m.method))  # fmt: skip
+                                 line=dict(width=0), fillcolor=c, hoverinfo="skip", showlegend=False,
+                                 legendgroup=group), 1, 1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=epochs, y=mean(acc), name=f"{m.method} (mean of {len(runs)})",
+                                 mode="lines+markers" if n <= 40 else "lines", line=dict(color=c, width=3),
+                                 legendgroup=group), 1, 1)  # fmt: skip
+        for key, dash, row in (("train_loss", "solid", 2), ("valid_loss", "dash", 2), ("lr", "solid", 3)):
+            values = per_epoch(key)
+            if values:
+                fig.add_trace(go.Scatter(x=epochs, y=mean(values), name=f"{m.method}: {key.replace('_', ' ')}",
+                                         line=dict(color=c, width=2, dash=dash), legendgroup=group,
+                                         showlegend=False), row, 1)  # fmt: skip
         for r in runs:
             fig.add_trace(go.Scatter(x=[e["epoch"] for e in r["epochs"]], y=[e["accuracy"] for e in r["epochs"]],
                                      name=f"{m.method} seed {r['seed']}", visible="legendonly",
-                                     line=dict(color=colour, width=1, dash="dot")))  # fmt: skip
+                                     line=dict(color=c, width=1, dash="dot")), 1, 1)  # fmt: skip
     base = next((m for m in methods if m.kind == "baseline" and m.mean is not None), None)
-    if base:
-        fig.add_hline(y=base.mean, line_dash="dash", line_color="grey", annotation_text=base.method)
-    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=460,
-                      xaxis=dict(dtick=1 if max((len(r.get("epochs") or []) for r in results), default=0) <= 20 else None))  # fmt: skip
+    if base and longest:  # a line in the legend, not a label over the curves
+        fig.add_trace(go.Scatter(x=[1, longest], y=[base.mean] * 2, mode="lines", name=f"{base.method}: "
+                                 f"{_pct(base.mean)}", line=dict(color=colour[base.method], dash="dash")), 1, 1)  # fmt: skip
+    fig.update_layout(height=300 * len(titles), legend=dict(orientation="h", yanchor="top", y=-0.1, x=0),
+                      margin=dict(t=40, r=20))  # fmt: skip
+    # recipes of 5 and of 300 epochs side by side: a log axis shows both
+    spread = lengths and max(lengths) >= 10 * min(lengths)
+    fig.update_xaxes(type="log" if spread else None, dtick=1 if longest <= 20 else None)
+    fig.update_xaxes(title_text="epoch" + " (log scale)" * bool(spread), row=len(titles), col=1)
+    if with_lr:
+        fig.update_yaxes(type="log", row=3, col=1)
     return fig
 
 
-def _seed_dots(methods) -> Any:
+def _seed_dots(methods, colour: dict[str, str]) -> Any:
+    """Each method's seeds and its mean with the 95% interval, in its colour, on an axis that spans the data
+    (not 0.5 to 1, where two close methods were one blob); the baseline also as a line across."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for m in methods:
-        if m.mean is None:
-            continue
+    shown = [m for m in methods if m.mean is not None]
+    for m in shown:
+        c = colour[m.method]
         error = None
         if m.interval:
             error = dict(type="data", symmetric=False, array=[m.interval[1] - m.mean],
-                         arrayminus=[m.mean - m.interval[0]], thickness=2, width=12)  # fmt: skip
-        fig.add_trace(go.Scatter(x=[m.method], y=[m.mean], error_y=error, mode="markers", marker=dict(size=14,
-                                 symbol="line-ew-open"), name=f"{m.method}: mean, 95% interval"))  # fmt: skip
+                         arrayminus=[m.mean - m.interval[0]], thickness=2, width=14, color=c)  # fmt: skip
+        fig.add_trace(go.Scatter(x=[m.method], y=[m.mean], error_y=error, mode="markers", legendgroup=m.method,
+                                 marker=dict(size=18, symbol="line-ew-open", color=c, line=dict(width=3)),
+                                 name=f"{m.method}: mean {_pct(m.mean)}", hovertemplate="mean %{y:.3f}"))  # fmt: skip
         fig.add_trace(go.Scatter(x=[m.method] * len(m.accuracies), y=m.accuracies, mode="markers",
                                  text=[f"seed {s}" for s in m.seeds], hovertemplate="%{text}: %{y:.3f}",
-                                 marker=dict(size=8, opacity=0.7), name=f"{m.method}: each seed"))  # fmt: skip
-    fig.update_layout(yaxis_title="validation accuracy", height=420, showlegend=False)
+                                 marker=dict(size=9, opacity=0.75, color=c), legendgroup=m.method,
+                                 showlegend=False, name=f"{m.method}: each seed"))  # fmt: skip
+    base = next((m for m in shown if m.kind == "baseline"), None)
+    if base:
+        fig.add_hline(y=base.mean, line_dash="dash", line_color=colour[base.method], opacity=0.6)
+    values = [a for m in shown for a in [*m.accuracies, *(m.interval or ())]]
+    if values:
+        pad = max(0.005, (max(values) - min(values)) * 0.1)
+        fig.update_yaxes(range=[min(values) - pad, min(1.0, max(values)) + pad])
+    fig.update_layout(yaxis_title="validation accuracy", height=440, showlegend=True,
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))  # fmt: skip
     return fig
+
+
+def _per_class(methods, colour: dict[str, str]) -> Any:
+    """Each method's accuracy on each class (the mean over its seeds), side by side."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    shown = [m for m in methods if m.per_class]
+    classes = sorted({c for m in shown for c in m.per_class}, key=lambda c: (len(c), c))
+    for m in shown:
+        fig.add_trace(go.Bar(x=classes, y=[m.per_class.get(c) for c in classes], name=m.method,
+                             marker_color=colour[m.method], hovertemplate="%{x}: %{y:.3f}"))  # fmt: skip
+    values = [v for m in shown for v in m.per_class.values()]
+    low = max(0.0, min(values) - 0.05) if values else 0
+    fig.update_layout(barmode="group", yaxis=dict(title="accuracy on the class", range=[low, 1.0]), height=380,
+                      xaxis_title="class", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # fmt: skip
+    return fig
+
+
+def _most_confused(report: Path, methods, results: list[dict[str, Any]], top: int = 5) -> list[list[str]]:
+    """Rows of (method, actual → predicted, mistakes per seed), the commonest first, from the runs' own
+    per-image outcomes (valid_outcomes.csv) and the baseline's (baseline_outcomes.csv)."""
+    from collections import Counter
+
+    from ..loop import run_folder
+    from ..utils import tables
+
+    rows = [["method", "actual → predicted", "mistakes per seed", "seeds"]]
+    for m in methods:
+        files = [Path(r["run_dir"]) / run_folder.OUTCOMES for r in results
+                 if r["method"] == m.method and r.get("run_dir") and r.get("status") == "ok"]  # fmt: skip
+        if m.kind == "baseline":
+            files = [report / "baseline_outcomes.csv"]
+        counts, seeds = Counter(), 0
+        for file in files:
+            try:
+                outcomes = tables.read_csv(file)
+                counts.update((o["label"], o["predicted"]) for o in outcomes if o["label"] != o["predicted"])
+            except (
+                OSError,
+                KeyError,
+                UnicodeDecodeError,
+            ):  # a run folder moved or damaged: its seed is left out
+                continue
+            seeds += len(
+                {o.get("split", "") for o in outcomes}
+            )  # the baseline's file: one split a seed or fold
+        for (actual, predicted), n in counts.most_common(top):
+            rows.append([m.method, f"{actual} → {predicted}", f"{n / seeds:.1f}", str(seeds)])
+    return rows
 
 
 def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
@@ -284,15 +398,25 @@ def _configs(page: Page, runs: list[tuple[str, str | None]]) -> None:
         page.note("No run folder could be read.")
         return
     keys = sorted({k for _, c in configs for k in c if not k.startswith("plugin_sha256")})
-    differs = [k for k in keys if len({repr(c.get(k)) for _, c in configs}) > 1]
-    same = [k for k in keys if k not in differs]
-    columns = differs + same
-    rows = [["run", *columns]] + [[label, *(_toml(c.get(k, "-")) for k in columns)] for label, c in configs]
+    # a name and a seed differ between runs by design: what a reader looks for is the settings that differ
+    differs = [k for k in keys if len({repr(c.get(k)) for _, c in configs}) > 1 and k not in ("name", "seed")]
+    same = [k for k in keys if k not in differs and k not in ("name", "seed")]
+    merged: dict[tuple, list[str]] = {}  # a method's seeds, alike but for the seed: one row
+    for label, c in configs:
+        row = (label.rsplit(" seed ", 1)[0], *(_toml(c.get(k, "-")) for k in differs))
+        merged.setdefault(row, []).append(label.rsplit(" seed ", 1)[-1] if " seed " in label else "")
+    rows = [["run", *(k.removeprefix("steps.") for k in differs)]]
+    for (label, *values), seeds in merged.items():
+        seeds = [s for s in seeds if s]
+        rows.append(
+            [f"{label} (seed{'s' * (len(seeds) > 1)} {', '.join(seeds)})" if seeds else label, *values]
+        )
     cells = {(i, j + 1) for i in range(1, len(rows)) for j in range(len(differs))}
-    page.note(
-        f"{len(differs)} key(s) differ between these runs (highlighted, first): {', '.join(differs) or 'none'}."
-    )
-    page.table(rows, cells, id="configs")
+    page.note(f"{len(differs)} setting(s) differ between these runs: {', '.join(differs) or 'none'}.")
+    if differs:
+        page.table(rows, cells, id="configs")
+    first = configs[0][1]
+    page.note("The same in every run: " + ", ".join(f"{k} = {_toml(first[k])}" for k in same) + ".")
 
 
 # --- a sweep ---------------------------------------------------------------------------------------------
@@ -319,13 +443,14 @@ def sweep(
     page.heading("Trials")
     trials = summary["trials"]
     if trials:
-        skip = {"run_dir", "run_dirs", "host", "error"}
-        keys = [k for k in trials[0] if k not in skip]
-        page.table([keys] + [[_cell(t.get(k)) for k in keys] for t in trials], id="trials")
+        from ..sweep.report import format_rows
+
+        page.table(format_rows(trials), id="trials")
     best = summary.get("best")
     if best:
+        header, row = format_rows([best])
         page.note(
-            f"best: trial {best.get('trial')}, {summary['metric']} {_cell(best.get(summary['metric']))}"
+            f"best: trial {best.get('trial')}, {summary['metric']} {row[header.index(summary['metric'])]}"
         )
     if study is None and (storage or (sweep_dir / "study.journal").is_file()):
         from ..sweep.study import storage_for
@@ -333,12 +458,22 @@ def sweep(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=summary["name"], storage=storage_for(storage, sweep_dir))
     if study is not None:
+        from optuna.trial import TrialState
+
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # an axis or a panel for a key that took one value shows nothing
+        varied = sorted({k for t in done for k in t.params if len({repr(u.params.get(k)) for u in done}) > 1})
+        baseline = summary.get("baseline_accuracy") if summary["metric"] == "accuracy" else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for title, draw in (("Optimisation history", ov.plot_optimization_history),
-                                ("Parallel coordinates", ov.plot_parallel_coordinate),
-                                ("The metric per value of each key", ov.plot_slice),
+                                ("Parallel coordinates", functools.partial(ov.plot_parallel_coordinate, params=varied)),
+                                ("The metric per value of each key", functools.partial(ov.plot_slice, params=varied)),
                                 ("Which keys mattered (fANOVA importance)", ov.plot_param_importances)):  # fmt: skip
+                if draw is not ov.plot_optimization_history and not varied:
+                    page.heading(title)
+                    page.note("not drawn: every swept key took one value")
+                    continue
                 try:
                     fig = draw(study, target_name=summary["metric"])
                 except (ValueError, RuntimeError) as e:  # too few trials, or one value per key
@@ -346,11 +481,21 @@ def sweep(
                     page.note(f"not drawn: {e}")
                     continue
                 page.heading(title)
-                page.figure(fig)
+                page.figure(_readable(fig, baseline, title.startswith(("Optimisation", "The metric"))))
     page.heading("What each trial was")
     folders = [(f"trial {t['trial']}", _inside(sweep_dir, t.get("run_dir"))) for t in trials]
     _configs(page, [(label, folder) for label, folder in folders if folder])
     return page.write(out or sweep_dir / PAGE)
+
+
+def _readable(fig, baseline: float | None, with_baseline: bool):
+    """Optuna's figure, its trials coloured on a scale whose first trial is not white on white, and the
+    pixel-similarity baseline as a line where the metric is on the y axis."""
+    fig.update_traces(selector=dict(type="scatter"), marker_colorscale="Viridis")
+    if baseline is not None and with_baseline:
+        fig.add_hline(y=baseline, line_dash="dash", line_color=BASELINE_COLOUR, annotation_text="baseline",
+                      annotation_position="bottom right")  # fmt: skip
+    return fig
 
 
 def refresh(folder: Path, draw, every: float = REFRESH / 2) -> bool:

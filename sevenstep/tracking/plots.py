@@ -89,12 +89,23 @@ def predictions_grid(images, classes, targets, vocab, n: int = 32):
 
 
 def top_losses(interp, k: int = 9):
-    """The validation images the model got most wrong, drawn by fastai's plot_top_losses."""
+    """The validation images the model got most wrong, drawn by fastai's plot_top_losses, titled in words:
+    what it predicted, what the image is, its loss and the probability it gave the true class. fastai's
+    titles give the predicted class's probability, which a two-class loss such as mnist_loss makes equal
+    to the loss on every mistake: two numbers that read as one."""
     k = min(k, len(interp.losses))
-    interp.plot_top_losses(k, nrows=(k + 2) // 3, figsize=(7, 2.6 * ((k + 2) // 3)), cmap=GREY)
+    losses, idx = interp.top_losses(k)
+    _, probs, targs, decoded, _ = interp[idx]
+    rows = (k + 2) // 3
+    interp.plot_top_losses(k, nrows=rows, figsize=(7.5, 2.9 * rows), cmap=GREY)
     fig = plt.gcf()
-    for ax in fig.axes:  # fastai's one-line titles overlap once class names are longer than a digit
-        ax.set_title(ax.get_title().replace(" / ", "\n", 1), fontsize=8)
+    vocab = interp.vocab
+    for ax, loss, p, t, d in zip(fig.axes, losses.tolist(), probs, targs.tolist(), decoded.tolist()):
+        wrong = t != d
+        ax.set_title(f"predicted {vocab[d]}, is {vocab[t]}\nloss {loss:.2f}, p({vocab[t]}) = {float(p[t]):.2f}",
+                     fontsize=10, color="#b3261e" if wrong else "black")  # fmt: skip
+    fig.suptitle("The highest losses, mistakes in red; p(c): the probability the model gave c, the true class",
+                 fontsize=10)  # fmt: skip
     return fig
 
 

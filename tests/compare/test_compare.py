@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import SHIPPED_COMPARISONS
+from conftest import SHIPPED_COMPARISONS, in_tmux
 from sevenstep import compare, data
 from sevenstep import recipe as recipes
 from sevenstep.cli import app
@@ -123,6 +124,27 @@ def test_compare_writes_the_table_and_report(tmp_path, tiny_folder):
             assert im.format == "PNG" and np.asarray(im.convert("L")).std() > 5, png
     assert not (report / "weights-net.png").exists()  # only linear models have one weight per pixel
     assert len([p for p in report.iterdir() if p.is_dir()]) == 2  # each SGD run saved in the report
+
+
+def test_the_table_and_its_legend_fit_an_80_column_terminal(tmp_path, tiny_folder):
+    """#36 item 9: at 80 columns the table wrapped mid-word (`vs b|aseline`). Looked at in tmux, as a user sees
+    it: no line wider than the window, and every word of every cell whole."""
+    file = _comparison(
+        tmp_path,
+        tiny_folder,
+        [("linear model", "fastbook_linear.toml", '"steps.repeat.n" = 1, "data.bs" = 8')],
+    )
+    runs = tmp_path / "runs"
+    seen = in_tmux(f"{sys.executable} -m sevenstep compare {file} --runs-dir {runs} --wandb disabled", 80)
+    shown = seen.split("(seed 1)")[1].split("report:")[0]  # the table and its legend
+    assert max(len(line) for line in shown.splitlines()) <= 80, shown
+    (report,) = [p for p in runs.iterdir() if (p / "results.md").exists()]
+    cells = [line.strip("|").split("|") for line in (report / "results.md").read_text().splitlines()]
+    words = {
+        w for row in cells if len(row) > 3 and not row[0].startswith("---") for c in row for w in c.split()
+    }
+    assert words >= {"baseline", "linear", "model", "(l1)"} and "status" not in words  # all ok: no status
+    assert words <= set(shown.split()), words - set(shown.split())
 
 
 def test_a_failing_recipe_is_reported_not_fatal(tmp_path, tiny_folder):

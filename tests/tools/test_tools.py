@@ -80,8 +80,24 @@ def test_top_losses_are_the_highest_losses(saved_run):
     x, _, y = learn.get_preds(with_input=True)
     with torch.no_grad():
         losses = learn.loss_func.per_item(learn.model(x), y)
-    _, idx = interp.top_losses(9)
+    top, idx = interp.top_losses(9)
     assert set(idx.tolist()) == set(losses.topk(9).indices.tolist())
+    # #36 item 10: titles in words; with mnist_loss, fastai's loss and probability were one number twice
+    from sevenstep.tracking import plots
+
+    fig = plots.top_losses(interp, 9)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    _, preds, targs, _, _ = interp[idx]
+    probs = preds[range(len(idx)), targs]
+    for title, loss, p, t in zip(titles, top.tolist(), probs.tolist(), targs.tolist()):
+        c = interp.vocab[t]
+        assert f"is {c}\nloss {loss:.2f}, p({c}) = {p:.2f}" in title and title.startswith("predicted ")
+    assert len(titles) == 9 and any(
+        f"{t:.2f}" not in title.split("p(")[1] for t, title in zip(top.tolist(), titles)
+    )
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_lr_find_writes_its_plot_and_a_positive_suggestion(tmp_path):

@@ -37,7 +37,7 @@ def test_runs_lists_a_killed_run_and_an_unreadable_one(tmp_path):
     assert listed[str(broken)]["state"] == "unreadable"
     (killed,) = [r for p, r in listed.items() if p != str(broken)]
     # its log says `running` for ever; nothing holds its folder's lock any more (#24 item 4)
-    assert killed["state"] == "killed" and killed["name"] == "fastbook-linear-3v7"
+    assert killed["state"] == "killed" and killed["name"] == "fastbook-linear-3v7_n-100000_bs-8"
     assert "killed" in result.output
     # the path is the run's own folder (what predict, resume and report take), not its W&B log's
     (run_dir,) = (tmp_path / "runs").iterdir()

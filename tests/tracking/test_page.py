@@ -141,22 +141,66 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
         if m["kind"] == "sgd":
             assert row[3].replace("*", "").split() == [f"{100 * a:.1f}" for a in m["accuracies"]]  # each seed
             assert row[4].startswith(m["vs_baseline"]["verdict"])
-    # the configs table: one row per run, the key that differs highlighted
+    # the configs table (#36 item 10): a row per method (its seeds alike), only what differs (a name and a seed
+    # differ by design), highlighted; the page itself never scrolls sideways
     configs = _rows(browser, "configs")
-    assert len(configs) == 1 + 6 and configs[0][1:4] == [
-        "name",
-        "seed",
-        "steps.step.lr",
-    ]  # what differs first
-    highlighted = browser.execute_script(
-        "return [...document.querySelectorAll('#configs td.differs')].length"
+    assert configs == [
+        ["run", "step.lr"],
+        ["linear (seeds 1, 2, 3)", "1"],
+        ["linear lr 0.1 (seeds 1, 2, 3)", "0.1"],
+    ]
+    assert browser.execute_script("return document.querySelectorAll('#configs td.differs').length") == 2
+    assert "1 setting(s) differ between these runs: steps.step.lr." in browser.page_source
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    figures = browser.execute_script(
+        "return [...document.querySelectorAll('[data-figure]')].map(el => ({data: el.data.map(t => ({name: t.name,"
+        " visible: t.visible, yaxis: t.yaxis, type: t.type, colour: (t.line || {}).color || (t.marker || {}).color,"
+        " y: t.y})), layout: {legend: el.layout.legend, yaxis: el.layout.yaxis, shapes: el.layout.shapes}}))"
     )
-    assert highlighted == 6 * 3
+    curves, dots, per_class = figures[:3]
+    names = [(t["name"], t["visible"]) for t in curves["data"]]
     # each seed's own curve is in the chart, hidden until asked for
-    names = browser.execute_script(
-        "return document.querySelector('[data-figure]').data.map(t => [t.name, t.visible])"
+    assert ("linear seed 2", "legendonly") in names and any(n and "mean of 3" in n for n, _ in names)
+    # accuracy, loss (train and validation) and the learning rate, each on its own axis
+    by_axis = {}
+    for t in curves["data"]:
+        by_axis.setdefault(t["yaxis"], set()).add(t["name"])
+    assert {"linear: train loss", "linear: valid loss"} <= by_axis["y2"] and "linear: lr" in by_axis["y3"]
+    lr = next(t for t in curves["data"] if t["name"] == "linear lr 0.1: lr")
+    assert lr["y"] == pytest.approx([0.1, 0.1])  # the recipe's constant rate, as recorded each epoch
+    # the legend wraps below the charts (it scrolled, hiding methods); the baseline is a legend entry, not a
+    # label over the curves
+    assert curves["layout"]["legend"]["orientation"] == "h"
+    assert browser.execute_script(
+        "const el = document.querySelector('[data-figure]'); const bg = el.querySelector('.legend .bg')"
+        ".getBoundingClientRect(); const items = [...el.querySelectorAll('.legend .traces')]; return items.length"
+        " > 3 && items.every(t => t.getBoundingClientRect().bottom <= bg.bottom + 1)"
+    )  # every entry inside the legend's box: none scrolled out of sight
+    base = summary["methods"][0]
+    assert any(n == f"baseline (l1): {100 * base['mean']:.1f}" for n, _ in names)
+    # one colour per method on every chart
+    colour = {
+        t["name"].split(" (mean")[0]: t["colour"] for t in curves["data"] if "mean of" in (t["name"] or "")
+    }
+    for m in ("linear", "linear lr 0.1"):
+        assert {t["colour"] for t in dots["data"] if t["name"].startswith(m + ":")} == {colour[m]}
+        assert next(t["colour"] for t in per_class["data"] if t["name"] == m) == colour[m]
+    # every seed on an axis that spans the values (not 0.5 to 1), with the baseline as a line
+    values = [a for m in summary["methods"] for a in [*m["accuracies"], *(m["interval"] or [])]]
+    low, high = dots["layout"]["yaxis"]["range"]
+    assert (
+        low <= min(values)
+        and high >= min(1.0, max(values))
+        and high - low <= (max(values) - min(values)) * 1.25 + 0.011
     )
-    assert ["linear seed 2", "legendonly"] in names and any(n and "mean of 3" in n for n, _ in names)
+    assert [s["y0"] for s in dots["layout"]["shapes"]] == [pytest.approx(base["mean"])]
+    # per class, and the commonest mistakes, from the runs' own outcomes
+    assert {t["name"] for t in per_class["data"]} == {m["method"] for m in summary["methods"]}
+    confused = _rows(browser, "confused")
+    assert confused[0] == ["method", "actual → predicted", "mistakes per seed", "seeds"]
+    assert {r[0] for r in confused[1:]} <= {m["method"] for m in summary["methods"]} and len(confused) > 1
+    for row in confused[1:]:
+        assert row[1] in ("a → b", "b → a") and float(row[2]) > 0 and row[3] in ("1", "3")
 
 
 def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
@@ -175,9 +219,31 @@ def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
     _open(browser, page)
     trials = _rows(browser, "trials")
     assert len(trials) == 1 + 4 and {r[0] for r in trials[1:]} == {"0", "1", "2", "3"}
+    # #36 item 11: no column that is "-" in every row; the accuracy in percent, as a comparison's
+    assert all(any(r[i] != "-" for r in trials[1:]) for i in range(len(trials[0])))
+    summary = json.loads((page.parent / "trials.json").read_text())
+    by_trial = {str(t["trial"]): t for t in summary["trials"]}
+    for row in trials[1:]:
+        assert row[2] == f"{100 * by_trial[row[0]]['accuracy']:.1f}"
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     headings = browser.execute_script("return [...document.querySelectorAll('h2')].map(h => h.textContent)")
     for title in ("Optimisation history", "Parallel coordinates", "The metric per value of each key"):
         assert title in headings
+    figures = browser.execute_script(
+        "return [...document.querySelectorAll('[data-figure]')].map(el => ({data: el.data, shapes: el.layout.shapes, "
+        "xaxis: el.layout.xaxis}))"
+    )
+    history, parallel, per_key = figures[:3]
+    # steps.repeat.n took one value: no axis for it
+    axes = parallel["xaxis"]["ticktext"]  # Optuna draws its axes as an x axis's ticks
+    assert "steps.repeat.n" not in axes and {"steps.init.name", "steps.step.lr"} <= set(axes)
+    # trial 0 is not white on white; the baseline is a line on the charts whose y axis is the accuracy
+    scales = [t["marker"]["colorscale"] for t in per_key["data"] if (t.get("marker") or {}).get("colorscale")]
+    assert scales and all(scale[0][1] != "rgb(247,251,255)" and "255" not in scale[0][1] for scale in scales)
+    for fig in (history, per_key):  # one line in each panel
+        assert fig["shapes"] and all(
+            s["y0"] == pytest.approx(summary["baseline_accuracy"]) for s in fig["shapes"]
+        )
 
 
 def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_path, tiny_folder, browser):
@@ -201,7 +267,7 @@ def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_pat
     for file in (page, picked):
         _open(browser, file)
         assert [r[0] for r in _rows(browser, "results")[1:]] == [Path(f).name for f in folders]
-        assert "steps.step.lr" in _rows(browser, "configs")[0][1:3]
+        assert _rows(browser, "configs")[0] == ["run", "step.lr"]
     nothing = CliRunner().invoke(app, ["report", "--group", "nope", "--wandb-dir", str(tmp_path)])
     assert nothing.exit_code == 2 and "no W&B runs with group containing 'nope' under" in nothing.output
     refused = CliRunner().invoke(app, ["report", str(tmp_path)])
@@ -223,7 +289,7 @@ def test_a_hostile_cell_is_text_never_markup_nor_an_attribute(cell):
     html = "".join(page.parts)
     assert "<img" not in html and "<script" not in html and "<b>" not in html
     # the verdict's colour is one of two fixed class names, given to a real verdict only
-    assert re.findall(r'class="([^"]*)"', html) == ["verdict-better"]
+    assert re.findall(r'class="([^"]*)"', html) == ["wide", "verdict-better"]  # the table's box, one verdict
 
 
 HOSTILE = 'better"><img src="x" onerror="window.owned=1">'  # the hostile tester's payload, in every field

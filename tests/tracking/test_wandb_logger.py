@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import wait_for
+from conftest import in_tmux, wait_for
 from sevenstep import tracking
 from sevenstep.cli import app
 from sevenstep.registry import STEPS
@@ -53,7 +53,11 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     info = local_runs.read(_only_run(tmp_path / "wandb"))
-    assert info["state"] == "finished" and info["job_type"] == "sgd" and info["name"] == "fastbook-linear-3v7"
+    assert (
+        info["state"] == "finished"
+        and info["job_type"] == "sgd"
+        and info["name"] == "fastbook-linear-3v7_n-3"
+    )
 
     config = info["config"]
     for step in STEPS:
@@ -108,7 +112,7 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert set(metrics) <= set(history[-1]) | {"epoch", "epoch_seconds"}  # every logged key defined
 
     # recognisable in `wandb leet`'s list, which shows the folder: offline-run-<time>-<name>-<hex>
-    assert "-fastbook-linear-3v7-" in _only_run(tmp_path / "wandb").parent.name
+    assert "-fastbook-linear-3v7_n-3-" in _only_run(tmp_path / "wandb").parent.name
 
 
 def _leet_in_tmux(command: str, names: list[str], columns: int = 160, timeout: float = 40) -> str:
@@ -174,6 +178,13 @@ def test_a_comparison_shares_one_group(tmp_path, tiny_folder):
 
     table = CliRunner().invoke(app, ["runs", str(tmp_path / "wandb")])
     assert table.exit_code == 0 and report.name in table.output and "baseline (l1)" in table.output
+    # #36 item 9: in a 100-column terminal the table fits (80 too, though 8 columns there fold every long word);
+    # the comparison's own run is named, not `? ? ?`; the settings that tell the two runs apart are shown
+    shown = in_tmux(f"{sys.executable} -m sevenstep runs {tmp_path / 'wandb'}", 100)
+    seen = shown.split("browse them with")[0]  # the table
+    assert max(len(line) for line in seen.splitlines()) <= 100, seen
+    assert "? ?" not in seen and "comparison" in seen.split() and "settings" in seen.split()
+    assert {"repeat.n=1", "repeat.n=2"} <= set(seen.split()), seen
 
     # a comparison's runs are named by their labels, in W&B and in the run folders
     assert sorted(r["name"] for r in listed if r["job_type"] == "sgd") == ["one", "two"]
