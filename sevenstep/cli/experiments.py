@@ -113,7 +113,9 @@ def run_cmd(
             typer.echo(
                 f"data-parallel on {world} processes: batch size {bs} each, {bs * world} in all", err=True
             )
-        run = train.run(recipe, cbs, runs_dir=runs_dir, group=group, job_type=job_type)
+        from ..tracking import LivePage
+
+        run = train.run(recipe, [*cbs, LivePage], runs_dir=runs_dir, group=group, job_type=job_type)
         distributed.teardown()
         _report(run, out, as_json)
     _exit_for(run)

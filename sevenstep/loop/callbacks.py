@@ -12,7 +12,7 @@ fastai's own beside them, are defined here and only here:
      50    fastai's Recorder             after_epoch: the epoch's losses and metrics
      51    RunLog                        after_epoch: reads the Recorder's row into the run's log
      51    InterpretationPictures        after_run: top losses and confusion matrix, before loggers send them
-     52    loggers (W&B, CSV)            after_epoch: read RunLog's row
+     52    loggers (W&B, CSV, live page) after_epoch: read RunLog's row
      53    a sweep's TrialReporter       after_epoch: reports the metric to Optuna, may end the fit as pruned
      61    ReadableRows                  before_fit: the printed table's rows at a rate a person can read
      63    the stop step                 after_epoch: may end the fit, once everything above has the epoch

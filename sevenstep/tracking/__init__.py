@@ -7,11 +7,12 @@ pictures.py      InterpretationPictures: top_losses.png and confusion_matrix.png
 plots.py         the figures (learning curves, ideal digits, a linear model's weights, ...)
 local_runs.py    `sevenstep runs`: the W&B runs logged on this machine, read with wandb's own reader
 page.py          report.html: one self-contained page per comparison, sweep or selection of runs (plotly)
+live_page.py     LivePage: a run's own report.html while it trains, reloading itself
 """
 
 from ..utils.lazy import exports
 
-__all__ = ["WandbLogger", "WandbSession", "CsvLogger", "InterpretationPictures"]
+__all__ = ["WandbLogger", "WandbSession", "CsvLogger", "InterpretationPictures", "LivePage"]
 __getattr__ = exports(
     __name__,
     {
@@ -19,5 +20,6 @@ __getattr__ = exports(
         "WandbSession": ".wandb_session",
         "CsvLogger": ".csv_logger",
         "InterpretationPictures": ".pictures",
+        "LivePage": ".live_page",
     },
 )

@@ -532,27 +532,44 @@ def _cell(v: Any) -> str:
 # --- run folders -----------------------------------------------------------------------------------------
 
 
-def runs(folders: list[Path], out: Path) -> Path:
-    """A page for run folders chosen by hand: their results side by side, their curves, what differs."""
+def runs(folders: list[Path], out: Path, live: str | None = None, results: list[dict] | None = None) -> Path:
+    """A page for run folders chosen by hand, or for one run as it trains (`live`, with its `results` so far,
+    since its result.json is written at the end): their results side by side, their curves, what differs."""
     import plotly.graph_objects as go
 
-    page = Page(f"{len(folders)} run(s)", ", ".join(str(f) for f in folders))
-    results = [(f, _json(f / "result.json")) for f in folders]
+    page = Page(f"{len(folders)} run(s)" if len(folders) > 1 else f"Run: {folders[0].name}",
+                ", ".join(str(f) for f in folders), live)  # fmt: skip
+    results = (
+        list(zip(folders, results))
+        if results is not None
+        else [(f, _json(f / "result.json")) for f in folders]
+    )
     page.heading("Results")
     rows = [["run", "accuracy", "test", "epochs", "stop", "fit s"]]
     for f, r in results:
         test = r.get("test") or {}
-        rows.append([f.name, _cell(r.get("accuracy")), _cell(test.get("accuracy")), len(r.get("epochs") or []),
+        rows.append([f.name, _percent(r.get("accuracy")), _percent(test.get("accuracy")), len(r.get("epochs") or []),
                      r.get("stop_reason", "-"), _cell(r.get("fit_seconds"))])  # fmt: skip
     page.table(rows, id="results")
+    page.note("Accuracy in percent, on the validation images; test: on the held-out test images, when the recipe "
+              "has them.")  # fmt: skip
     page.heading("Learning curves")
-    fig = go.Figure()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("validation accuracy", "loss: train (solid), validation (dashed)"))  # fmt: skip
+    colour = colours([type("M", (), {"method": f.name, "kind": "sgd"}) for f, _ in results])
     for f, r in results:
         epochs = r.get("epochs") or []
-        fig.add_trace(
-            go.Scatter(x=[e["epoch"] for e in epochs], y=[e["accuracy"] for e in epochs], name=f.name)
-        )
-    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=460)
+        x = [e["epoch"] for e in epochs]
+        c = colour[f.name]
+        fig.add_trace(go.Scatter(x=x, y=[e["accuracy"] for e in epochs], name=f.name, line=dict(color=c),
+                                 legendgroup=f.name), 1, 1)  # fmt: skip
+        for key, dash in (("train_loss", "solid"), ("valid_loss", "dash")):
+            fig.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], name=f"{f.name}: {key.replace('_', ' ')}",
+                                     line=dict(color=c, dash=dash), legendgroup=f.name, showlegend=False), 2, 1)  # fmt: skip
+    fig.update_layout(height=640, legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
     page.figure(fig)
     page.heading("What each run was")
     _configs(page, [(f.name, str(f)) for f, _ in results])
@@ -560,6 +577,10 @@ def runs(folders: list[Path], out: Path) -> Path:
     page.pictures([(f"{f.name}: {n.split('.')[0].replace('_', ' ')}", f / n) for f, _ in results
                    for n in ("top_losses.png", "confusion_matrix.png", "weights.png")])  # fmt: skip
     return page.write(out)
+
+
+def _percent(x: Any) -> str:
+    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
 
 
 def kind_of(path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LINEAR
+from conftest import LINEAR, start_cli, wait_for
 from sevenstep import compare
 from sevenstep.cli import app
 
@@ -275,6 +276,33 @@ def test_report_makes_a_page_for_run_folders_and_refuses_what_is_not_one(tmp_pat
     (Path(folders[0]) / "result.json").write_text('{"accur')
     damaged = CliRunner().invoke(app, ["report", folders[0]])
     assert damaged.exit_code == 2 and "result.json is damaged (not a JSON object)" in damaged.output
+
+
+def test_a_single_run_has_a_live_page_while_it_trains(tmp_path, tiny_folder, browser):
+    """#36's wish: a live view of one run, as a comparison has: report.html in its folder, reloading itself,
+    with the epochs so far; once the run ends (here by Ctrl-C), the whole page, which no longer reloads."""
+    proc = start_cli("run", LINEAR, "--set", f"data.source=folder:{tiny_folder}", "--set", "steps.repeat.n=100000",
+                     "--set", "data.bs=8", "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled")  # fmt: skip
+    try:
+        wait_for(lambda: any((tmp_path / "runs").glob("*/report.html")), 90, "a live page")
+        (page,) = (tmp_path / "runs").glob("*/report.html")
+        live = page.read_text()
+        assert 'http-equiv="refresh"' in live and "Training: epoch " in live
+        (tmp_path / "live.html").write_text(live)
+        _open(browser, tmp_path / "live.html")
+        (row,) = _rows(browser, "results")[1:]
+        assert row[0] == page.parent.name and row[4] == "training" and int(row[3]) >= 1
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, as at its terminal
+        _, err = proc.communicate(timeout=120)
+    assert f"live page: {page}" in err
+    final = page.read_text()
+    assert 'http-equiv="refresh"' not in final
+    _open(browser, page)
+    (row,) = _rows(browser, "results")[1:]
+    saved = json.loads((page.parent / "result.json").read_text())
+    assert row[4] == "interrupted" and row[1] == f"{100 * saved['accuracy']:.1f}"
+    assert int(row[3]) == len(saved["epochs"])
 
 
 @pytest.mark.parametrize(
