@@ -63,6 +63,14 @@ class Method:
     test_mean: float | None = None  # the held-out test set's accuracy, mean over seeds (data.test)
     test_interval: tuple[float, float] | None = None
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Method:
+        """A row as results.json keeps it (keys it does not know, from a later version, left out)."""
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("interval", "test_interval"):
+            d[key] = tuple(d[key]) if d.get(key) else None
+        return cls(**d)
+
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["interval"] = list(self.interval) if self.interval else None

@@ -169,7 +169,7 @@ def comparison(
     from ..compare.report import Method, table
 
     summary = summary if summary is not None else _json(report / "results.json")
-    methods = [Method(**_method(m)) for m in summary["methods"]]
+    methods = [Method.from_json(m) for m in summary["methods"]]
     results = [r | {"run_dir": _inside(report, r.get("run_dir"))} for r in summary["results"]]
     seeds = ", ".join(map(str, summary["seeds"])) if isinstance(summary["seeds"], list) else summary["seeds"]
     page = Page(
@@ -226,16 +226,6 @@ def colours(methods) -> dict[str, str]:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
-
-
-def _method(m: dict[str, Any]) -> dict[str, Any]:
-    from ..compare.report import Method
-
-    known = {f for f in Method.__dataclass_fields__}
-    m = {k: v for k, v in m.items() if k in known}
-    for key in ("interval", "test_interval"):
-        m[key] = tuple(m[key]) if m.get(key) else None
-    return m
 
 
 def _curves(results: list[dict[str, Any]], methods, colour: dict[str, str]) -> Any:

@@ -220,7 +220,7 @@ class WandbLogger(SparseCallback):
 
         from ..compare.report import Method, table
 
-        rows = [Method(**m) for m in summary["methods"]]
+        rows = [Method.from_json(m) for m in summary["methods"]]
         cells = table(rows)
         config = {"compare.name": summary["name"], "seeds": summary["seeds"], "split": summary["split"]}
         wb = self.session.start(f"comparison-{summary['name']}", "comparison", config | versions(), group)
