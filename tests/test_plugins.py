@@ -260,3 +260,52 @@ def test_a_run_folder_naming_a_plugin_without_its_hash_is_refused(tmp_path, tiny
     with pytest.raises(UsageError, match="is not one this run recorded"):
         run_folder.load_learner(run.run_dir)
     assert not marker.exists()
+
+
+def test_a_plugin_stop_rule_with_a_reason_of_its_own(tmp_path, tiny_folder):
+    """#35: a stop rule's own reason (`halt("after_one")`) crashed with a KeyError after training, and the run
+    folder of its one epoch was deleted; in a sweep with repeats, it ended the trial after its first seed."""
+    path = tmp_path / "stops.py"
+    path.write_text(textwrap.dedent('''
+        from sevenstep.registry import option
+        from sevenstep.steps.stop import Stop
+
+
+        class AfterOne(Stop):
+            def after_epoch(self):
+                self.halt("after_one", "one epoch is enough for this lesson")
+
+
+        @option("stop")
+        def after_one() -> Stop:
+            """Stop after the first epoch."""
+            return AfterOne()
+        '''))  # fmt: skip
+    file = tmp_path / "r.toml"
+    file.write_text(
+        f'name = "one-epoch"\nplugins = ["{path.name}"]\n[data]\nsource = "folder:{tiny_folder}"\nbs = 8\n'
+        '[steps.repeat]\nname = "epochs"\nn = 5\n[steps.stop]\nname = "after_one"\n'
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(file), "--wandb", "disabled", "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert (
+        "one-epoch was stopped by its stop rule after 1 epoch(s) (after_one): one epoch is enough"
+        in result.output
+    )
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved = json.loads((run_dir / "result.json").read_text())
+    assert saved["stop_reason"] == "after_one" and len(saved["epochs"]) == 1
+    assert (
+        torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    )  # the stopping epoch's state
+
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'name = "stops"\nrecipe = "{file.name}"\nmetric = "accuracy"\nsampler = "grid"\nrepeats = 2\n'
+                     '[space]\n"steps.step.lr" = [0.5]\n')  # fmt: skip
+    swept = CliRunner().invoke(app, ["sweep", str(sweep), "--json", "--wandb", "disabled", "--runs-dir",
+                                     str(tmp_path / "runs")])  # fmt: skip
+    assert swept.exit_code == 0, swept.output
+    (trial,) = json.loads(swept.stdout)["trials"]
+    assert trial["state"] == "complete" and len(trial["run_dirs"]) == 2 and len(trial["values"].split()) == 2

@@ -54,7 +54,7 @@ class Method:
     interval: tuple[float, float] | None
     per_class: dict[str, float]
     n_params: int
-    fit_seconds: float  # the mean over seeds
+    fit_seconds: float  # the mean over the seeds that finished
     status: str  # ok, or how many seeds failed or were interrupted
     at_chance: list[int] = field(default_factory=list)  # seeds that never left chance level
     vs_baseline: dict[str, Any] | None = None
@@ -104,7 +104,8 @@ def methods(plan: Plan, results: list[Result]) -> list[Method]:
             else None,
             per_class={c: sum(r.per_class.get(c, 0) for r in done) / len(done) for c in sorted(classes)},
             n_params=max((r.n_params for r in runs), default=0),
-            fit_seconds=sum(r.fit_seconds for r in runs) / len(runs),
+            fit_seconds=sum(r.fit_seconds for r in done or runs)
+            / len(done or runs),  # as accuracy: finished seeds
             status="ok" if not bad else ", ".join(f"seed {r.seed} {r.status}" for r in bad),
             at_chance=[r.seed for r in done if stats.at_chance(r.accuracy, r.n_valid, r.majority)],
             errors=[r.error for r in bad if r.error],

@@ -50,6 +50,11 @@ CHECKPOINT_ORDER = STOP_ORDER + 1
 ROWS_ORDER = 61  # after fastai's ProgressCallback (60), which points learn.logger at its table
 
 
+# How the loop itself ends a run without a value to report: any other stop reason (epochs_done, or whatever
+# a stop rule gave, a plugin's too) ended a run whose metrics are its result
+ENDINGS = ("diverged", "interrupted", "pruned")
+
+
 @dataclass
 class RunInfo:
     """What a callback may read about the run its Learner trains, as `learn.run_info` (one typed object, not
@@ -60,8 +65,9 @@ class RunInfo:
     job_type: str = "sgd"  # the W&B job type: sgd, trial
     run_dir: Path | None = None  # the run's folder; None for a run that is not saved
     resumed_from: int | None = None  # the epoch a resumed run continued after
-    # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
+    # epochs_done, the loop's own ENDINGS, or a stop rule's reason (patience, target, time_budget, a plugin's)
     stop_reason: str = "epochs_done"
+    stop_message: str = ""  # what a stop rule said of why it stopped (Stop.halt), for the run's message
     # (epoch, batch, loss) where the training loss stopped being finite
     diverged_at: tuple[int, int, float] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # what else loggers record: a comparison's label

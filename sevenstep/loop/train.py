@@ -35,7 +35,7 @@ class Run:
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
-    stop_reason: str  # epochs_done, patience, target, time_budget, diverged, interrupted or pruned
+    stop_reason: str  # epochs_done, a stop rule's reason, or one of callbacks.ENDINGS
     message: str
     run_dir: str = ""
     resumed_from: int | None = None  # the epoch a resumed run continued from
@@ -296,6 +296,12 @@ def _message(recipe: Recipe, learn: Learner) -> str:
         + (f"; the result is epoch {n}'s weights" if n else "; the result is its weights when interrupted"),
         "pruned": f"was pruned by its sweep after {n} epoch(s)",
     }
-    best = learn.run_info.weights_epoch
+    info = learn.run_info
+    said = (
+        reasons.get(info.stop_reason)
+        or f"was stopped by its stop rule after {n} epoch(s) ({info.stop_reason})"
+    )
+    said += f": {info.stop_message}" if info.stop_message else ""
+    best = info.weights_epoch
     kept = f", with the weights of its best epoch, {best}" if best and best != n else ""
-    return f"{recipe.name} {reasons[learn.run_info.stop_reason]}{kept}"
+    return f"{recipe.name} {said}{kept}"

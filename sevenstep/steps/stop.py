@@ -32,8 +32,10 @@ class Stop(StepCallback):
     step = "stop"
     order = STOP_ORDER  # after the Recorder, RunLog and the loggers have the epoch
 
-    def halt(self, reason: str):
-        self.learn.run_info.stop_reason = reason
+    def halt(self, reason: str, message: str = ""):
+        """End the fit now, at the end of this epoch, saying why: `reason` is a word for tables and sweeps
+        (patience, target, a plugin's own), `message` the words for the run's result line."""
+        self.learn.run_info.stop_reason, self.learn.run_info.stop_message = reason, message
         raise CancelFitException()
 
 
@@ -51,9 +53,10 @@ class Patience(Stop, EarlyStoppingCallback):
     def before_fit(self):
         super().before_fit()
         self.best_weights, self.best_epoch = None, None
-        if self.restored:
+        if self.restored:  # once: a later fit on the same Learner starts afresh
             self.best, self.wait = self.restored["best"], self.restored["wait"]
             self.best_weights, self.best_epoch = self.restored.get("weights"), self.restored.get("best_epoch")
+            self.restored = None
 
     def state_dict(self):
         state = {"best": float(self.best), "wait": self.wait}

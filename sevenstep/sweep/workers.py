@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastai.callback.core import CancelFitException
 
-from ..loop.callbacks import PRUNER_ORDER, SparseCallback
+from ..loop.callbacks import ENDINGS, PRUNER_ORDER, SparseCallback
 from ..utils import signals
 from . import spec
 from . import study as studies
@@ -57,14 +57,9 @@ class TrialReporter(SparseCallback):
 
     def after_run(self, result):
         self.runs.append(result.to_json())
-        if len(self.runs) == self.sweep.repeats or result.stop_reason != "epochs_done" and not _fine(result):
+        if len(self.runs) == self.sweep.repeats or result.stop_reason in ENDINGS:
             self.outcome = conclude(self.sweep, self.study, self.storage, self.trial, self.params, self.runs,
                                     time.perf_counter() - self.start, self.log)  # fmt: skip
-
-
-def _fine(result) -> bool:
-    """A run that stopped by its own rule (a patience, target or time-budget stop) has a value like any other."""
-    return result.stop_reason in ("patience", "target", "time_budget")
 
 
 def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: float, log) -> str:
