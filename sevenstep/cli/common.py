@@ -217,6 +217,12 @@ def wandb_session(mode: str | None, folder: Path | None):
 def callbacks(session) -> list:
     """The callbacks every run gets, as factories: a comparison makes fresh ones for each of its runs."""
     from ..loop.checkpoint import Checkpointer
-    from ..tracking import CsvLogger, InterpretationPictures, WandbLogger
+    from ..tracking import CsvLogger, InterpretationPictures, LayerStats, WandbLogger
 
-    return [functools.partial(WandbLogger, session), CsvLogger, Checkpointer, InterpretationPictures]
+    return [
+        functools.partial(WandbLogger, session),
+        CsvLogger,
+        Checkpointer,
+        InterpretationPictures,
+        LayerStats,
+    ]

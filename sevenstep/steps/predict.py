@@ -44,6 +44,13 @@ class Predict(StepCallback):
             )
 
 
+def _check_dropout(p: float) -> None:
+    if not 0 <= p < 1:
+        raise UsageError(
+            f"steps.predict.dropout is the share of outputs zeroed, from 0 up to (not) 1; got {p}"
+        )
+
+
 @option("predict")
 def linear() -> Predict:
     """One weight per pixel per output, plus a bias: fastbook's linear model."""
@@ -54,27 +61,36 @@ def linear() -> Predict:
 def mlp(
     hidden: list[int] = [30],  # noqa: B006 (read-only default)
     activation: Literal["relu", "sigmoid", "tanh", "gelu"] = "relu",
+    dropout: float = 0.0,
 ) -> Predict:  # noqa: B006 (read-only default)
-    """Fully connected layers with a non-linearity between them; fastbook's simple net is 784-30-1 with ReLU."""
+    """Fully connected layers with a non-linearity between them; fastbook's simple net is 784-30-1 with ReLU.
+    `dropout` zeroes that share of each hidden layer's outputs while training (PyTorch's nn.Dropout: off when
+    the model predicts, in validation and in `sevenstep predict`)."""
     for h in hidden:
         positive("steps.predict.hidden", h)
+    _check_dropout(dropout)
     act = ACTIVATIONS[activation]
 
     def make(shape, n_out):
         sizes = [math.prod(shape), *hidden]
         layers = [nn.Flatten()]
         for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), act()]
+            layers += [nn.Linear(a, b), act(), *([nn.Dropout(dropout)] if dropout else [])]
         return nn.Sequential(*layers, nn.Linear(sizes[-1], n_out))
 
     return Predict(make)
 
 
 @option("predict")
-def cnn(channels: list[int] = [16, 32, 64, 128], strides: list[int] | None = None) -> Predict:
-    """A small conv net: 3x3 conv + batchnorm + ReLU per entry of `channels` (stride 2 unless `strides` says), then average pooling."""
+def cnn(
+    channels: list[int] = [16, 32, 64, 128],  # noqa: B006 (read-only default)
+    strides: list[int] | None = None,
+    dropout: float = 0.0,
+) -> Predict:
+    """A small conv net: 3x3 conv + batchnorm + ReLU per entry of `channels` (stride 2 unless `strides` says), then average pooling; `dropout` before the last layer, while training only."""
     for c in channels:
         positive("steps.predict.channels", c)
+    _check_dropout(dropout)
     strides = strides or [2] * len(channels)
     if len(strides) != len(channels) or any(s not in (1, 2) for s in strides):
         raise UsageError(
@@ -87,7 +103,10 @@ def cnn(channels: list[int] = [16, 32, 64, 128], strides: list[int] | None = Non
             ConvLayer(a, b, ks=3, stride=s, norm_type=NormType.Batch)
             for a, b, s in zip(sizes, sizes[1:], strides)
         ]
-        return nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(sizes[-1], n_out))
+        head = [nn.Dropout(dropout)] if dropout else []
+        return nn.Sequential(
+            *convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *head, nn.Linear(sizes[-1], n_out)
+        )
 
     return Predict(make)
 

@@ -8,11 +8,12 @@ plots.py         the figures (learning curves, ideal digits, a linear model's we
 local_runs.py    `sevenstep runs`: the W&B runs logged on this machine, read with wandb's own reader
 page.py          report.html: one self-contained page per comparison, sweep or selection of runs (plotly)
 live_page.py     LivePage: a run's own report.html while it trains, reloading itself
+layer_stats.py   LayerStats: inside steps 4 and 5 per layer (gradient, weights, update, activations)
 """
 
 from ..utils.lazy import exports
 
-__all__ = ["WandbLogger", "WandbSession", "CsvLogger", "InterpretationPictures", "LivePage"]
+__all__ = ["WandbLogger", "WandbSession", "CsvLogger", "InterpretationPictures", "LivePage", "LayerStats"]
 __getattr__ = exports(
     __name__,
     {
@@ -21,5 +22,6 @@ __getattr__ = exports(
         "CsvLogger": ".csv_logger",
         "InterpretationPictures": ".pictures",
         "LivePage": ".live_page",
+        "LayerStats": ".layer_stats",
     },
 )

@@ -225,3 +225,29 @@ def seed_dots(methods, baseline=None):
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
+
+
+def layer_curves(rows):
+    """What steps 4 and 5 did to each layer over training: its gradient's norm and the step's size relative to
+    its weights (log scales: a vanishing gradient falls by orders of magnitude from the last layer to the first),
+    and the share of dead units of each ReLU-like layer."""
+    layers = [r["layer"] for r in rows if r.get("grad_norm") is not None]
+    layers = list(dict.fromkeys(layers))
+    acts = list(dict.fromkeys(r["layer"] for r in rows if r.get("dead_share") is not None))
+    panels = [("grad_norm", "gradient norm", True), ("update_ratio", "update / weight (step 5)", True)]
+    panels += [("dead_share", "dead units (share)", False)] if acts else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    colours = plt.get_cmap("viridis")
+    for ax, (key, title, log) in zip(axes[0], panels):
+        names = acts if key == "dead_share" else layers
+        for i, name in enumerate(names):
+            mine = [r for r in rows if r["layer"] == name and r.get(key) is not None]
+            ax.plot([r["epoch"] for r in mine], [r[key] for r in mine], marker=".", label=name,
+                    color=colours(i / max(1, len(names) - 1)))  # fmt: skip
+        if log and any(r.get(key, 0) > 0 for r in rows):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+    axes[0][0].legend(title="layer (first to last)", fontsize=7, title_fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -78,7 +78,7 @@ class WandbLogger(SparseCallback):
         # per-batch series against W&B's own step (the batch: no `batch` key, which `wandb leet` would chart
         # as a panel of its own), per-epoch ones against `epoch`, hidden as a chart in W&B's app
         self.wb.define_metric("epoch", hidden=True)
-        for key in EPOCH_KEYS:
+        for key in [*EPOCH_KEYS, "layers/*"]:  # layers/*: inside steps 4 and 5, per layer (layer_stats.py)
             self.wb.define_metric(key, step_metric="epoch")
         if self.resumed:
             self._log_lost_epochs()
@@ -128,6 +128,8 @@ class WandbLogger(SparseCallback):
         last = self.pending.pop() if self.pending and self.pending[-1][0] == self.batch() else None
         self.flush()
         extra = {"train/loss": last[1].item(), "train/lr": last[2]} if last else {}
+        if (stats := self.learn.__dict__.get("layer_stats")) is not None:
+            extra |= stats.scalars(self.learn.epoch + 1)
         self._log_epoch(self.learn.run_log.epochs[-1], self.batch(), extra)
 
     def _log(self, row: dict, step: int) -> None:

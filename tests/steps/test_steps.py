@@ -326,3 +326,29 @@ def test_patience_can_end_with_the_best_epochs_weights(tiny_folder):
     assert set(stop.state_dict()) == {"best", "wait", "weights", "best_epoch"}  # kept for a resumed run
     plain = _scripted_learner(tiny_folder, values, Patience(monitor="scripted", patience=2))
     assert plain.run_info.weights_epoch is None  # without it, the last epoch's weights, as before
+
+
+def test_dropout_trains_then_is_off_whenever_the_model_predicts(tiny_folder, tmp_path):
+    """#37: dropout in the MLP (and the CNN), honoured by a saved run's load_learner, off in evaluation."""
+    from sevenstep.loop import run_folder
+
+    r = recipe.load("experiments/fastbook_simple_net.toml", [f"data.source=folder:{tiny_folder}", "data.bs=8",
+                    "steps.repeat.n=2", "steps.predict.dropout=0.5"])  # fmt: skip
+    run = train.run(r, runs_dir=tmp_path)
+    learn = run_folder.load_learner(run.run_dir)
+    drops = [m for m in learn.model.modules() if isinstance(m, nn.Dropout)]
+    assert [m.p for m in drops] == [0.5]  # one hidden layer: one dropout, after its activation
+    with learn.no_bar():
+        preds, targs = learn.get_preds(dl=learn.dls.valid)
+        again, _ = learn.get_preds(dl=learn.dls.valid)
+    assert torch.equal(preds, again)  # off when predicting
+    assert (preds.argmax(1) == targs).float().mean().item() == pytest.approx(run.accuracy)
+    x = learn.dls.valid.one_batch()[0]
+    learn.model.train()
+    with torch.no_grad():
+        assert not torch.equal(learn.model(x), learn.model(x))  # on while training
+    cnn = recipe.load("experiments/cnn_3v7.toml", ["steps.predict.dropout=0.25"])
+    model = cnn.build_steps()["predict"].make((1, 28, 28), 2)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.25]
+    with pytest.raises(UsageError, match="steps.predict.dropout is the share of outputs zeroed"):
+        recipe.load("experiments/fastbook_simple_net.toml", ["steps.predict.dropout=1"])

@@ -89,6 +89,11 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     batches = [h for h in history if "train/loss" in h]
     assert [h["epoch"] for h in epochs] == [1, 2, 3]
     assert [h["valid/accuracy"] for h in epochs] == pytest.approx([e["accuracy"] for e in out["epochs"]])
+    # #37: inside steps 4 and 5, the linear layer's record, with each epoch it was taken (every epoch here)
+    from sevenstep.tracking import layer_stats
+
+    recorded = layer_stats.read(out["run_dir"])
+    assert [h["layers/1/grad_norm"] for h in epochs] == pytest.approx([r["grad_norm"] for r in recorded])
     assert len(batches) == 3 * 3  # 800 images, bs 256: 3 full batches an epoch
     assert [h["_step"] for h in batches] == list(range(1, 10))  # one step axis for batches and epochs alike
     assert [h["_step"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
@@ -99,11 +104,9 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
 
     # charts: per-batch series against W&B's step (no `batch` series for `wandb leet` to chart, #27 item 3),
     # per-epoch ones against `epoch`, hidden as a chart
-    metrics = {
-        r["metric"]["name"]: r["metric"]
-        for r in _records(_only_run(tmp_path / "wandb"))
-        if r["type"] == "metric"
-    }
+    defined = [r["metric"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "metric"]
+    metrics = {m["name"]: m for m in defined if "name" in m}
+    assert {m["glob_name"]: m["step_metric"] for m in defined if "glob_name" in m} == {"layers/*": "epoch"}
     assert metrics["epoch"]["options"]["hidden"] and not any("batch" in h for h in history)
     assert "train/loss" not in metrics and "train/lr" not in metrics  # W&B's own step
     assert {metrics[k]["step_metric"] for k in ("valid/accuracy", "valid/loss", "train/epoch_loss")} == {
