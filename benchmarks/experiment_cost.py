@@ -1,7 +1,8 @@
 """What an experiment costs around its arithmetic: fastbook's linear recipe at fastbook's 980 SGD steps as a whole
 `sevenstep run` against a hand-written PyTorch script on the same PNGs, interleaved (run, script, run, ...) and
 medians; then N runs in one warm process, each run's wall time against its fit. `python -m
-benchmarks.experiment_cost [REPEATS]`; `--hand` runs the hand-written script alone (it prints its seconds as JSON).
+benchmarks.experiment_cost [REPEATS]`; `--hand` runs the hand-written script alone (it prints its seconds as JSON);
+`--layers [REPEATS]` measures what the per-layer records (LayerStats) add to a fit.
 Not a test: a report, quoted in docs/performance.md."""
 
 from __future__ import annotations
@@ -135,6 +136,33 @@ def warm(n: int) -> list[tuple[float, float]]:
     return out
 
 
+def layer_cost(repeats: int) -> None:
+    """What LayerStats (per-layer records, on by default) adds to a run's fit: the whole run with and without
+    it, W&B disabled, interleaved in one process."""
+    import fastprogress.fastprogress as fp
+
+    from sevenstep import recipe
+    from sevenstep.cli.common import callbacks, wandb_session
+    from sevenstep.loop import train
+    from sevenstep.tracking.layer_stats import LayerStats
+
+    fp.NO_BAR = True
+    with tempfile.TemporaryDirectory() as tmp:
+        every = callbacks(wandb_session("disabled", Path(tmp)))
+        without = [c for c in every if c is not LayerStats]
+        got: dict[str, list[float]] = {"with": [], "without": []}
+        for name in ["with", "without"] * repeats:
+            cbs = every if name == "with" else without
+            for r in (recipe.load(RECIPE), recipe.load("experiments/fastbook_simple_net.toml")):
+                run = train.run(r, cbs, runs_dir=Path(tmp) / "runs", pictures=False)
+                got[name].append(run.fit_seconds)
+    pairs = sorted(a / b for a, b in zip(got["with"], got["without"]))
+    print(
+        f"LayerStats: fit with it / without it, fastbook linear and simple net at fastbook's steps, {repeats} "
+        f"interleaved repeats: median {statistics.median(pairs):.3f}x (pairs {', '.join(f'{p:.3f}' for p in pairs)})"
+    )
+
+
 def main(repeats: int = 3) -> None:
     inside = {k: statistics.median(v) for k, v in fits(repeats).items()}
     print(
@@ -160,5 +188,7 @@ def main(repeats: int = 3) -> None:
 if __name__ == "__main__":
     if "--hand" in sys.argv:
         hand()
+    elif "--layers" in sys.argv:
+        layer_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -25,7 +25,8 @@ LINEAR = str(
 # to test (#36 item 15). test_recipe.py checks this list against the files git tracks there.
 SHIPPED_RECIPES = ["cnn_3v7.toml", "cnn_mnist5k.toml", "fastbook_linear.toml", "fastbook_simple_net.toml",
                    "finite_difference_3v7.toml", "hinge_3v7.toml"]  # fmt: skip
-SHIPPED_COMPARISONS = ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml", "baseline_vs_sgd_kfold.toml"]
+SHIPPED_COMPARISONS = ["baseline_vs_sgd.toml", "baseline_vs_sgd_10.toml", "baseline_vs_sgd_kfold.toml",
+                       "dropout_overfitting.toml", "vanishing_gradients.toml"]  # fmt: skip
 SHIPPED_SWEEPS = ["sweep_init_x_loss_3v7.toml", "sweep_mnist5k.toml", "sweep_simple_net_lr_epochs.toml"]
 SHIPPED = [*SHIPPED_RECIPES, *SHIPPED_COMPARISONS, *SHIPPED_SWEEPS, "my_steps.py"]
 

@@ -57,7 +57,10 @@ def test_set_overrides_with_toml_values_and_bare_strings():
         ],
     )
     assert r.steps["step"]["lr"] == 0.5 and r.data["source"] == "mnist5k" and r.data["augment"] is True
-    assert r.steps["predict"] == {"name": "mlp", "hidden": [8, 4], "activation": "relu", "dropout": 0.0} and r.seed == 7
+    assert (
+        r.steps["predict"] == {"name": "mlp", "hidden": [8, 4], "activation": "relu", "dropout": 0.0}
+        and r.seed == 7
+    )
 
 
 def test_set_changing_a_step_drops_its_old_parameters():

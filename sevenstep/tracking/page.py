@@ -195,6 +195,14 @@ def comparison(
     page.figure(_per_class(methods, colour))
     page.note("The mistakes each method made most often, over all its seeds (actual → predicted).")
     page.table(_most_confused(report, methods, results), id="confused")
+    inside = _layers(methods, results)
+    if inside is not None:
+        page.heading("Inside steps 4 and 5")
+        page.note("Each method's first seed, layer by layer (first to last): the gradient's norm, and how far each "
+                  "step moved the weights relative to their size (around 1e-3 is the classic healthy figure). A "
+                  "vanishing gradient shows as the first layers' norms far below the last's. From each run's "
+                  "layers.csv.")  # fmt: skip
+        page.figure(inside)
     page.heading("What each run was")
     _configs(
         page, [(f"{r['method']} seed {r['seed']}", r.get("run_dir")) for r in results if r.get("run_dir")]
@@ -336,6 +344,42 @@ def _per_class(methods, colour: dict[str, str]) -> Any:
     low = max(0.0, min(values) - 0.05) if values else 0
     fig.update_layout(barmode="group", yaxis=dict(title="accuracy on the class", range=[low, 1.0]), height=380,
                       xaxis_title="class", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # fmt: skip
+    return fig
+
+
+def _layers(methods, results: list[dict[str, Any]]) -> Any:
+    """Per method (a column each), each weighted layer's gradient norm and update ratio over epochs, from its
+    first seed's layers.csv; None when no run has one."""
+    import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
+    from plotly.subplots import make_subplots
+
+    from . import layer_stats
+
+    found = []
+    for m in methods:
+        first = next((r for r in results if r["method"] == m.method and r.get("run_dir")), None)
+        rows = layer_stats.read(first["run_dir"]) if first else []
+        if any("grad_norm" in r for r in rows):
+            found.append((f"{m.method} (seed {first['seed']})", rows))
+    if not found:
+        return None
+    fig = make_subplots(rows=2, cols=len(found), shared_yaxes=True, subplot_titles=[t for t, _ in found],
+                        vertical_spacing=0.12, horizontal_spacing=0.04)  # fmt: skip
+    for col, (_, rows) in enumerate(found, 1):
+        names = list(dict.fromkeys(r["layer"] for r in rows if "grad_norm" in r))
+        colours = sample_colorscale("Viridis", [i / max(1, len(names) - 1) for i in range(len(names))])
+        for name, c in zip(names, colours):
+            mine = [r for r in rows if r["layer"] == name and "grad_norm" in r]
+            x = [r["epoch"] for r in mine]
+            for row, key in ((1, "grad_norm"), (2, "update_ratio")):
+                fig.add_trace(go.Scatter(x=x, y=[r[key] for r in mine], name=f"layer {name}", legendgroup=name,
+                                         showlegend=col == 1 and row == 1, line=dict(color=c)), row, col)  # fmt: skip
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="gradient norm", row=1, col=1)
+    fig.update_yaxes(title_text="update / weight", row=2, col=1)
+    fig.update_xaxes(title_text="epoch", row=2)
+    fig.update_layout(height=620, legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     return fig
 
 

@@ -205,7 +205,7 @@ def test_set_takes_quoted_and_dotted_keys_alike(tmp_path):
 @pytest.mark.parametrize("name", SHIPPED_COMPARISONS)
 def test_shipped_comparisons_load(name):
     plan = compare.load(EXPERIMENTS / name)
-    assert len(plan.runs) == 3 and all(r.data["source"] == plan.source for _, r in plan.runs)
+    assert len(plan.runs) >= 2 and all(r.data["source"] == plan.source for _, r in plan.runs)
 
 
 def test_the_recipes_named_after_fastbook_take_fastbooks_sgd_steps():

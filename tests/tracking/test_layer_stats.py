@@ -3,6 +3,7 @@ record changes nothing in training."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -92,3 +93,19 @@ def test_about_fifty_records_a_run_first_and_last_epochs_always(tiny_folder):
     run = train.run(r, cbs=[LayerStats])
     epochs = sorted({row["epoch"] for row in run.learn.layer_stats.rows})
     assert epochs[0] == 1 and epochs[-1] == 120 and 40 <= len(epochs) <= 62
+
+
+def test_the_vanishing_gradients_experiment_shows_them_in_its_first_epoch():
+    """experiments/vanishing_gradients.toml (docs/inside.md): the sigmoid net's first layer gets a gradient
+    orders of magnitude below its last's; with ReLU and Kaiming's init, one of the same size."""
+    from sevenstep import compare
+
+    plan = compare.load("experiments/vanishing_gradients.toml")
+    ratios = {}
+    for label in ("sigmoid, default init", "relu, kaiming init"):
+        r = plan.recipe(label, 1)
+        r = dataclasses.replace(r, steps=r.steps | {"repeat": r.steps["repeat"] | {"n": 1}})
+        rows = train.run(r, cbs=[LayerStats]).learn.layer_stats.rows
+        linear = [row["grad_norm"] for row in rows if row["kind"] == "Linear"]
+        ratios[label] = linear[0] / linear[-1]
+    assert ratios["sigmoid, default init"] < 1e-2 and ratios["relu, kaiming init"] > 0.3, ratios

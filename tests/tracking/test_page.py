@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import LINEAR, start_cli, wait_for
 from sevenstep import compare
 from sevenstep.cli import app
+from sevenstep.tracking.layer_stats import LayerStats
 
 QUICK = '{ "steps.repeat.n" = 2, "data.bs" = 8 }'
 
@@ -120,7 +121,9 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
         '"steps.step.lr" = 0.1 }\n'
     )
     with _pages_seen(tmp_path / "runs") as seen:
-        results, report = compare.run(compare.load(file), tmp_path / "runs", log=lambda *a: None)
+        results, report = compare.run(
+            compare.load(file), tmp_path / "runs", cbs=[LayerStats], log=lambda *a: None
+        )
     page = report / "report.html"
     assert page.is_file() and page.stat().st_size < 5_000_000
     _live(browser, seen, report, "Running: 1 of 6 runs ended. This page reloads itself every 10 s")
@@ -158,7 +161,12 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
         " visible: t.visible, yaxis: t.yaxis, type: t.type, colour: (t.line || {}).color || (t.marker || {}).color,"
         " y: t.y})), layout: {legend: el.layout.legend, yaxis: el.layout.yaxis, shapes: el.layout.shapes}}))"
     )
-    curves, dots, per_class = figures[:3]
+    curves, dots, per_class, inside = figures[:4]
+    # #37: each method's layers side by side, from its first seed's layers.csv
+    assert "Inside steps 4 and 5" in browser.execute_script(
+        "return [...document.querySelectorAll('h2')].map(h => h.textContent)"
+    )
+    assert {t["name"] for t in inside["data"]} == {"layer 1"} and len(inside["data"]) == 2 * 2 * 1
     names = [(t["name"], t["visible"]) for t in curves["data"]]
     # each seed's own curve is in the chart, hidden until asked for
     assert ("linear seed 2", "legendonly") in names and any(n and "mean of 3" in n for n, _ in names)
