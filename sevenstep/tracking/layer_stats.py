@@ -66,7 +66,7 @@ class LayerStats(SparseCallback):
 
     def before_fit(self):
         self.rows: list[dict[str, Any]] = getattr(self, "restored_rows", None) or []
-        self.restored_rows, self.latest = None, []
+        self.restored_rows, self.latest, self.tensors = None, [], {}
         n = self.learn.n_epoch
         self.period = self.every or max(1, math.ceil(n / POINTS))
         self.watched = layers(getattr(self.learn.model, "module", self.learn.model))
@@ -101,6 +101,10 @@ class LayerStats(SparseCallback):
         self.hooks = []
         self.before = {name: [p.detach().clone() for p in m.parameters(recurse=False)]
                        for name, m in self.watched.items() if not isinstance(m, ACTIVATIONS)}  # fmt: skip
+        # the gradients themselves, for W&B's histograms (fastai's zero_grad empties them after the step)
+        self.tensors = {name: {"gradients": torch.cat([p.grad.detach().flatten() for p in m.parameters(recurse=False)
+                                                       if p.grad is not None] or [torch.zeros(0)]).cpu()}
+                        for name, m in self.watched.items() if not isinstance(m, ACTIVATIONS)}  # fmt: skip
         self.grads = {name: norm(p.grad for p in m.parameters(recurse=False) if p.grad is not None)
                       for name, m in self.watched.items() if not isinstance(m, ACTIVATIONS)}  # fmt: skip
 
@@ -118,6 +122,9 @@ class LayerStats(SparseCallback):
                 size = norm(w0)
                 row |= {"grad_norm": self.grads[name], "weight_norm": size,
                         "update_ratio": moved / size if size else float("nan")}  # fmt: skip
+            if name in self.tensors:
+                weights = [p.detach().flatten() for p in m.parameters(recurse=False)]
+                self.tensors[name]["weights"] = torch.cat(weights).cpu()
             if out is not None and out.numel():
                 row |= {"act_mean": float(out.float().mean()), "act_std": float(out.float().std())}
                 if isinstance(m, ACTIVATIONS):
@@ -140,6 +147,16 @@ class LayerStats(SparseCallback):
     def after_run(self, run):
         if run.run_dir and self.rows:
             write(Path(run.run_dir), self.rows)
+
+    def histograms(self, epoch: int) -> dict[str, Any]:
+        """This epoch's record, if it has one, as W&B histograms of each layer's weights and gradients:
+        layers/<layer>/weights, layers/<layer>/gradients (what wandb.watch logs, at this record's cadence)."""
+        import wandb
+
+        if not self.latest or self.latest[0]["epoch"] != epoch:
+            return {}
+        return {f"layers/{name}/{what}": wandb.Histogram(t.float().numpy())
+                for name, kept in self.tensors.items() for what, t in kept.items() if t.numel()}  # fmt: skip
 
     def scalars(self, epoch: int) -> dict[str, float]:
         """This epoch's record, if it has one, as W&B keys: layers/<layer>/<what>."""

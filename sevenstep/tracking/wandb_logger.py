@@ -129,7 +129,7 @@ class WandbLogger(SparseCallback):
         self.flush()
         extra = {"train/loss": last[1].item(), "train/lr": last[2]} if last else {}
         if (stats := self.learn.__dict__.get("layer_stats")) is not None:
-            extra |= stats.scalars(self.learn.epoch + 1)
+            extra |= stats.scalars(self.learn.epoch + 1) | stats.histograms(self.learn.epoch + 1)
         self._log_epoch(self.learn.run_log.epochs[-1], self.batch(), extra)
 
     def _log(self, row: dict, step: int) -> None:

@@ -94,6 +94,9 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
 
     recorded = layer_stats.read(out["run_dir"])
     assert [h["layers/1/grad_norm"] for h in epochs] == pytest.approx([r["grad_norm"] for r in recorded])
+    for h in epochs:  # and histograms of the layer's weights and gradients, as wandb.watch would log them
+        assert h["layers/1/weights._type"] == h["layers/1/gradients._type"] == "histogram"
+        assert sum(h["layers/1/weights.values"]) == 28 * 28 + 1
     assert len(batches) == 3 * 3  # 800 images, bs 256: 3 full batches an epoch
     assert [h["_step"] for h in batches] == list(range(1, 10))  # one step axis for batches and epochs alike
     assert [h["_step"] for h in epochs] == [3, 6, 9] and all(h["train/lr"] == 1.0 for h in batches)
