@@ -53,7 +53,7 @@ def test_notebook_runs_and_shows_its_plots(path, tmp_path, monkeypatch):
 
 
 def test_notebooks_are_committed_with_their_pictures():
-    assert len(NOTEBOOKS) == 3
+    assert len(NOTEBOOKS) == 4
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert all(has_png(c) for c in plot_cells(nb)), f"{path}: run `make notebooks` to store its outputs"

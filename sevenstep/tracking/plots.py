@@ -248,6 +248,8 @@ def layer_curves(rows):
             ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
-    axes[0][0].legend(title="layer (first to last)", fontsize=7, title_fontsize=7)
     fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()  # beside the panels, where it covers no line
+    fig.legend(handles, labels, title="layer (first\nto last)", fontsize=7, title_fontsize=7, loc="center left",
+               bbox_to_anchor=(1.0, 0.5))  # fmt: skip
     return fig
