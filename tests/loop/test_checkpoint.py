@@ -21,6 +21,7 @@ from sevenstep.cli import app
 from sevenstep.errors import UsageError
 from sevenstep.loop import checkpoint, run_folder, train
 from sevenstep.tracking import local_runs
+from sevenstep.tracking.layer_stats import LayerStats
 
 EXPERIMENTS = Path("experiments").resolve()
 LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
@@ -48,12 +49,12 @@ def _same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _interrupted_then_resumed(r, k, tmp_path):
-    stopped = train.run(r, [checkpoint.Checkpointer, StopAfter(k)], runs_dir=tmp_path / "stopped")
+def _interrupted_then_resumed(r, k, tmp_path, cbs=()):
+    stopped = train.run(r, [checkpoint.Checkpointer, *cbs, StopAfter(k)], runs_dir=tmp_path / "stopped")
     assert stopped.stop_reason == "interrupted" and len(stopped.epochs) == k
     assert (Path(stopped.run_dir) / run_folder.UNFINISHED).exists()
     again, state = checkpoint.prepare(stopped.run_dir)
-    return train.run(again, [checkpoint.Checkpointer], resume=(Path(stopped.run_dir), state))
+    return train.run(again, [checkpoint.Checkpointer, *cbs], resume=(Path(stopped.run_dir), state))
 
 
 CASES = {
@@ -62,6 +63,10 @@ CASES = {
         str(EXPERIMENTS / "cnn_3v7.toml"),
         ["steps.repeat.n=4", "steps.predict.channels=[8, 16]"],
     ),
+    "dropout (#37)": (
+        str(EXPERIMENTS / "fastbook_simple_net.toml"),
+        ["steps.repeat.n=4", "steps.predict.dropout=0.5"],
+    ),
 }
 
 
@@ -69,9 +74,11 @@ CASES = {
 def test_a_resumed_run_ends_exactly_as_the_run_left_alone(tmp_path, case):
     file, sets = CASES[case]
     r = recipe.load(file, sets)
-    alone = train.run(r, [checkpoint.Checkpointer], runs_dir=tmp_path / "alone")
-    resumed = _interrupted_then_resumed(r, 2, tmp_path)
+    alone = train.run(r, [checkpoint.Checkpointer, LayerStats], runs_dir=tmp_path / "alone")
+    resumed = _interrupted_then_resumed(r, 2, tmp_path, [LayerStats])
     assert _metrics(resumed) == _metrics(alone) and _same_weights(resumed, alone)
+    # the per-layer records (#37) continue as well: the resumed run's are the lone run's
+    assert resumed.learn.layer_stats.rows == alone.learn.layer_stats.rows
     assert resumed.stop_reason == "epochs_done" and resumed.resumed_from == 2
     saved = json.loads((Path(resumed.run_dir) / "result.json").read_text())
     assert saved["resumed_from"] == 2 and saved["stop_reason"] == "epochs_done"
