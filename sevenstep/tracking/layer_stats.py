@@ -88,17 +88,16 @@ class LayerStats(SparseCallback):
 
     def _keep(self, name: str):
         def hook(module, inputs, out):
+            # a copy: an in-place activation after the layer (nn.ReLU(inplace=True)) would overwrite it
             if isinstance(out, torch.Tensor):
-                self.outputs[name] = out.detach()
+                self.outputs[name] = out.detach().clone()
 
         return hook
 
     def before_step(self):
         if not self.hooks:
             return
-        for h in self.hooks:
-            h.remove()
-        self.hooks = []
+        self.after_cancel_batch()
         self.before = {name: [p.detach().clone() for p in m.parameters(recurse=False)]
                        for name, m in self.watched.items() if not isinstance(m, ACTIVATIONS)}  # fmt: skip
         # the gradients themselves, for W&B's histograms (fastai's zero_grad empties them after the step)
@@ -133,10 +132,12 @@ class LayerStats(SparseCallback):
         self.rows += rows
         self.latest, self.before, self.outputs = rows, {}, {}
 
-    def after_cancel_batch(self):  # a fit cut short mid-batch: no hook left behind
+    def after_cancel_batch(self):  # a batch or fit cut short (a divergence): no hook left on the model
         for h in self.hooks:
             h.remove()
         self.hooks = []
+
+    after_fit = after_cancel_batch
 
     def state_dict(self):
         return {"rows": list(self.rows)}

@@ -109,3 +109,16 @@ def test_the_vanishing_gradients_experiment_shows_them_in_its_first_epoch():
         linear = [row["grad_norm"] for row in rows if row["kind"] == "Linear"]
         ratios[label] = linear[0] / linear[-1]
     assert ratios["sigmoid, default init"] < 1e-2 and ratios["relu, kaiming init"] > 0.3, ratios
+
+
+def test_a_layer_followed_by_an_in_place_activation_is_recorded_as_it_put_out():
+    """An in-place ReLU after a layer overwrites that layer's output: the record keeps a copy of what it was."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(inplace=True))
+    stats = LayerStats()
+    stats.outputs = {}
+    hook = model[0].register_forward_hook(stats._keep("0"))
+    x = torch.randn(50, 4)
+    model(x)
+    hook.remove()
+    with torch.no_grad():
+        assert torch.equal(stats.outputs["0"], model[0](x)) and (stats.outputs["0"] < 0).any()
