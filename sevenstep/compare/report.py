@@ -208,10 +208,6 @@ def summary(plan: Plan, results: list[Result], report: Path, rows: list[Method] 
     }
 
 
-def _percent(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
 def _verdict(v: dict[str, Any] | None) -> str:
     if not v:
         return "-"
@@ -231,19 +227,21 @@ def table(rows: list[Method]) -> list[list[str]]:
         out[0].insert(6, "test (held out)")
     for m in rows:
         seeds = " ".join(
-            _percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
+            tables.percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
         )
         if m.kind == "baseline" and len(set(m.accuracies)) == 1 and len(m.accuracies) > 1:
-            seeds = f"{_percent(m.accuracies[0])} (every seed: one split)"
-        interval = f"[{_percent(m.interval[0])}, {_percent(m.interval[1])}]" if m.interval else "-"
+            seeds = f"{tables.percent(m.accuracies[0])} (every seed: one split)"
+        interval = (
+            f"[{tables.percent(m.interval[0])}, {tables.percent(m.interval[1])}]" if m.interval else "-"
+        )
         status = m.status if m.status == "ok" else f"{m.status}: {'; '.join(m.errors)}"
         vs_base = "-" if m.kind == "baseline" else _verdict(m.vs_baseline)
-        out.append([m.method, _percent(m.mean), interval, seeds or "-", vs_base, _verdict(m.vs_best),
+        out.append([m.method, tables.percent(m.mean), interval, seeds or "-", vs_base, _verdict(m.vs_best),
                     f"{m.n_params:,}", f"{m.fit_seconds:.2f}", status])  # fmt: skip
         if tested:
-            test = "-" if m.test_mean is None else _percent(m.test_mean)
+            test = "-" if m.test_mean is None else tables.percent(m.test_mean)
             if m.test_interval:
-                test += f" [{_percent(m.test_interval[0])}, {_percent(m.test_interval[1])}]"
+                test += f" [{tables.percent(m.test_interval[0])}, {tables.percent(m.test_interval[1])}]"
             out[-1].insert(6, test)
     if all(m.status == "ok" for m in rows):  # a column of "ok" says nothing (the CSV keeps it)
         out = [row[:-1] for row in out]

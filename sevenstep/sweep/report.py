@@ -139,7 +139,7 @@ def format_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     percent = metric == "accuracy"
 
     def number(v: float) -> str:
-        return f"{100 * v:.1f}" if percent else f"{v:.4g}"
+        return tables.percent(v) if percent else f"{v:.4g}"
 
     def cell(r, k):
         v = r[k]

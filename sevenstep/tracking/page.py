@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic
+from ..utils import atomic, tables
 
 PAGE = "report.html"
 REFRESH = 10  # seconds: a page written while its comparison or sweep runs reloads itself this often
@@ -225,15 +225,15 @@ BASELINE_COLOUR = "#555555"
 
 def colours(methods) -> dict[str, str]:
     """One colour per method on every chart of a page: the baseline grey, the others plotly's own, in order."""
-    from plotly.colors import qualitative
-
-    sgd = [m.method for m in methods if m.kind != "baseline"]
-    found = {name: qualitative.Plotly[i % len(qualitative.Plotly)] for i, name in enumerate(sgd)}
+    found = palette([m.method for m in methods if m.kind != "baseline"])
     return found | {m.method: BASELINE_COLOUR for m in methods if m.kind == "baseline"}
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+def palette(names: list[str]) -> dict[str, str]:
+    """plotly's own colours, one a name, in order."""
+    from plotly.colors import qualitative
+
+    return {name: qualitative.Plotly[i % len(qualitative.Plotly)] for i, name in enumerate(names)}
 
 
 def _curves(results: list[dict[str, Any]], methods, colour: dict[str, str]) -> Any:
@@ -286,7 +286,7 @@ def _curves(results: list[dict[str, Any]], methods, colour: dict[str, str]) -> A
     base = next((m for m in methods if m.kind == "baseline" and m.mean is not None), None)
     if base and longest:  # a line in the legend, not a label over the curves
         fig.add_trace(go.Scatter(x=[1, longest], y=[base.mean] * 2, mode="lines", name=f"{base.method}: "
-                                 f"{_pct(base.mean)}", line=dict(color=colour[base.method], dash="dash")), 1, 1)  # fmt: skip
+                                 f"{tables.percent(base.mean)}", line=dict(color=colour[base.method], dash="dash")), 1, 1)  # fmt: skip
     fig.update_layout(height=300 * len(titles), legend=dict(orientation="h", yanchor="top", y=-0.1, x=0),
                       margin=dict(t=40, r=20))  # fmt: skip
     # recipes of 5 and of 300 epochs side by side: a log axis shows both
@@ -313,7 +313,7 @@ def _seed_dots(methods, colour: dict[str, str]) -> Any:
                          arrayminus=[m.mean - m.interval[0]], thickness=2, width=14, color=c)  # fmt: skip
         fig.add_trace(go.Scatter(x=[m.method], y=[m.mean], error_y=error, mode="markers", legendgroup=m.method,
                                  marker=dict(size=18, symbol="line-ew-open", color=c, line=dict(width=3)),
-                                 name=f"{m.method}: mean {_pct(m.mean)}", hovertemplate="mean %{y:.3f}"))  # fmt: skip
+                                 name=f"{m.method}: mean {tables.percent(m.mean)}", hovertemplate="mean %{y:.3f}"))  # fmt: skip
         fig.add_trace(go.Scatter(x=[m.method] * len(m.accuracies), y=m.accuracies, mode="markers",
                                  text=[f"seed {s}" for s in m.seeds], hovertemplate="%{text}: %{y:.3f}",
                                  marker=dict(size=9, opacity=0.75, color=c), legendgroup=m.method,
@@ -389,7 +389,6 @@ def _most_confused(report: Path, methods, results: list[dict[str, Any]], top: in
     from collections import Counter
 
     from ..loop import run_folder
-    from ..utils import tables
 
     rows = [["method", "actual → predicted", "mistakes per seed", "seeds"]]
     for m in methods:
@@ -582,7 +581,7 @@ def runs(folders: list[Path], out: Path, live: str | None = None, results: list[
     rows = [["run", "accuracy", "test", "epochs", "stop", "fit s"]]
     for f, r in results:
         test = r.get("test") or {}
-        rows.append([f.name, _percent(r.get("accuracy")), _percent(test.get("accuracy")), len(r.get("epochs") or []),
+        rows.append([f.name, tables.percent(r.get("accuracy")), tables.percent(test.get("accuracy")), len(r.get("epochs") or []),
                      r.get("stop_reason", "-"), _cell(r.get("fit_seconds"))])  # fmt: skip
     page.table(rows, id="results")
     page.note("Accuracy in percent, on the validation images; test: on the held-out test images, when the recipe "
@@ -592,7 +591,7 @@ def runs(folders: list[Path], out: Path, live: str | None = None, results: list[
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("validation accuracy", "loss: train (solid), validation (dashed)"))  # fmt: skip
-    colour = colours([type("M", (), {"method": f.name, "kind": "sgd"}) for f, _ in results])
+    colour = palette([f.name for f, _ in results])
     for f, r in results:
         epochs = r.get("epochs") or []
         x = [e["epoch"] for e in epochs]
@@ -611,10 +610,6 @@ def runs(folders: list[Path], out: Path, live: str | None = None, results: list[
     page.pictures([(f"{f.name}: {n.split('.')[0].replace('_', ' ')}", f / n) for f, _ in results
                    for n in ("top_losses.png", "confusion_matrix.png", "weights.png")])  # fmt: skip
     return page.write(out)
-
-
-def _percent(x: Any) -> str:
-    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
 
 
 def kind_of(path: Path) -> str:

@@ -22,6 +22,11 @@ def printable(cell: str) -> str:
     return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in str(cell))
 
 
+def percent(x: Any) -> str:
+    """An accuracy as every table shows it: in percent, one decimal; "-" for none."""
+    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
+
+
 def text(rows: list[list[str]], width: int | None = None) -> str:
     """Columns padded to their widest cell, a rule under the header; fitted to `width` (default: the
     terminal's, when the output is one) by wrapping cells between words, never inside one while it can."""
