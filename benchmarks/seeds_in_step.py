@@ -30,7 +30,7 @@ import torch
 from fastai.callback.progress import ProgressCallback
 from torch.func import functional_call, vmap
 
-from sevenstep.loop.callbacks import SparseCallback
+from sevenstep.callbacks import SparseCallback
 
 FORWARD, BACKWARD = "forward", "backward"
 

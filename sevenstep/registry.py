@@ -18,13 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import schema
+from . import metrics, schema
 from .errors import UsageError
 from .utils.docstrings import summary
 
 STEPS = ("init", "predict", "loss", "gradient", "step", "repeat", "stop")
 STEPS_DIR = Path(__file__).parent / "steps"
-TYPES = {"list": list, "float": float, "int": int, "bool": bool, "str": str, "None": None, "Literal": Literal}
+TYPES = {
+    "MetricName": metrics.MetricName,
+    "list": list,
+    "float": float,
+    "int": int,
+    "bool": bool,
+    "str": str,
+    "None": None,
+    "Literal": Literal,
+}
 
 
 @dataclass

@@ -31,6 +31,21 @@ class Field:
     default: Any = REQUIRED
 
 
+class Names:
+    """A choice among names that can grow after a schema is read (the metrics: a plugin may declare one):
+    checked, and listed, as the `Literal` of the names there are at that moment."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def __repr__(self) -> str:
+        return f"Names({', '.join(self.names())})"
+
+
+def resolved(t: Any) -> Any:
+    return typing.Literal[t.names()] if isinstance(t, Names) else t
+
+
 def fields_of(func, skip: tuple[str, ...] = ()) -> dict[str, Field]:
     """The schema a function's signature declares: each parameter's annotation and default."""
     params = inspect.signature(func, eval_str=True).parameters
@@ -56,7 +71,7 @@ def check(
             if owner:
                 raise UsageError(f"{where}: {owner} has no parameter {key!r}{hint}; its parameters: {valid}")
             raise UsageError(f"{where}: unknown key {prefix + key!r}{hint}; valid keys: {valid}")
-        expected = schema[key].type
+        expected = resolved(schema[key].type)
         if typing.get_origin(expected) is typing.Literal and not fits(value, expected):
             choices = ", ".join(map(str, typing.get_args(expected)))
             hint = did_you_mean(str(value), typing.get_args(expected))
@@ -129,6 +144,7 @@ def _is_control(c: str) -> bool:
 
 
 def fits(value: Any, expected: Any) -> bool:
+    expected = resolved(expected)
     if expected is inspect.Parameter.empty or expected is Any:
         return True
     origin = typing.get_origin(expected)
@@ -149,6 +165,7 @@ def fits(value: Any, expected: Any) -> bool:
 
 
 def type_name(t: Any) -> str:
+    t = resolved(t)
     if typing.get_origin(t) is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(t)))
     if typing.get_origin(t) in (typing.Union, types.UnionType):

@@ -165,7 +165,7 @@ def test_a_run_folders_plugin_that_changed_is_refused_before_it_is_imported(
 ):
     """Loading a run folder (predict, resume, load_learner) imports its plugins: a file that is not the one
     the run recorded is refused, unimported, unless SEVENSTEP_TRUST_PLUGINS=1 says to trust it."""
-    from sevenstep.loop import run_folder, train
+    from sevenstep.loop import train
 
     path = _plugin(tmp_path, """
         @option("loss")
@@ -177,14 +177,14 @@ def test_a_run_folders_plugin_that_changed_is_refused_before_it_is_imported(
         '[steps.loss]\nname = "trusted_loss"\n[steps.repeat]\nname = "epochs"\nn = 1\n'
     )
     run = train.run(recipe.load(tmp_path / "r.toml"), runs_dir=tmp_path / "runs")
-    run_folder.load_learner(run.run_dir)  # the file it ran: loads
+    train.load_learner(run.run_dir)  # the file it ran: loads
     marker = tmp_path / "imported"
     path.write_text(path.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")  # someone else's code
     with pytest.raises(UsageError, match=r"has changed since this run used it .*SEVENSTEP_TRUST_PLUGINS=1"):
-        run_folder.load_learner(run.run_dir)
+        train.load_learner(run.run_dir)
     assert not marker.exists()  # refused before a line of it ran
     monkeypatch.setenv("SEVENSTEP_TRUST_PLUGINS", "1")
-    run_folder.load_learner(run.run_dir)
+    train.load_learner(run.run_dir)
     assert marker.exists()
 
 
@@ -242,7 +242,7 @@ def test_a_run_folder_naming_a_plugin_without_its_hash_is_refused(tmp_path, tiny
 
     import tomli_w
 
-    from sevenstep.loop import run_folder, train
+    from sevenstep.loop import train
 
     path = _plugin(tmp_path, '@option("loss")\ndef plain_loss() -> Loss:\n    return Loss(lambda p, t: (p.squeeze(-1) - t).pow(2), binary=True)\n')  # fmt: skip
     (tmp_path / "r.toml").write_text(
@@ -258,7 +258,7 @@ def test_a_run_folder_naming_a_plugin_without_its_hash_is_refused(tmp_path, tiny
     path.write_text(path.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
     plugins._loaded.clear()
     with pytest.raises(UsageError, match="is not one this run recorded"):
-        run_folder.load_learner(run.run_dir)
+        train.load_learner(run.run_dir)
     assert not marker.exists()
 
 

@@ -13,7 +13,7 @@ from conftest import LINEAR, SHIPPED, SHIPPED_RECIPES
 from sevenstep import recipe, registry, schema
 from sevenstep.cli import app
 from sevenstep.errors import UsageError
-from sevenstep.loop import run_folder
+from sevenstep.loop import run_folder, train
 
 RECIPES = [Path("experiments") / name for name in SHIPPED_RECIPES]
 
@@ -81,7 +81,7 @@ def test_set_changing_a_step_drops_its_old_parameters():
         (["data.bs=0"], "data.bs must be at least 1"),
         (["steps.step.lr=-1"], "steps.step.lr must be greater than zero"),
         (["steps.predict.name=mlp", "steps.predict.activation=swish"], "activation must be one of relu"),
-        (["steps.stop.name=target", "steps.stop.metric=f1"], "metric must be one of valid_loss"),
+        (["steps.stop.name=target", "steps.stop.metric=f1"], "metric must be one of train_loss, valid_loss, accuracy"),
         (["data.colour=red"], "--set data.colour: no such key"),
         (["steps.optimizer.name=adam"], "--set steps.optimizer.name: no such key"),
         (["lr"], "expected KEY=VALUE"),
@@ -188,7 +188,7 @@ def test_cli_run_json_and_the_saved_run(tmp_path):
     )  # the resolved recipe re-runs as is
     state = torch.load(run_dir / "model.pth", weights_only=True)
     assert set(state) == {"1.weight", "1.bias"}
-    learn = run_folder.load_learner(run_dir)
+    learn = train.load_learner(run_dir)
     with learn.no_bar():
         preds, targs = learn.get_preds(dl=learn.dls.valid)
     assert preds.shape == (len(targs), 2)  # probabilities of 3 and of 7, from the loss's activation

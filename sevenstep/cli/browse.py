@@ -135,8 +135,10 @@ def _param(name: str, field) -> str:
     import typing
 
     shown = f"{name}={field.default!r}" if field.default is not None else f"{name} (optional)"
-    if typing.get_origin(field.type) is typing.Literal:
-        shown += f" ({'|'.join(map(str, typing.get_args(field.type)))})"
+    from ..schema import resolved
+
+    if typing.get_origin(resolved(field.type)) is typing.Literal:
+        shown += f" ({'|'.join(map(str, typing.get_args(resolved(field.type))))})"
     return shown
 
 
@@ -296,9 +298,13 @@ def report_cmd(
         paths = [newest]
     single = len(paths) == 1 and kinds[paths[0]] in ("comparison", "sweep")
     if single and kinds[paths[0]] == "comparison":
-        written = page.comparison(paths[0], out=out)
+        from ..compare.page import comparison
+
+        written = comparison(paths[0], out=out)
     elif single:
-        written = page.sweep(paths[0], storage=storage, out=out)
+        from ..sweep.page import sweep
+
+        written = sweep(paths[0], storage=storage, out=out)
     else:
         if others := [str(p) for p, k in kinds.items() if k != "run"]:
             raise UsageError(f"{', '.join(others)}: give one comparison or sweep folder, or only run folders")
@@ -340,7 +346,7 @@ def dashboard_cmd(
     """Optuna Dashboard (optuna-dashboard) on this machine's loopback address, live while a sweep runs: every
     trial, its values and Optuna's plots. Read-only, and only with the token in the URL it prints (every user
     of this machine can reach a loopback port). Ctrl-C stops it."""
-    from ..sweep.study import storage_for
+    from ..trials.study import storage_for
 
     path = Path(where)
     if "://" not in where:

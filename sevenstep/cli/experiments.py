@@ -129,9 +129,10 @@ def _run_seeds(
     import dataclasses
     import time
 
+    from .. import stats
+    from ..callbacks import instantiate, notify
     from ..compare import plan as plans
-    from ..compare import stats
-    from ..loop.callbacks import instantiate, notify
+    from ..data import sources
 
     seeds = plans.seed_list(n, "--seeds")
     group = group or f"{recipe.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"  # one W&B group for the seeds
@@ -175,7 +176,7 @@ def _run_seeds(
         done = [r for r in runs if r.accuracy is not None and r.stop_reason != "interrupted"]
         accs = [r.accuracy for r in done]
         n_valid = done[0].n_valid if done else 0
-        one = plans.one_split(recipe.data)
+        one = sources.one_split(recipe.data)
         low, high = stats.interval(accs, n_valid, one) if accs else (None, None)
         summary = {
             "name": recipe.name,

@@ -3,10 +3,12 @@ several, one table that says how sure it is, and one report folder.
 
     plan.py      a comparison file, read and checked whole before anything trains (load -> Plan)
     runner.py    run(plan): the baseline, then every recipe on every seed, into one report folder
-    grid.py      the (method, seed) runs as a grid on the sweep's workers: --workers, Ctrl-C, continuing
+    grid.py      the (method, seed) runs as a grid on the trials' workers (sevenstep/trials/): --workers,
+                 Ctrl-C, continuing
     baseline.py  fastbook's pixel-similarity baseline: the mean image of each class, the nearest one wins
-    stats.py     intervals, and paired verdicts (better, worse, not shown) between methods
     report.py    one row per method (methods), the table (text, Markdown, CSV), results.json, the plots
+    page.py      the comparison's report.html
+    simulate.py  the paired verdicts' calibration (sevenstep/stats.py), by simulation
 """
 
 from ..utils.lazy import exports

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..loop.metrics import per_class_accuracy
+from ..metrics import per_class_accuracy
 
 DISTANCES = ("l1", "l2")  # mean absolute difference (fastbook's), mean squared difference
 

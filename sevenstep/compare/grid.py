@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..loop.callbacks import SparseCallback
-from ..sweep.spec import Dimension
+from ..callbacks import SparseCallback
+from ..metrics import METRICS
+from ..trials.space import Dimension
 from .plan import Plan, slug
 from .plan import load as load_plan
 
@@ -25,8 +26,8 @@ class ComparisonGrid:
     report: Path  # the comparison's report folder: its runs are saved in it
 
     kind = "comparison"
-    metric = "accuracy"
-    direction = "maximize"
+    metric = "accuracy"  # its paired tests count each image right or wrong
+    direction = METRICS["accuracy"].direction
     sampler = "grid"
     pruner = {"name": "none"}  # a comparison runs every point to its end
     processes = 1
@@ -85,6 +86,7 @@ class ComparisonGrid:
     def live_page(self, study, folder: Path) -> None:
         """The report folder's page for the runs ended so far (the baseline comes with the final report)."""
         from ..tracking import page
+        from .page import comparison
         from .report import Result, methods, summary
         from .runner import _collect
 
@@ -103,7 +105,7 @@ class ComparisonGrid:
         rows = methods(self.plan, results)
         live = (f"Running: {done} of {self.trials} runs ended. This page reloads itself every {page.REFRESH} s "
                 "until the comparison ends; then the baseline and the verdicts against it are added.")  # fmt: skip
-        page.comparison(folder, summary=summary(self.plan, results, folder, rows), live=live)
+        comparison(folder, summary=summary(self.plan, results, folder, rows), live=live)
 
 
 def load(file: str, seeds: int | None, report: str) -> ComparisonGrid:

@@ -65,7 +65,7 @@ class Plan:
     def one_split(self) -> bool:
         """Whether every seed validates on the same images (not: a per-seed split, or runs that draw a random
         split from their own seed)."""
-        return self.split == "fixed" and one_split(self.runs[0][1].data)
+        return self.split == "fixed" and sources.one_split(self.runs[0][1].data)
 
     def split_options(self, seed: int) -> dict:
         """The data options of the images a seed validates on, for the baseline: the runs' own (their size,
@@ -98,12 +98,6 @@ def seed_list(seeds, where: str) -> list[int]:
             "each once"
         )
     return list(seeds)
-
-
-def one_split(data: dict) -> bool:
-    """Whether a recipe's seeds all validate on the same images: its source's own split, or a random one
-    drawn from a fixed data.split_seed (not from each run's seed)."""
-    return data.get("valid_pct") is None or data.get("split_seed") is not None
 
 
 def load(path: str | Path, seeds: int | None = None) -> Plan:

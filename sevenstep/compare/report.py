@@ -80,7 +80,7 @@ class Method:
 
 def methods(plan: Plan, results: list[Result]) -> list[Method]:
     """One Method per method, in the plan's order, with intervals and Holm-corrected verdicts."""
-    from . import stats
+    from .. import stats
 
     order = list(dict.fromkeys(r.method for r in results))
     fixed = plan.one_split
@@ -136,7 +136,7 @@ def _verdicts(plan: Plan, rows: list[Method], by_method: dict[str, list[Result]]
     """Each method against the baseline and against the best method (the baseline included), as one
     Holm-corrected family; only
     methods whose every seed finished are tested, on the seeds both sides have."""
-    from . import stats
+    from .. import stats
 
     complete = [m for m in rows if m.mean is not None and m.status == "ok"]
     baseline = next((m for m in complete if m.kind == "baseline"), None)
@@ -176,7 +176,8 @@ def _valid_to_train(plan: Plan) -> float:
 
 def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     """results.md, .csv and .json, the pictures, and the page (report.html) that shows them all."""
-    from ..tracking import page, plots
+    from ..tracking import plots
+    from .page import comparison
 
     rows = methods(plan, results)
     baseline = next((m for m in rows if m.kind == "baseline" and m.mean is not None), None)
@@ -188,7 +189,7 @@ def write(plan: Plan, results: list[Result], report: Path) -> list[Method]:
     )
     _write_csv(rows, report)
     atomic.write_text(report / "results.json", json.dumps(summary(plan, results, report, rows), indent=2))
-    page.comparison(report)
+    comparison(report)
     return rows
 
 
@@ -205,6 +206,7 @@ def summary(plan: Plan, results: list[Result], report: Path, rows: list[Method] 
         "results": [r.to_json() for r in results],
         "legend": legend(plan, rows, results),
         "partial": unfinished(results),
+        "table": table(rows),  # as people read it: W&B's copy of the table is this one
     }
 
 

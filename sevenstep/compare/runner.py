@@ -30,8 +30,8 @@ def run(
     baseline share one group, the report folder's name, so W&B shows them side by side. `workers` processes on
     this machine train the runs (forked: they inherit `cbs`); `storage` is an Optuna storage that several
     machines running the same comparison share."""
-    from ..loop.callbacks import instantiate, notify
-    from ..sweep import workers as sweep_workers
+    from ..callbacks import instantiate, notify
+    from ..trials import workers as sweep_workers
     from ..utils import signals
     from .grid import WeightsPicture
 
@@ -48,7 +48,7 @@ def run(
     try:
         if workers == 1:  # here, before training; with workers forked, after them (no torch before a fork)
             _baselines(plan, report, cbs, baselines, log)
-        job = ("compare", str(plan.file), plan.seeds_option, str(report))
+        job = ("sevenstep.compare.grid:load", str(plan.file), plan.seeds_option, str(report))
         args = (job, storage, str(report), "disabled", ".", run_cbs)
         # one CPU thread a run, however many workers: a convolution sums in another order on 2 threads than
         # on 1, so the table would depend on --workers (a CNN's seed moved by an image); small models are
@@ -85,7 +85,7 @@ def _open(plan: Plan, runs_dir: Path, storage: str | None, log):
     """The report folder and study to run in: the newest unfinished one of this comparison (the same methods,
     recipes and seeds), to continue it; else a new folder."""
     from ..loop import run_folder
-    from ..sweep import study as studies
+    from ..trials import study as studies
 
     for folder in sorted(
         runs_dir.glob(f"compare-{plan.name}-*"), key=lambda p: p.stat().st_mtime, reverse=True
@@ -123,7 +123,7 @@ def _refuse_finished(plan: Plan, store, storage: str) -> None:
     train nothing and write a report whose runs are another folder's."""
     import optuna
 
-    from ..sweep.study import READY, masked
+    from ..trials.study import READY, masked
 
     grid = ComparisonGrid(plan, Path())  # its name and signature: no folder is needed for them
     try:
@@ -146,9 +146,9 @@ def _refuse_finished(plan: Plan, store, storage: str) -> None:
 def _baselines(plan: Plan, report: Path, cbs, done: dict[int, Result], log) -> None:
     """The baseline on each seed's split: computed once when every seed shares the split."""
     from .. import data
+    from ..callbacks import instantiate, notify
     from ..data import sources
     from ..loop import run_folder
-    from ..loop.callbacks import instantiate, notify
     from ..tracking import plots
     from ..utils import tables
     from . import baseline
@@ -198,14 +198,14 @@ def _collect(
 ) -> list[Result]:
     """Every ended run of the study as a Result, in the plan's order: seed by seed, the baseline, then each
     method. A point that ran twice (stopped, then run again) keeps its finished run."""
-    from ..sweep import spec
-    from ..sweep import study as studies
+    from ..trials import study as studies
+    from ..trials.space import decode
 
     found: dict[tuple[str, int], Result] = {}
     for t in study.get_trials(deepcopy=False):
         if not t.params or t.state.name in ("WAITING", "RUNNING"):
             continue
-        key = (spec.decode(t.params["label"]), int(t.params["seed"]))
+        key = (decode(t.params["label"]), int(t.params["seed"]))
         result = _result(key, t, studies.interrupted(t))
         if key not in found or found[key].status != "ok":
             found[key] = result

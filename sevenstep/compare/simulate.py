@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-from . import stats
+from .. import stats
 
 NODES, WEIGHTS = np.polynomial.hermite_e.hermegauss(80)  # for E[.] over a normal difficulty
 

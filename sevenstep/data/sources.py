@@ -359,3 +359,9 @@ def counts(src: Source) -> dict[str, dict[str, int]]:
         return {"all": {c: len(image_files(src.path / c)) for c in src.classes}}
     splits = (src.train, src.valid) + ((src.test,) if src.test else ())
     return {split: {c: len(image_files(src.path / split / c)) for c in src.classes} for split in splits}
+
+
+def one_split(data: dict) -> bool:
+    """Whether a recipe's seeds all validate on the same images: its source's own split, or a random one
+    drawn from a fixed data.split_seed (not from each run's seed)."""
+    return data.get("valid_pct") is None or data.get("split_seed") is not None

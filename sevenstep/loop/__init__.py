@@ -4,7 +4,7 @@ and saved; the same path serves `run`, `resume`, every run of a comparison and e
     train.py        run(recipe, cbs): build the Learner, fit, evaluate, save, then `after_run`; Run, its result
     learner.py      fastai's Learner, each event sent only to the callbacks that handle it; a cheaper Recorder
     callbacks.py    the loop's own callbacks (divergence guard, run log), every callback's `order`, the extra events
-    run_folder.py   what a run's folder holds, and how it is written and read (load_learner)
+    run_folder.py   what a run's folder holds, and how it is written and read
     checkpoint.py   a checkpoint after every epoch, and exact resume from one
     distributed.py  data-parallel runs through fastai's distrib_ctx (--processes N); the launcher's signals
     torchrun.py     torchrun's own entry point, as the launcher starts it, its endings said in one line
@@ -20,7 +20,7 @@ __getattr__ = exports(
         "Run": ".train",
         "run": ".train",
         "build_learner": ".train",
-        "load_learner": ".run_folder",
+        "load_learner": ".train",
         "Learner": ".learner",
     },
 )

@@ -32,9 +32,9 @@ import torch
 from fastai.callback.core import CancelEpochException
 from fastcore.foundation import L
 
+from ..callbacks import CHECKPOINT_ORDER, SparseCallback
 from ..errors import UsageError
 from ..utils import atomic
-from .callbacks import CHECKPOINT_ORDER, SparseCallback
 from .distributed import rank, world_size
 from .run_folder import CHECKPOINT, RECIPE, RESULT, UNFINISHED, mark_unfinished
 
@@ -374,8 +374,7 @@ def keep_finished(run_dir: Path, epochs: int) -> Path:
     import shutil
     import tempfile
 
-    from ..tracking.pictures import PICTURES, WEIGHTS
-    from .run_folder import EPOCHS, MODEL, OUTCOMES, TEST_OUTCOMES
+    from .run_folder import EPOCHS, MODEL, OUTCOMES, PICTURES, TEST_OUTCOMES, WEIGHTS
 
     dest = finished_folder(run_dir, epochs)
     if dest.is_dir():

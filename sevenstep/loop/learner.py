@@ -23,8 +23,8 @@ from fastai.learner import Recorder as FastaiRecorder
 from fastcore.basics import defaults
 from fastcore.foundation import L
 
+from ..callbacks import SparseCallback
 from ..utils import signals
-from .callbacks import SparseCallback
 
 
 class Recorder(FastaiRecorder):

@@ -37,6 +37,8 @@ MODEL = "model.pth"
 EPOCHS = "epochs.csv"
 OUTCOMES = "valid_outcomes.csv"
 TEST_OUTCOMES = "test_outcomes.csv"
+PICTURES = ("top_losses.png", "confusion_matrix.png")  # fastai's interpretation (tracking/pictures.py)
+WEIGHTS = "weights.png"  # a linear model's weights, one image per output
 
 
 def start(runs_dir: Path, recipe) -> Path:
@@ -165,26 +167,3 @@ def read_outcomes(run_dir: str | Path, name: str = OUTCOMES) -> list[dict[str, A
     for r in rows:
         r["correct"], r["p_true"], r["loss"] = int(r["correct"]), float(r["p_true"]), float(r["loss"])
     return rows
-
-
-def load_learner(run_dir: str | Path):
-    """Rebuild a saved run's Learner from its recipe and load its weights (tensors only: weights_only=True)."""
-    import torch
-
-    from ..recipe import load
-    from .train import build_learner  # here, not at the top: train.py writes run folders with this module
-
-    run_dir = Path(run_dir)
-    learn = build_learner(load(run_dir / RECIPE, saved_run=True))
-    try:  # tensors only: a pickle that would run code is refused by torch here
-        learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
-    except Exception as e:
-        from ..errors import UsageError
-
-        raise UsageError(
-            f"{run_dir / MODEL} cannot be read as this run's weights ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-            "it is damaged, or not the model.pth sevenstep saved with this recipe"
-        ) from None
-    # these weights are the trained ones: a later fit or get_preds must not re-initialise them
-    learn.step1_init.done = True
-    return learn

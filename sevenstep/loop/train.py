@@ -15,13 +15,13 @@ from typing import Any
 
 from fastai.torch_core import set_seed
 
-from .. import data
+from .. import data, metrics
+from ..callbacks import DivergenceGuard, ReadableRows, RunInfo, RunLog, instantiate, notify
+from ..metrics import per_class_accuracy
 from ..recipe import Recipe
 from ..utils import signals
 from . import run_folder
-from .callbacks import DivergenceGuard, ReadableRows, RunInfo, RunLog, instantiate, notify
 from .learner import Learner
-from .metrics import accuracy, per_class_accuracy
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Run:
     name: str
     recipe: dict[str, Any]
     epochs: list[dict[str, Any]]
-    accuracy: float | None
+    accuracy: float | None  # the comparisons' metric: its paired tests count each image right or wrong
     per_class: dict[str, float]
     n_params: int
     fit_seconds: float
@@ -47,6 +47,8 @@ class Run:
     # the held-out test set (data.test), evaluated once with the final weights: accuracy, loss, n, per_class
     test: dict[str, Any] | None = None
     processes: int = 1
+    # every declared final metric on the validation images (sevenstep/metrics.py), accuracy included
+    metrics: dict[str, float] = field(default_factory=dict)
     learn: Any = field(default=None, repr=False)
     predictions: Any = field(default=None, repr=False)  # (predicted classes, targets) on the validation set
     outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one per validation image
@@ -80,7 +82,7 @@ def build_learner(recipe: Recipe, cbs=(), device=None, fast: bool = True) -> Lea
         loss_func=steps["loss"].func,
         opt_func=steps["step"].opt_func,
         lr=steps["step"].lr,
-        metrics=[accuracy],
+        metrics=metrics.fastai_metrics(),  # every declared per-epoch metric (sevenstep/metrics.py)
         cbs=[*steps.values(), DivergenceGuard(), RunLog(), ReadableRows(), *instantiate(cbs)],
     )
     learn.run_info = RunInfo(recipe)
@@ -178,16 +180,16 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
     """The final validation metrics (unless it diverged), as a Run."""
     from . import distributed
 
-    acc, per_class, predictions, outcomes, test, test_outcomes = None, {}, None, [], None, []
+    acc, per_class, predictions, outcomes, test, test_outcomes, finals = None, {}, None, [], None, [], {}
     if learn.run_info.stop_reason != "diverged":
         valid = _scored(learn, learn.dls.valid, learn.dls.valid.items)
         acc, per_class, outcomes = valid["accuracy"], valid["per_class"], valid["outcomes"]
-        predictions = valid["predictions"]
+        predictions, finals = valid["predictions"], valid["metrics"]
         test_items = getattr(learn.dls, "test_items", None)
         if test_items:  # once, at the end: nothing chose or stopped on these images
             scored = _scored(learn, learn.dls.test_dl(test_items, with_labels=True), test_items)
             test_outcomes = scored.pop("outcomes")
-            test = {k: scored[k] for k in ("accuracy", "loss", "n", "per_class")}
+            test = {k: scored[k] for k in ("accuracy", "loss", "n", "per_class", "metrics")}
     n_valid = len(predictions[1]) if predictions else 0
     return Run(
         name=recipe.name,
@@ -206,6 +208,7 @@ def evaluate(recipe: Recipe, learn: Learner, fit_seconds: float) -> Run:
         items_root=str(Path(learn.dls.source.path).resolve()) if getattr(learn.dls, "source", None) else "",
         test=test,
         processes=distributed.world_size(),
+        metrics=finals,
         learn=learn,
         predictions=predictions,
         outcomes=outcomes,
@@ -222,6 +225,7 @@ def _scored(learn: Learner, dl, items) -> dict[str, Any]:
     classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
     return {
         "accuracy": (classes == targs).float().mean().item(),
+        "metrics": metrics.scored(classes, targs),
         "loss": losses.mean().item(),
         "n": len(targs),
         "per_class": per_class_accuracy(classes, targs, learn.dls.vocab),
@@ -233,7 +237,7 @@ def _scored(learn: Learner, dl, items) -> dict[str, Any]:
 def per_image(dls, items, targs, classes, probs, losses) -> list[dict[str, Any]]:
     """Each validation (or test) image's outcome: its file (from the source's folder, the same for every run on that
     source), label, predicted class, probability of its true class, and loss. Two runs on the same images can
-    be compared from these alone (sevenstep/compare/stats.py), without training again."""
+    be compared from these alone (sevenstep/stats.py), without training again."""
     vocab, root = [str(v) for v in dls.vocab], Path(dls.source.path)
     p_true = probs.gather(1, targs[:, None].long())[:, 0]
     return [
@@ -255,7 +259,7 @@ def _at_chance(recipe: Recipe, outcomes: list[dict[str, Any]]) -> str:
     """A warning for a run that ended no better than always answering the most common class."""
     if not outcomes:
         return ""
-    from ..compare.stats import at_chance
+    from ..stats import at_chance
 
     labels = [o["label"] for o in outcomes]
     common = max(set(labels), key=labels.count)
@@ -305,3 +309,26 @@ def _message(recipe: Recipe, learn: Learner) -> str:
     best = info.weights_epoch
     kept = f", with the weights of its best epoch, {best}" if best and best != n else ""
     return f"{recipe.name} {said}{kept}"
+
+
+def load_learner(run_dir: str | Path):
+    """Rebuild a saved run's Learner from its recipe and load its weights (tensors only: weights_only=True)."""
+    import torch
+
+    from ..recipe import load
+    from .run_folder import MODEL, RECIPE
+
+    run_dir = Path(run_dir)
+    learn = build_learner(load(run_dir / RECIPE, saved_run=True))
+    try:  # tensors only: a pickle that would run code is refused by torch here
+        learn.model.load_state_dict(torch.load(run_dir / MODEL, weights_only=True, map_location="cpu"))
+    except Exception as e:
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"{run_dir / MODEL} cannot be read as this run's weights ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+            "it is damaged, or not the model.pth sevenstep saved with this recipe"
+        ) from None
+    # these weights are the trained ones: a later fit or get_preds must not re-initialise them
+    learn.step1_init.done = True
+    return learn

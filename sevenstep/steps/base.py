@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..callbacks import SparseCallback
 from ..errors import UsageError
-from ..loop.callbacks import SparseCallback
 from ..registry import STEPS
 
 

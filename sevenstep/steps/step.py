@@ -19,7 +19,7 @@ from fastai.optimizer import (
     weight_decay,
 )
 
-from ..loop.callbacks import STEP_ORDER
+from ..callbacks import STEP_ORDER
 from ..registry import option
 from .base import StepCallback, positive
 

@@ -1,18 +1,19 @@
 """Step 7, stop: decide when training ends. Each rule records why in `learn.run_info.stop_reason`.
 
-(The divergence guard is not a choice: it is always on, in sevenstep/loop/callbacks.py.)
+(The divergence guard is not a choice: it is always on, in sevenstep/callbacks.py.)
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 from fastai.callback.core import CancelFitException, CancelTrainException
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 
+from .. import metrics
+from ..callbacks import STOP_ORDER, weights_copy
 from ..errors import UsageError
-from ..loop.callbacks import STOP_ORDER, weights_copy
+from ..metrics import MetricName
 from ..registry import option
 from .base import StepCallback, positive
 
@@ -20,10 +21,6 @@ PARALLEL_TIME_BUDGET = (
     "steps.stop 'time_budget' cannot stop a data-parallel run: its processes would stop at different batches "
     "and wait for each other for ever; use 'epochs_done', 'patience' or 'target' with --processes"
 )
-
-
-def _lower_is_better(metric: str) -> bool:
-    return "loss" in metric
 
 
 class Stop(StepCallback):
@@ -99,7 +96,7 @@ class Target(Stop):
     def after_epoch(self):
         names = list(self.learn.recorder.metric_names[1:])
         got = self.learn.recorder.values[-1][names.index(self.metric)]
-        if (got <= self.value) if _lower_is_better(self.metric) else (got >= self.value):
+        if metrics.get(self.metric).better(got, self.value):
             print(f"{self.metric} reached {got:.4f} (target {self.value}): stopping")
             self.halt("target")
 
@@ -144,7 +141,7 @@ def epochs_done() -> Stop:
 
 @option("stop")
 def patience(
-    metric: Literal["valid_loss", "accuracy", "train_loss"] = "valid_loss",
+    metric: MetricName = "valid_loss",
     patience: int = 3,
     min_delta: float = 0.0,
     restore_best: bool = False,
@@ -153,11 +150,16 @@ def patience(
     end with the best epoch's weights)."""
     positive("steps.stop.patience", patience)
     positive("steps.stop.min_delta", min_delta, allow_zero=True)
-    return Patience(monitor=metric, patience=patience, min_delta=min_delta, restore_best=restore_best)
+    import numpy as np
+
+    comp = np.less if metrics.get(metric).lower_is_better else np.greater  # fastai would guess from the name
+    return Patience(
+        monitor=metric, comp=comp, patience=patience, min_delta=min_delta, restore_best=restore_best
+    )
 
 
 @option("stop")
-def target(metric: Literal["valid_loss", "accuracy", "train_loss"] = "accuracy", value: float = 0.99) -> Stop:
+def target(metric: MetricName = "accuracy", value: float = 0.99) -> Stop:
     """Stop as soon as `metric` reaches `value` (at most for a loss, at least otherwise)."""
     return Target(metric, value)
 

@@ -8,9 +8,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..trials import study as studies
+from ..trials.space import decode, encode
 from ..utils import atomic, tables
-from . import spec
-from . import study as studies
 
 
 def trial_rows(study, sweep) -> list[dict[str, Any]]:
@@ -30,7 +30,7 @@ def trial_rows(study, sweep) -> list[dict[str, Any]]:
                 "last_reported": t.intermediate_values[max(t.intermediate_values)]
                 if t.intermediate_values
                 else None,
-                **{d.key: spec.decode(t.params[d.key]) if d.key in t.params else None for d in sweep.space},
+                **{d.key: decode(t.params[d.key]) if d.key in t.params else None for d in sweep.space},
                 "values": " ".join(f"{v:.4f}" for v in t.user_attrs.get("values", [])),  # one a seed
                 "interval": t.user_attrs.get("interval"),
                 "vs_best": "",
@@ -50,10 +50,10 @@ def trial_rows(study, sweep) -> list[dict[str, Any]]:
 
 
 def _within_noise(rows: list[dict[str, Any]]) -> None:
-    """Each complete trial against the best one, paired by seed and by image (sevenstep/compare/stats.py),
+    """Each complete trial against the best one, paired by seed and by image (sevenstep/stats.py),
     Holm-corrected over the trials: `within noise` where this data cannot tell it from the best. Trials
     whose runs are on another machine (no valid_outcomes.csv here) are left without a verdict."""
-    from ..compare import stats
+    from .. import stats
     from ..loop import run_folder
 
     def outcomes(row) -> list[dict[str, int]] | None:
@@ -89,7 +89,7 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
     if best is not None:
         import tomli_w
 
-        params = {d.key: spec.encode(best[d.key]) for d in sweep.space}
+        params = {d.key: encode(best[d.key]) for d in sweep.space}
         recipe = sweep.recipe(params, f"{sweep.name}-best").to_dict()
         best_file = sweep_dir / "best.toml"
         how = reproduce(sweep, best_file)
@@ -117,9 +117,9 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         "trials": rows,
     }
     atomic.write_text(sweep_dir / "trials.json", json.dumps(summary, indent=2))
-    from ..tracking import page
+    from .page import sweep as sweep_page
 
-    summary["page"] = str(page.sweep(sweep_dir, study))
+    summary["page"] = str(sweep_page(sweep_dir, study))
     return summary
 
 

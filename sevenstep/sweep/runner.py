@@ -23,8 +23,9 @@ def run(
     from .. import data
     from ..compare import baseline
     from ..data import sources
-    from . import report, workers
-    from .study import open_study, recover_stale, storage_for
+    from ..trials import workers
+    from ..trials.study import open_study, recover_stale, storage_for
+    from . import report
 
     if n_workers < 1:
         raise UsageError(f"--workers must be at least 1, got {n_workers}")
@@ -43,7 +44,14 @@ def run(
         f"{sweep.metric} ({sweep.direction}); {n_workers} worker(s)"
     )
     log(f"page: {sweep_dir / 'report.html'} (written as trials end; it reloads itself until the sweep ends)")
-    args = (("sweep", str(sweep.file)), storage, str(sweep_dir), wandb_mode, str(wandb_dir), None)
+    args = (
+        ("sevenstep.sweep.spec:load", str(sweep.file)),
+        storage,
+        str(sweep_dir),
+        wandb_mode,
+        str(wandb_dir),
+        None,
+    )
     interrupted = workers.run_workers(args, n_workers)
     # the baseline only now: torch computes nothing in this process before the workers are forked
     reference = baseline.run(data.dataloaders(base.data["source"], seed=base.seed)).accuracy

@@ -12,19 +12,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import recipe as recipes
-from .. import registry, schema
+from .. import schema
 from ..errors import UsageError
+from ..metrics import METRICS, MetricName
 from ..schema import REQUIRED, Field
+from ..trials.space import Dimension, decode, encode, show_params
 
 SAMPLERS = Literal["grid", "random", "tpe"]
 PRUNERS = Literal["none", "median"]
-# a run's per-epoch metrics, as the stop rules name them (their option's Literal is the one definition)
-METRICS = registry.REGISTRY["stop"]["patience"].params["metric"].type
 KEYS = {
     "name": Field(str, None),  # default: the file's name
     "description": Field(str, ""),
     "recipe": Field(str, REQUIRED),
-    "metric": Field(METRICS, "accuracy"),
+    "metric": Field(MetricName, "accuracy"),  # any metric each epoch's row has (sevenstep/metrics.py)
     "sampler": Field(SAMPLERS, "grid"),
     "trials": Field(int, 20),
     "space": Field(dict, REQUIRED),
@@ -38,35 +38,6 @@ PRUNER_KEYS = {
     "n_warmup_steps": Field(int, 0),
 }
 RANGE_KEYS = {"low": Field(float, REQUIRED), "high": Field(float, REQUIRED), "log": Field(bool, False)}
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One swept key: a list of values, or a numeric range (integers when both ends are)."""
-
-    key: str
-    values: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-
-    def suggest(self, trial) -> Any:
-        if self.values is not None:  # Optuna's choices are scalars: a list value travels as JSON
-            return decode(trial.suggest_categorical(self.key, [encode(v) for v in self.values]))
-        if isinstance(self.low, int) and isinstance(self.high, int):
-            return trial.suggest_int(self.key, self.low, self.high, log=self.log)
-        return trial.suggest_float(self.key, self.low, self.high, log=self.log)
-
-    def ends(self) -> tuple:
-        return self.values if self.values is not None else (self.low, self.high)
-
-
-def encode(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list) else value
-
-
-def decode(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
 
 
 @dataclass
@@ -101,6 +72,7 @@ class Sweep:
     def live_page(self, study, folder: Path) -> None:
         """The sweep folder's page for the trials ended so far."""
         from ..tracking import page
+        from .page import sweep as sweep_page
         from .report import trial_rows
 
         rows = trial_rows(study, self)
@@ -110,7 +82,7 @@ class Sweep:
                    "trials": rows, "best": next((r for r in rows if r["state"] == "complete"), None)}  # fmt: skip
         live = (f"Running: {ended} of {total} trials ended. This page reloads itself every {page.REFRESH} s "
                 "until the sweep ends.")  # fmt: skip
-        page.sweep(folder, study, summary=summary, live=live)
+        sweep_page(folder, study, summary=summary, live=live)
 
     def callbacks(self, session) -> list:
         """Each trial run's callbacks (factories), besides the trial's reporter."""
@@ -121,7 +93,7 @@ class Sweep:
 
     @property
     def direction(self) -> str:
-        return "minimize" if self.metric.endswith("loss") else "maximize"
+        return METRICS[self.metric].direction
 
     @property
     def group(self) -> str:
@@ -143,12 +115,6 @@ class Sweep:
         space = [[d.key, d.values, d.low, d.high, d.log] for d in self.space]
         d = {"metric": self.metric, "sampler": self.sampler, "space": space, "base": self.base}
         return json.dumps(d | ({"repeats": self.repeats} if self.repeats > 1 else {}))
-
-
-def show_params(params: dict[str, Any]) -> str:
-    """`steps.step.lr=0.0316 seed=2`: numbers to 4 significant digits, not a float's 17."""
-    shown = (decode(v) for v in params.values())
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(params, shown))
 
 
 MAX_GRID = 10_000  # grid points a sweep runs (Optuna's queue holds each; checking them takes ~1 ms each)
@@ -228,21 +194,3 @@ def _dimension(key: str, value: Any, sampler: str, path: Path) -> Dimension:
     if not r["low"] < r["high"] or (r["log"] and r["low"] <= 0):
         raise UsageError(f"{where}: needs low < high (and low > 0 with log = true); got {value}")
     return Dimension(key, low=r["low"], high=r["high"], log=r["log"])
-
-
-def metric_value(result: dict[str, Any], metric: str) -> float | None:
-    """The sweep's metric of a run's result (result.json's fields); None when it has none."""
-    epochs = result["epochs"]
-    value = result["accuracy"] if metric == "accuracy" else (epochs[-1][metric] if epochs else None)
-    return value if value is not None and math.isfinite(value) else None
-
-
-def load_job(job: tuple):
-    """What a worker runs, from what its parent hands it: ("sweep", file) or ("compare", file, seeds, report).
-    A file to read again, not an object: a worker of another machine, or a spawned one, starts from files."""
-    kind, *args = job
-    if kind == "sweep":
-        return load(*args)
-    from ..compare.grid import load as load_comparison
-
-    return load_comparison(*args)

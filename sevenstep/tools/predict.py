@@ -1,6 +1,6 @@
 """`sevenstep predict`: a saved run's model on new images, through the run's own preprocessing.
 
-The run's Learner is rebuilt from its recipe.toml and model.pth (sevenstep.loop.run_folder.load_learner), and the images go
+The run's Learner is rebuilt from its recipe.toml and model.pth (sevenstep.loop.train.load_learner), and the images go
 through fastai's `test_dl`: the run's own PILImageBW/PILImage.create, resize (data.size) and Normalize.
 """
 
@@ -59,7 +59,7 @@ def problems(files: list[Path], size: tuple[int, int], resize: int | None) -> di
 def predict(run_dir: Path, paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each image's predicted class, its probability, and every class's probability; and what was wrong with
     the images it could not take (all of them wrong: a UsageError)."""
-    from ..loop import run_folder
+    from ..loop import train
 
     for needed in ("recipe.toml", "model.pth"):
         if not (run_dir / needed).is_file():
@@ -67,7 +67,7 @@ def predict(run_dir: Path, paths: list[Path]) -> tuple[list[dict[str, Any]], lis
                 f"{run_dir} is not a saved run (no {needed}); saved runs are the folders under runs/"
             )
     files = images(paths)
-    learn = run_folder.load_learner(run_dir)
+    learn = train.load_learner(run_dir)
     bad = problems(files, tuple(learn.dls.valid.images.shape[-2:]), learn.run_info.recipe.data.get("size"))
     files = [f for f in files if f not in bad]
     if not files:

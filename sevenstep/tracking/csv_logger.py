@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..loop.callbacks import LOGGER_ORDER, SparseCallback
+from ..callbacks import LOGGER_ORDER, SparseCallback
 from ..loop.run_folder import EPOCHS
 
 

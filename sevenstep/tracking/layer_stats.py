@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..loop.callbacks import LOGGER_ORDER, SparseCallback
+from ..callbacks import LOGGER_ORDER, SparseCallback
 
 FILE = "layers.csv"
 PICTURE = "layers.png"

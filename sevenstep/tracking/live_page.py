@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..loop.callbacks import LOGGER_ORDER, SparseCallback
+from ..callbacks import LOGGER_ORDER, SparseCallback
 
 
 class LivePage(SparseCallback):

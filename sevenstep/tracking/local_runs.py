@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..errors import UsageError
 from ..loop import run_folder
 from ..registry import STEPS
@@ -177,23 +178,27 @@ def differing(found: list[dict[str, Any]]) -> list[str]:
 def table(found: list[dict[str, Any]]) -> list[list[str]]:
     """Rows for `sevenstep runs`: a header, then one row a run; `settings` holds what differs between them."""
     header = ["started", "name", "group", "steps (init predict loss gradient step repeat stop)", "settings"]
-    tested = any("test/accuracy" in r["summary"] for r in found)  # a column only where a run had a test set
-    rows = [header + ["accuracy", *(["test"] if tested else []), "stop", "path"]]
+    # a column a declared final metric (sevenstep/metrics.py) that some run has; test: where a run had a test set
+    names = [m.name for m in metrics.finals() if any(m.name in r["summary"] for r in found)] or ["accuracy"]
+    tested = any("test/accuracy" in r["summary"] for r in found)
+    rows = [header + [*names, *(["test"] if tested else []), "stop", "path"]]
     keys = differing(found)
     for r in found:
-        acc = f"{r['accuracy']:.4f}" if isinstance(r["accuracy"], (int, float)) else "-"
-        test = r["summary"].get("test/accuracy")
+        accs = [_number(r["summary"].get(name)) for name in names]
         if tested:
-            acc = [acc, f"{test:.4f}" if isinstance(test, (int, float)) else "-"]
+            accs.append(_number(r["summary"].get("test/accuracy")))
         stop = r["stop_reason"] or ("-" if r["state"] == "finished" else r["state"])
         if r["summary"].get("resumed_from"):
             stop += f" (resumed after epoch {r['summary']['resumed_from']})"
         started = r["started"][:19].replace("T", " ") or "-"
-        accs = acc if isinstance(acc, list) else [acc]
         steps = SUMMARY_RUNS.get(r["job_type"], r["steps"])
         settings = " ".join(f"{_short(k)}={r['config'][k]}" for k in keys if k in r["config"]) or "-"
         rows.append([started, r["name"], r["group"] or "-", steps, settings, *accs, stop, _shown(r["path"])])
     return rows
+
+
+def _number(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
 
 
 def _short(key: str) -> str:

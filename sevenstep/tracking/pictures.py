@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loop.callbacks import PICTURES_ORDER, SparseCallback
-
-PICTURES = ("top_losses.png", "confusion_matrix.png")
-WEIGHTS = "weights.png"  # a linear model's weights, one image per output
+from ..callbacks import PICTURES_ORDER, SparseCallback
+from ..loop.run_folder import PICTURES, WEIGHTS
 
 
 class InterpretationPictures(SparseCallback):

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
-from ..loop.callbacks import LOGGER_ORDER, SparseCallback
-from .pictures import PICTURES, WEIGHTS
-from .wandb_session import MODES, PROJECT, WandbSession, run_id_for  # noqa: F401  (their old home)
+from .. import metrics
+from ..callbacks import LOGGER_ORDER, SparseCallback
+from ..loop.run_folder import PICTURES, WEIGHTS
+from .wandb_session import WandbSession
 
 
 def versions() -> dict[str, str]:
@@ -41,7 +42,9 @@ def recipe_config(recipe) -> dict[str, Any]:
     return dict(flatten(recipe.to_dict())) | extra | versions()
 
 
-EPOCH_KEYS = ("train/epoch_loss", "valid/loss", "valid/accuracy", "epoch_seconds")
+def epoch_keys() -> list[str]:
+    """Each epoch's W&B keys: every declared metric each epoch's row has (sevenstep/metrics.py), its seconds."""
+    return [m.wandb_key for m in metrics.METRICS.values() if m.each_epoch] + ["epoch_seconds"]
 
 
 class WandbLogger(SparseCallback):
@@ -78,7 +81,7 @@ class WandbLogger(SparseCallback):
         # per-batch series against W&B's own step (the batch: no `batch` key, which `wandb leet` would chart
         # as a panel of its own), per-epoch ones against `epoch`, hidden as a chart in W&B's app
         self.wb.define_metric("epoch", hidden=True)
-        for key in [*EPOCH_KEYS, "layers/*"]:  # layers/*: inside steps 4 and 5, per layer (layer_stats.py)
+        for key in [*epoch_keys(), "layers/*"]:  # layers/*: inside steps 4 and 5, per layer (layer_stats.py)
             self.wb.define_metric(key, step_metric="epoch")
         if self.resumed:
             self._log_lost_epochs()
@@ -140,9 +143,7 @@ class WandbLogger(SparseCallback):
         self._log(
             {
                 "epoch": e["epoch"],
-                "train/epoch_loss": e["train_loss"],
-                "valid/loss": e["valid_loss"],
-                "valid/accuracy": e["accuracy"],
+                **{m.wandb_key: e[m.name] for m in metrics.METRICS.values() if m.name in e},
                 "epoch_seconds": e["seconds"],
                 **(extra or {}),
             },
@@ -164,7 +165,7 @@ class WandbLogger(SparseCallback):
         self.flush()  # Ctrl-C skips fastai's after_fit
         learn = self.learn
         self.wb.summary.update(
-            _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds)
+            _summary(run.accuracy, run.per_class, run.n_params, run.fit_seconds, run.metrics)
             | {"stop_reason": run.stop_reason, "epochs": len(run.epochs)}
             | ({"resumed_from": run.resumed_from} if run.resumed_from else {})
             | _test_summary(run.test)
@@ -220,17 +221,16 @@ class WandbLogger(SparseCallback):
         (job type `comparison`) in the comparison's group; each method's mean also in that run's summary."""
         import wandb
 
-        from ..compare.report import Method, table
-
-        rows = [Method.from_json(m) for m in summary["methods"]]
-        cells = table(rows)
+        cells = summary["table"]
         config = {"compare.name": summary["name"], "seeds": summary["seeds"], "split": summary["split"]}
         wb = self.session.start(f"comparison-{summary['name']}", "comparison", config | versions(), group)
         if wb is None:
             return
         try:
             wb.log({"comparison": wandb.Table(columns=cells[0], data=cells[1:])})
-            wb.summary.update({f"mean/{m.method}": m.mean for m in rows if m.mean is not None})
+            wb.summary.update(
+                {f"mean/{m['method']}": m["mean"] for m in summary["methods"] if m.get("mean") is not None}
+            )
         except BaseException as e:
             _finish_stopped(wb, e)
             raise
@@ -268,9 +268,15 @@ def _test_summary(test: dict[str, Any] | None) -> dict[str, Any]:
     if not test:
         return {}
     per_class = {f"test/per_class/{k}": v for k, v in test["per_class"].items()}
-    return {"test/accuracy": test["accuracy"], "test/loss": test["loss"], "test/n": test["n"]} | per_class
+    finals = {f"test/{k}": v for k, v in (test.get("metrics") or {}).items()}
+    return (
+        {"test/accuracy": test["accuracy"], "test/loss": test["loss"], "test/n": test["n"]}
+        | finals
+        | per_class
+    )
 
 
-def _summary(accuracy, per_class, n_params, fit_seconds) -> dict[str, Any]:
-    s = {"accuracy": accuracy, "n_params": n_params, "fit_seconds": fit_seconds}
+def _summary(accuracy, per_class, n_params, fit_seconds, finals: dict | None = None) -> dict[str, Any]:
+    """The run's final figures: every declared final metric (sevenstep/metrics.py) by its name."""
+    s = (finals or {}) | {"accuracy": accuracy, "n_params": n_params, "fit_seconds": fit_seconds}
     return {k: v for k, v in s.items() if v is not None} | {f"per_class/{k}": v for k, v in per_class.items()}

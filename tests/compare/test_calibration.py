@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from sevenstep.compare import simulate, stats
+from sevenstep import stats
+from sevenstep.compare import simulate
 
 SPREAD = 4.0  # the images' difficulty spread that gives real MNIST 3s and 7s' ~60 fixed and ~25 new mistakes
 

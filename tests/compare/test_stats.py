@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sevenstep.compare import stats
+from sevenstep import stats
 
 
 def test_one_seed_interval_is_wilsons_over_the_images():

@@ -209,7 +209,7 @@ def test_a_plain_folder_of_class_folders_trains_on_a_random_split(tmp_path):
     """fastai's ImageDataLoaders.from_folder(valid_pct=0.2) layout: shapes/<class>/*.png, no train/ or valid/."""
     from conftest import LINEAR, make_folder
     from sevenstep import recipe
-    from sevenstep.loop import run_folder, train
+    from sevenstep.loop import train
 
     made = make_folder(tmp_path / "made", n_train=10, n_valid=0, splits=("all", "none"))
     shapes = made / "all"  # shapes/a/*.png, shapes/b/*.png
@@ -222,7 +222,7 @@ def test_a_plain_folder_of_class_folders_trains_on_a_random_split(tmp_path):
         LINEAR, [f"data.source=folder:{shapes}", "data.valid_pct=0.2", "data.bs=4", "steps.repeat.n=1"]
     )
     run = train.run(r, runs_dir=tmp_path / "runs")
-    learn = run_folder.load_learner(run.run_dir)  # the saved run rebuilds the same split from its recipe
+    learn = train.load_learner(run.run_dir)  # the saved run rebuilds the same split from its recipe
     assert [str(p) for p in learn.dls.valid.items] == [str(p) for p in run.learn.dls.valid.items]
     assert sources.counts(sources.resolve(f"folder:{shapes}")) == {"all": {"a": 10, "b": 10}}
     result = CliRunner().invoke(app, ["data", "show", f"folder:{shapes}", "--out", str(tmp_path / "g.png")])

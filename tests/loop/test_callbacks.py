@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastai.callback.core import Callback
 
-from sevenstep import compare, recipe, tracking
+from sevenstep import callbacks, compare, recipe, tracking
 from sevenstep.data import sources
 from sevenstep.errors import UsageError
-from sevenstep.loop import callbacks, train
+from sevenstep.loop import train
 
 LINEAR = str(Path("tests/recipes/linear_20_epochs.toml").resolve())  # fastbook's linear recipe at 20 epochs
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import LINEAR, wait_for
 from sevenstep.data import sources
 from sevenstep.errors import UsageError
-from sevenstep.loop import checkpoint, distributed, run_folder
+from sevenstep.loop import checkpoint, distributed, run_folder, train
 from sevenstep.tracking import local_runs
 
 CNN = str(Path("experiments/cnn_3v7.toml").resolve())
@@ -38,7 +38,7 @@ def test_a_two_process_run_writes_one_run_whose_metrics_cover_the_validation_set
 
     n_valid = sum(sources.counts(sources.resolve("mnist5k-3v7"))["valid"].values())
     assert out["n_valid"] == n_valid == 200  # each validation image counted once, no padding
-    learn = run_folder.load_learner(run_dir)  # one process, the saved weights
+    learn = train.load_learner(run_dir)  # one process, the saved weights
     with learn.no_bar():
         preds, targs = learn.get_preds(dl=learn.dls.valid)
     assert len(targs) == n_valid

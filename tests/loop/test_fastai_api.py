@@ -12,8 +12,8 @@ from PIL import Image
 
 from sevenstep import data, recipe
 from sevenstep.data.sources import image_files, resolve
-from sevenstep.loop import run_folder, train
-from sevenstep.loop.metrics import predicted_class
+from sevenstep.loop import train
+from sevenstep.metrics import predicted_class
 from sevenstep.registry import REGISTRY
 
 EXPERIMENTS = "experiments"
@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     """A short simple-net run (one output, mnist_loss, normalised pixels), saved and loaded back."""
     r = recipe.load(f"{EXPERIMENTS}/fastbook_simple_net.toml", ["steps.repeat.n=3", "data.normalize=true"])
     run = train.run(r, runs_dir=tmp_path_factory.mktemp("runs"))
-    learn = run_folder.load_learner(run.run_dir)
+    learn = train.load_learner(run.run_dir)
     valid = image_files(resolve("mnist5k-3v7").path / "valid")
     return run, learn, valid[::20]  # 10 files, both classes
 

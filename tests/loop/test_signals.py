@@ -101,8 +101,8 @@ def test_ctrl_c_during_an_epochs_bookkeeping_stops_the_run_once_its_checkpoint_i
     continues from there instead of training epoch 2 again."""
     from fastai.callback.core import Callback
 
+    from sevenstep.callbacks import CHECKPOINT_ORDER, RUN_LOG_ORDER
     from sevenstep.loop import checkpoint
-    from sevenstep.loop.callbacks import CHECKPOINT_ORDER, RUN_LOG_ORDER
 
     class CtrlCAfterTheRowOfEpoch2(Callback):
         order = (RUN_LOG_ORDER + CHECKPOINT_ORDER) // 2

@@ -13,9 +13,9 @@ from fastai.metrics import Metric
 from torch import nn
 
 from sevenstep import data, recipe, registry
+from sevenstep.callbacks import RunLog
 from sevenstep.errors import UsageError
 from sevenstep.loop import train
-from sevenstep.loop.callbacks import RunLog
 from sevenstep.steps import loss as loss_step
 from sevenstep.steps.gradient import FiniteDifference
 from sevenstep.steps.step import HandSGD
@@ -330,12 +330,11 @@ def test_patience_can_end_with_the_best_epochs_weights(tiny_folder):
 
 def test_dropout_trains_then_is_off_whenever_the_model_predicts(tiny_folder, tmp_path):
     """#37: dropout in the MLP (and the CNN), honoured by a saved run's load_learner, off in evaluation."""
-    from sevenstep.loop import run_folder
 
     r = recipe.load("experiments/fastbook_simple_net.toml", [f"data.source=folder:{tiny_folder}", "data.bs=8",
                     "steps.repeat.n=2", "steps.predict.dropout=0.5"])  # fmt: skip
     run = train.run(r, runs_dir=tmp_path)
-    learn = run_folder.load_learner(run.run_dir)
+    learn = train.load_learner(run.run_dir)
     drops = [m for m in learn.model.modules() if isinstance(m, nn.Dropout)]
     assert [m.p for m in drops] == [0.5]  # one hidden layer: one dropout, after its activation
     with learn.no_bar():

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import wait_for
 from sevenstep.cli.common import free_port
-from sevenstep.sweep.study import storage_for
+from sevenstep.trials.study import storage_for
 
 
 def _get(url: str):

@@ -27,8 +27,8 @@ from sevenstep.cli.common import free_port
 from sevenstep.errors import UsageError
 from sevenstep.loop import run_folder
 from sevenstep.sweep import spec
-from sevenstep.sweep import study as sweep_study
 from sevenstep.tracking import local_runs
+from sevenstep.trials import study as sweep_study
 
 EXPERIMENTS = Path("experiments").resolve()
 LINEAR = Path("tests/recipes/linear_20_epochs.toml").resolve()  # fastbook's linear recipe at 20 epochs
@@ -240,7 +240,7 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path):
         ({"steps.step.lr": {"low": 0.1, "high": 1.0}}, "", "a grid needs a list of values"),
         ({"steps.step.lr": {"low": 0, "high": 1.0, "log": True}}, 'sampler = "tpe"', "low > 0 with log"),
         ({"steps.step.lr": [0.1]}, 'sampler = "bayes"', "sampler must be one of grid, random, tpe"),
-        ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of valid_loss, accuracy, train_loss"),
+        ({"steps.step.lr": [0.1]}, 'metric = "f1"', "metric must be one of train_loss, valid_loss, accuracy"),
         (  # #24 item 15: a 10^6-point grid was checked in silence for 77 s, then enqueued for 25 minutes
             {f"steps.{s}": [0.1 * i for i in range(1, 11)] for s in ("step.lr", "init.std")}
             | {"seed": list(range(10_000))},

@@ -13,8 +13,8 @@ from torch import nn
 
 from conftest import LINEAR
 from sevenstep import recipe as recipes
+from sevenstep.callbacks import SparseCallback
 from sevenstep.loop import train
-from sevenstep.loop.callbacks import SparseCallback
 from sevenstep.tracking import layer_stats
 from sevenstep.tracking.layer_stats import LayerStats
 

@@ -37,7 +37,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Recorder
 
-from ..utils import signals
+from .utils import signals
 
 GUARD_ORDER = -10
 STEP_ORDER = 20

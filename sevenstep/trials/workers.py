@@ -18,10 +18,12 @@ from pathlib import Path
 
 from fastai.callback.core import CancelFitException
 
-from ..loop.callbacks import ENDINGS, PRUNER_ORDER, SparseCallback
+from .. import metrics
+from ..callbacks import ENDINGS, PRUNER_ORDER, SparseCallback
 from ..utils import signals
-from . import spec
+from . import load_job
 from . import study as studies
+from .space import encode, show_params
 
 
 class TrialReporter(SparseCallback):
@@ -67,14 +69,14 @@ def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: fl
     With several seeds the trial's value is the mean of theirs; each seed's value and the interval are kept."""
     from optuna.trial import TrialState
 
-    from ..compare import stats
+    from .. import stats
 
     result = runs[-1]
-    n, shown, stop = trial.number, spec.show_params(params), result["stop_reason"]
+    n, shown, stop = trial.number, show_params(params), result["stop_reason"]
     trial.set_user_attr("run_dir", runs[0]["run_dir"])
     trial.set_user_attr("run_dirs", [r["run_dir"] for r in runs])
     trial.set_user_attr("stop_reason", stop)
-    values = [spec.metric_value(r, sweep.metric) for r in runs]
+    values = [metrics.value(r, sweep.metric) for r in runs]
     if stop == "interrupted":
         studies.requeue(study, storage, trial)
         log(f"trial {n}: interrupted ({shown}); saved in {result['run_dir']}, it will run again")
@@ -92,7 +94,7 @@ def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: fl
     if len(values) > 1:
         trial.set_user_attr("seeds", [r["recipe"]["seed"] for r in runs])
         trial.set_user_attr("values", values)
-        from ..compare.plan import one_split
+        from ..data.sources import one_split
 
         one = one_split(result["recipe"]["data"])
         trial.set_user_attr("interval", list(stats.interval(values, result["n_valid"], one)))
@@ -111,7 +113,7 @@ def run_trial(sweep, study, storage, trial, session, trials_dir: Path, log, cbs=
 
     from ..loop import train
 
-    params = {d.key: spec.encode(d.suggest(trial)) for d in sweep.space}
+    params = {d.key: encode(d.suggest(trial)) for d in sweep.space}
     name = sweep.run_name(trial.number, params)
     config = sweep.run_config(trial.number, params)
     if sweep.processes > 1:
@@ -197,11 +199,11 @@ def work(
     job: tuple, storage_url: str | None, sweep_dir: str, wandb_mode: str, wandb_dir: str, cbs, worker: int
 ) -> bool:
     """One worker: take trials until none is left (False) or it is interrupted (True). `job` says what to
-    load (spec.load_job); `cbs`, if not None, are the callbacks (factories) its runs get."""
+    load (trials.load_job); `cbs`, if not None, are the callbacks (factories) its runs get."""
     from ..tracking import page, wandb_logger
 
     _quiet_libraries()
-    sweep = spec.load_job(job)
+    sweep = load_job(job)
     storage = studies.storage_for(storage_url, Path(sweep_dir))
     study = studies.open_study(sweep, storage)
     session = wandb_logger.WandbSession.from_options(wandb_mode, Path(wandb_dir))
