@@ -81,7 +81,10 @@ def test_set_changing_a_step_drops_its_old_parameters():
         (["data.bs=0"], "data.bs must be at least 1"),
         (["steps.step.lr=-1"], "steps.step.lr must be greater than zero"),
         (["steps.predict.name=mlp", "steps.predict.activation=swish"], "activation must be one of relu"),
-        (["steps.stop.name=target", "steps.stop.metric=f1"], "metric must be one of train_loss, valid_loss, accuracy"),
+        (
+            ["steps.stop.name=target", "steps.stop.metric=f1"],
+            "metric must be one of train_loss, valid_loss, accuracy",
+        ),
         (["data.colour=red"], "--set data.colour: no such key"),
         (["steps.optimizer.name=adam"], "--set steps.optimizer.name: no such key"),
         (["lr"], "expected KEY=VALUE"),
