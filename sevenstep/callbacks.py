@@ -1,7 +1,7 @@
 """The training loop's own callbacks, beside the seven steps: they are on every Learner whatever the recipe.
 
 Loggers (sevenstep/tracking/), the checkpointer (checkpoint.py) and a sweep's trial reporter
-(sevenstep/sweep/workers.py) are callbacks of the same kind, handed to `train.run(recipe, cbs=[...])`.
+(sevenstep/trials/workers.py) are callbacks of the same kind, handed to `train.run(recipe, cbs=[...])`.
 fastai calls the callbacks of each event in ascending `order`; the orders of sevenstep's callbacks, with
 fastai's own beside them, are defined here and only here:
 

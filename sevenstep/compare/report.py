@@ -5,6 +5,7 @@ learning curves (a mean line and a band per method) and a dot plot of every seed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,36 +219,91 @@ def _verdict(v: dict[str, Any] | None) -> str:
     return f"{v['verdict']} (p={v['p']:.2g}{', provisional' if v.get('provisional') else ''})"
 
 
+def _interval(low_high) -> str:
+    return f"[{tables.percent(low_high[0])}, {tables.percent(low_high[1])}]" if low_high else "-"
+
+
+def _seeds(m: Method) -> str:
+    if m.kind == "baseline" and len(set(m.accuracies)) == 1 and len(m.accuracies) > 1:
+        return f"{tables.percent(m.accuracies[0])} (every seed: one split)"
+    return " ".join(
+        tables.percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
+    )
+
+
+def _test(m: Method) -> str:
+    shown = "-" if m.test_mean is None else tables.percent(m.test_mean)
+    return shown + (f" {_interval(m.test_interval)}" if m.test_interval else "")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a comparison's table, declared once: its header and cell as people read them (the
+    terminal's, results.md's, the page's and W&B's table), its values in results.csv, and whether a table
+    shows it (a test column only where there was a test set)."""
+
+    header: str
+    cell: Callable[[Method], str]
+    csv: Callable[[Method], dict[str, Any]]
+    shown: Callable[[list[Method]], bool] = lambda rows: True
+
+
+COLUMNS: list[Column] = [
+    Column("method", lambda m: m.method, lambda m: {"method": m.method, "kind": m.kind}),
+    Column("accuracy", lambda m: tables.percent(m.mean), lambda m: {"accuracy": m.mean}),
+    Column(
+        "95% interval",
+        lambda m: _interval(m.interval),
+        lambda m: {
+            "interval_low": m.interval[0] if m.interval else None,
+            "interval_high": m.interval[1] if m.interval else None,
+        },
+    ),  # fmt: skip
+    Column(
+        "seeds",
+        lambda m: _seeds(m) or "-",
+        lambda m: {
+            "seeds": " ".join(map(str, m.seeds)),
+            "accuracies": " ".join(f"{a:.4f}" for a in m.accuracies),
+            "at_chance": " ".join(map(str, m.at_chance)),
+        },
+    ),  # fmt: skip
+    Column(
+        "vs baseline",
+        lambda m: "-" if m.kind == "baseline" else _verdict(m.vs_baseline),
+        lambda m: {
+            "vs_baseline": (m.vs_baseline or {}).get("verdict", ""),
+            "p_vs_baseline": (m.vs_baseline or {}).get("p"),
+        },
+    ),  # fmt: skip
+    Column(
+        "vs best",
+        lambda m: _verdict(m.vs_best),
+        lambda m: {"vs_best": (m.vs_best or {}).get("verdict", ""), "p_vs_best": (m.vs_best or {}).get("p")},
+    ),  # fmt: skip
+    Column(
+        "test (held out)",
+        _test,
+        lambda m: {"test_accuracy": m.test_mean},
+        shown=lambda rows: any(m.test_mean is not None for m in rows),
+    ),  # fmt: skip
+    Column("params", lambda m: f"{m.n_params:,}", lambda m: {"n_params": m.n_params}),
+    Column("fit s", lambda m: f"{m.fit_seconds:.2f}", lambda m: {"fit_seconds": m.fit_seconds}),
+    # a column of "ok" says nothing (the CSV keeps it)
+    Column(
+        "status",
+        lambda m: m.status if m.status == "ok" else f"{m.status}: {'; '.join(m.errors)}",
+        lambda m: {"status": m.status, "error": "; ".join(m.errors)},
+        shown=lambda rows: any(m.status != "ok" for m in rows),
+    ),  # fmt: skip
+]
+
+
 def table(rows: list[Method]) -> list[list[str]]:
-    """The table people read: accuracies in percent, the interval, every seed (* at chance), the verdicts, and
-    a status column when a method has a seed that did not finish."""
-    tested = any(m.test_mean is not None for m in rows)
-    out = [
-        ["method", "accuracy", "95% interval", "seeds", "vs baseline", "vs best", "params", "fit s", "status"]
-    ]
-    if tested:
-        out[0].insert(6, "test (held out)")
-    for m in rows:
-        seeds = " ".join(
-            tables.percent(a) + ("*" if s in m.at_chance else "") for s, a in zip(m.seeds, m.accuracies)
-        )
-        if m.kind == "baseline" and len(set(m.accuracies)) == 1 and len(m.accuracies) > 1:
-            seeds = f"{tables.percent(m.accuracies[0])} (every seed: one split)"
-        interval = (
-            f"[{tables.percent(m.interval[0])}, {tables.percent(m.interval[1])}]" if m.interval else "-"
-        )
-        status = m.status if m.status == "ok" else f"{m.status}: {'; '.join(m.errors)}"
-        vs_base = "-" if m.kind == "baseline" else _verdict(m.vs_baseline)
-        out.append([m.method, tables.percent(m.mean), interval, seeds or "-", vs_base, _verdict(m.vs_best),
-                    f"{m.n_params:,}", f"{m.fit_seconds:.2f}", status])  # fmt: skip
-        if tested:
-            test = "-" if m.test_mean is None else tables.percent(m.test_mean)
-            if m.test_interval:
-                test += f" [{tables.percent(m.test_interval[0])}, {tables.percent(m.test_interval[1])}]"
-            out[-1].insert(6, test)
-    if all(m.status == "ok" for m in rows):  # a column of "ok" says nothing (the CSV keeps it)
-        out = [row[:-1] for row in out]
-    return out
+    """The table people read (COLUMNS): accuracies in percent, the interval, every seed (* at chance), the
+    verdicts, a test column where there was a test set, a status column when a seed did not finish."""
+    columns = [c for c in COLUMNS if c.shown(rows)]
+    return [[c.header for c in columns]] + [[c.cell(m) for c in columns] for m in rows]
 
 
 def legend(plan: Plan, rows: list[Method], results: list[Result] = ()) -> str:
@@ -310,30 +366,12 @@ def legend(plan: Plan, rows: list[Method], results: list[Result] = ()) -> str:
 
 
 def _write_csv(rows: list[Method], report: Path) -> None:
+    """results.csv: every column's values (COLUMNS), shown or not, and each class's accuracy."""
     classes = sorted({c for m in rows for c in m.per_class}, key=lambda c: (len(c), c))
     records = []
     for m in rows:
-        vb, vbest = m.vs_baseline or {}, m.vs_best or {}
-        records.append(
-            {
-                "method": m.method,
-                "kind": m.kind,
-                "accuracy": m.mean,
-                "interval_low": m.interval[0] if m.interval else None,
-                "interval_high": m.interval[1] if m.interval else None,
-                "seeds": " ".join(map(str, m.seeds)),
-                "accuracies": " ".join(f"{a:.4f}" for a in m.accuracies),
-                "at_chance": " ".join(map(str, m.at_chance)),
-                "test_accuracy": m.test_mean,
-                "vs_baseline": vb.get("verdict", ""),
-                "p_vs_baseline": vb.get("p"),
-                "vs_best": vbest.get("verdict", ""),
-                "p_vs_best": vbest.get("p"),
-                **{f"accuracy_{c}": m.per_class.get(c) for c in classes},
-                "n_params": m.n_params,
-                "fit_seconds": m.fit_seconds,
-                "status": m.status,
-                "error": "; ".join(m.errors),
-            }
-        )
+        record: dict[str, Any] = {}
+        for column in COLUMNS:
+            record |= column.csv(m)
+        records.append(record | {f"accuracy_{c}": m.per_class.get(c) for c in classes})
     tables.write_csv(report / "results.csv", records)

@@ -1,14 +1,13 @@
 """The training loop: a recipe becomes a fastai Learner with the seven steps as callbacks, is fitted, evaluated
 and saved; the same path serves `run`, `resume`, every run of a comparison and every trial of a sweep.
 
-    train.py        run(recipe, cbs): build the Learner, fit, evaluate, save, then `after_run`; Run, its result
+    train.py        run(recipe, cbs): build the Learner, fit, evaluate, save, then `after_run`; Run, its result;
+                    load_learner(run_dir): a saved run's Learner again
     learner.py      fastai's Learner, each event sent only to the callbacks that handle it; a cheaper Recorder
-    callbacks.py    the loop's own callbacks (divergence guard, run log), every callback's `order`, the extra events
     run_folder.py   what a run's folder holds, and how it is written and read
     checkpoint.py   a checkpoint after every epoch, and exact resume from one
     distributed.py  data-parallel runs through fastai's distrib_ctx (--processes N); the launcher's signals
     torchrun.py     torchrun's own entry point, as the launcher starts it, its endings said in one line
-    metrics.py      model outputs to classes and accuracies, the same way for every model and the baseline
 """
 
 from ..utils.lazy import exports

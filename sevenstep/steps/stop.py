@@ -160,7 +160,7 @@ def patience(
 
 @option("stop")
 def target(metric: MetricName = "accuracy", value: float = 0.99) -> Stop:
-    """Stop as soon as `metric` reaches `value` (at most for a loss, at least otherwise)."""
+    """Stop as soon as `metric` reaches `value`: at most, for a metric where lower is better (a loss); else at least."""
     return Target(metric, value)
 
 

@@ -220,3 +220,29 @@ def test_the_recipes_named_after_fastbook_take_fastbooks_sgd_steps():
             and len(data.dataloaders(r.data["source"], bs=r.data["bs"]).train) == per_epoch
         )
         assert 0 <= r.steps["repeat"]["n"] * per_epoch - fastbook < per_epoch, name
+
+
+def test_a_column_declared_once_reaches_every_table(tmp_path, tiny_folder, monkeypatch):
+    """A column added to compare.report.COLUMNS is in the printed table, results.md, results.csv, the page and
+    W&B's table, with no other change."""
+    from sevenstep.compare import report as reports
+
+    column = reports.Column("seeds run", lambda m: f"{len(m.accuracies)} of {len(m.seeds)}",
+                            lambda m: {"seeds_run": len(m.accuracies)})  # fmt: skip
+    monkeypatch.setattr(reports, "COLUMNS", [*reports.COLUMNS, column])
+    file = _comparison(
+        tmp_path, tiny_folder, [("linear", "fastbook_linear.toml", '"steps.repeat.n" = 1, "data.bs" = 8')]
+    )
+    result = CliRunner().invoke(app, ["compare", str(file), "--seeds", "2", "--runs-dir", str(tmp_path / "runs"),
+                                      "--wandb-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "seeds run" in result.output and "2 of 2" in result.output
+    (report,) = (tmp_path / "runs").glob("compare-*")
+    md = (report / "results.md").read_text()
+    assert md.splitlines()[0].endswith("| seeds run |") and "| 2 of 2 |" in md
+    assert [r["seeds_run"] for r in csv.DictReader(open(report / "results.csv"))] == ["2", "2"]
+    page = (report / "report.html").read_text()
+    assert "<th>seeds run</th>" in page and "<td>2 of 2</td>" in page
+    (logged,) = [p for p in (tmp_path / "wandb").rglob("comparison_*.table.json")]
+    table = json.loads(logged.read_text())
+    assert table["columns"][-1] == "seeds run" and [row[-1] for row in table["data"]] == ["2 of 2", "2 of 2"]
