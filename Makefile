@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/sevenstep compare experiments/baseline_vs_sgd.toml --workers 2
 
-# two test processes (pytest-xdist): 7-9 minutes instead of 10-12 on 2 cores; `pytest tests/...` runs them in one
+# two test processes (pytest-xdist; the suite's time is in the README); `pytest tests/...` runs them in one
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 

@@ -75,13 +75,6 @@ class RunInfo:
     # whether the run draws its pictures (a comparison draws them for each method's first seed only)
     pictures: bool = True
 
-    @property
-    def recipe_toml(self) -> str:
-        """The recipe as its run folder's recipe.toml has it (the checkpoint records it: see checkpoint.prepare)."""
-        import tomli_w
-
-        return tomli_w.dumps(self.recipe.to_dict())
-
 
 class SparseCallback(Callback):
     """Answers only the events its class defines. A stock fastai Learner asks every callback about every

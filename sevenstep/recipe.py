@@ -207,6 +207,13 @@ def _params(d: dict[str, Any], step: str) -> list[str]:
     return list(options[name].params) if name in options else []
 
 
+def dumps(d: dict[str, Any]) -> str:
+    """A recipe (its dict) as its TOML file: a run folder's recipe.toml, a sweep's best.toml."""
+    import tomli_w
+
+    return tomli_w.dumps(d)
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Nested tables as dotted keys: {"steps": {"step": {"lr": 0.1}}} -> [("steps.step.lr", 0.1)]."""
     out = []

@@ -54,10 +54,15 @@ def test_the_readmes_table_of_steps_lists_every_option_of_the_registry_in_its_or
 
     readme = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| (\d) (\w+) \| `sevenstep/steps/(\w+)\.py` \| (.*) \|$", readme, re.M)
-    assert [(int(n), step, module) for n, step, module, _ in rows] == [(i + 1, s, s) for i, s in enumerate(STEPS)]
+    assert [(int(n), step, module) for n, step, module, _ in rows] == [
+        (i + 1, s, s) for i, s in enumerate(STEPS)
+    ]
     for _, step, _, options in rows:
         listed = re.findall(r"`(\w+)`(?: \(([\w, ]+)\))?", options.split(";")[0])
         assert [name for name, _ in listed] == list(REGISTRY[step]), step
         for name, params in listed:  # a parenthesis of bare names is the option's parameters, all of them
             if params and all(p.strip().isidentifier() for p in params.split(",")):
-                assert [p.strip() for p in params.split(",")] == list(REGISTRY[step][name].params), (step, name)
+                assert [p.strip() for p in params.split(",")] == list(REGISTRY[step][name].params), (
+                    step,
+                    name,
+                )

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from ..utils.processes import quiet_warnings
 from .common import app
 
 # isort: off
@@ -90,7 +91,4 @@ def main(
     os.environ["MPLBACKEND"] = "Agg"
     if not isinstance(sys.stdout, PipeSafe):
         sys.stdout, sys.stderr = PipeSafe(sys.stdout), PipeSafe(sys.stderr)
-    import warnings  # libraries' deprecation notices are not the user's business
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+    quiet_warnings()

@@ -1,7 +1,7 @@
 """The fast data path: decode every image once, then make batches by slicing tensors on the model's device.
 
-fastbook's per-item pipeline decodes a PNG and runs three transforms per image, every epoch: about 2,000
-images/s on two cores, slower than the small models it feeds. Here the `Datasets` stays exactly fastbook's one
+fastbook's per-item pipeline decodes a PNG and runs three transforms per image, every epoch: slower than the
+small models it feeds (docs/performance.md, `make bench` row 1). Here the `Datasets` stays exactly fastbook's one
 (same items, labels, splits and vocab); only how a batch is made changes. fastai has no batch-level
 pad-and-crop, so `RandomPadCrop` is written here: CropPad(34, zeros) + RandomCrop(28) for a whole batch in one
 indexing op. Both paths shuffle with torch (shuffle.py), so they train on the same batches in the same order;

@@ -11,8 +11,8 @@ from fastai.data.core import TfmdDL
 
 def permutation(rng: random.Random, n: int) -> torch.Tensor:
     """A random order of 0..n-1, drawn by torch from a seed that `rng` (a DataLoader's own generator, which
-    fastai re-seeds every pass and a checkpoint saves) gives. fastai shuffles with Python's random.sample:
-    0.6 ms a pass at 4,000 images, a tenth of a pass of fastbook's linear model (torch: 20 us)."""
+    fastai re-seeds every pass and a checkpoint saves) gives. fastai shuffles with Python's random.sample,
+    about 30 times slower than torch's, a tenth of a pass of fastbook's linear model (docs/performance.md)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(rng.getrandbits(63)))
 
 

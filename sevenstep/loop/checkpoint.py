@@ -161,6 +161,8 @@ class Checkpointer(SparseCallback):
 
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs, as it is now; tensors copied, since training changes them in place."""
+        from ..recipe import dumps
+
         learn = self.learn
         model = getattr(learn.model, "module", learn.model)  # unwrapped from DDP
         return {
@@ -173,8 +175,8 @@ class Checkpointer(SparseCallback):
             "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
             # a callback's state_dict() is a snapshot: what later training does not change (see RunLog's)
             "callbacks": {key: cb.state_dict() for key, cb in stateful(learn).items()},
-            # what it was trained with: `resume` refuses a recipe.toml edited since (tomli_w, as recipe.toml is)
-            "recipe_toml": learn.run_info.recipe_toml,
+            # what it was trained with: `resume` refuses a recipe.toml edited since
+            "recipe_toml": dumps(learn.run_info.recipe.to_dict()),  # as recipe.toml has it
             "processes": world_size(),
         }
 

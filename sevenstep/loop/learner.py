@@ -2,7 +2,7 @@
 
 fastai's `Learner._call_one` sorts every callback by `order` on each event (about 20 a batch) and asks each
 one; a callback without a handler answers through attribute look-ups delegated to the Learner and then to
-the model. On a 784-30-10 MLP that was about half of an epoch. This Learner keeps, for each event, the
+the model, a large share of a small model's epoch (docs/performance.md, `make bench` row 2). This Learner keeps, for each event, the
 callbacks whose class (or instance) defines it, in fastai's order, and calls only those; the list is made
 again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs, an order or a handler set
 later); a callback with its own `__call__` hears every event. Every callback receives the

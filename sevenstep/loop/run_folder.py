@@ -43,22 +43,22 @@ WEIGHTS = "weights.png"  # a linear model's weights, one image per output
 
 def start(runs_dir: Path, recipe) -> Path:
     """The run's folder, claimed at the start, with its recipe (the first checkpoint marks it UNFINISHED)."""
-    import tomli_w
+    from ..recipe import dumps
 
     folder = new_folder(runs_dir, recipe.name)
-    atomic.write_bytes(folder / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
+    atomic.write_bytes(folder / RECIPE, dumps(recipe.to_dict()).encode())
     return folder
 
 
 def save(result, run_dir: str | Path) -> Path:
     """recipe.toml, model.pth, the per-image outcomes, then result.json, each written whole (a temporary file
     renamed into place). The UNFINISHED marker stays until `finish`, once the loggers have written theirs."""
-    import tomli_w
+    from ..recipe import dumps
 
     run_dir = Path(run_dir)
     result.run_dir = str(run_dir)
     # a resumed run's recipe may have more epochs than the one written when it started
-    atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(result.recipe).encode())
+    atomic.write_bytes(run_dir / RECIPE, dumps(result.recipe).encode())
     if result.learn is not None and not result.diverged:
         import torch
 
@@ -74,9 +74,9 @@ def save(result, run_dir: str | Path) -> Path:
 
 def restart(run_dir: Path, recipe) -> None:
     """A resumed run's folder: its recipe as it continues (more epochs, maybe), marked UNFINISHED again."""
-    import tomli_w
+    from ..recipe import dumps
 
-    atomic.write_bytes(run_dir / RECIPE, tomli_w.dumps(recipe.to_dict()).encode())
+    atomic.write_bytes(run_dir / RECIPE, dumps(recipe.to_dict()).encode())
     mark_unfinished(run_dir)
 
 

@@ -66,8 +66,8 @@ class ForeachAdam(Optimizer):
     per parameter, so checkpoints are interchangeable), hyper-parameters and per-parameter `do_wd`, computed for
     all parameters at once with torch's foreach operations.
 
-    fastai's Optimizer calls its five step functions one parameter at a time: on the small CNN's 14 tensors,
-    ~0.3 ms a batch, a tenth of its epoch. torch's own AdamW is as quick but knows nothing of `do_wd` (fastai's
+    fastai's Optimizer calls its five step functions one parameter at a time, a tenth of the small CNN's epoch
+    when this was written (docs/performance.md; `make bench` row 2 measures the epoch). torch's own AdamW is as quick but knows nothing of `do_wd` (fastai's
     Learner exempts batch norm and biases from weight decay) nor of fastai's state."""
 
     def __init__(self, params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):

@@ -87,7 +87,7 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
     best = next((r for r in rows if r["state"] == "complete"), None)
     best_file = None
     if best is not None:
-        import tomli_w
+        from ..recipe import dumps
 
         params = {d.key: encode(best[d.key]) for d in sweep.space}
         recipe = sweep.recipe(params, f"{sweep.name}-best").to_dict()
@@ -97,7 +97,7 @@ def write(study, sweep, sweep_dir: Path, baseline_accuracy: float | None) -> dic
         atomic.write_text(
             best_file,
             f"# The best trial of sweep {sweep.name!r} (trial {best['trial']}, {sweep.metric} "
-            f"{best[sweep.metric]:.4f}{over}); reproduce it with: {how}\n" + tomli_w.dumps(recipe),
+            f"{best[sweep.metric]:.4f}{over}); reproduce it with: {how}\n" + dumps(recipe),
         )
     plots = _plots(study, sweep, sweep_dir, baseline_accuracy)
     counts: dict[str, int] = {}

@@ -117,7 +117,7 @@ class Sweep:
         return json.dumps(d | ({"repeats": self.repeats} if self.repeats > 1 else {}))
 
 
-MAX_GRID = 10_000  # grid points a sweep runs (Optuna's queue holds each; checking them takes ~1 ms each)
+MAX_GRID = 10_000  # grid points a sweep runs (Optuna's queue holds each, and each is checked as a recipe)
 
 
 def load(path: str | Path) -> Sweep:

@@ -17,7 +17,7 @@ from ..registry import STEPS
 
 def _leet_inspect() -> list[str]:
     """The command for wandb's log reader. `wandb leet inspect` is a Python CLI that starts wandb-core's Go
-    reader; called directly (as that CLI does) it answers in ~15 ms instead of ~0.5 s, most of it Python's."""
+    reader; called directly (as that CLI does) it skips Python's start-up, most of the command's time."""
     import importlib.util
 
     spec = importlib.util.find_spec("wandb")  # found, not imported: importing wandb takes a second

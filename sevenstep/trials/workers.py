@@ -21,6 +21,7 @@ from fastai.callback.core import CancelFitException
 from .. import metrics
 from ..callbacks import ENDINGS, PRUNER_ORDER, SparseCallback
 from ..utils import signals
+from ..utils.processes import quiet_warnings
 from . import load_job
 from . import study as studies
 from .space import encode, show_params
@@ -158,16 +159,16 @@ def _run_trial_in_processes(sweep, study, storage, trial, params, name, session,
     import subprocess
     import tempfile
 
-    import tomli_w
     from optuna.trial import TrialState
 
     from ..loop.distributed import launch_command, launch_env
+    from ..recipe import dumps
 
     start = time.perf_counter()
     trials_dir.mkdir(parents=True, exist_ok=True)
     fd, file = tempfile.mkstemp(dir=trials_dir, prefix=f".{name}-", suffix=".toml")
     with os.fdopen(fd, "w") as f:
-        f.write(tomli_w.dumps(sweep.recipe(params, name).to_dict()))
+        f.write(dumps(sweep.recipe(params, name).to_dict()))
     args = ["run", file, "--json", "--runs-dir", str(trials_dir), "--wandb", session.mode, "--wandb-dir",
             str(session.dir), "--group", sweep.group, "--job-type", "trial"]  # fmt: skip
     proc = subprocess.Popen(launch_command(args, sweep.processes), env=launch_env(sweep.processes),
@@ -236,24 +237,19 @@ def work(
 
 def _quiet_libraries() -> None:
     """No progress bars, no libraries' notices: N workers share one terminal, one line a trial."""
-    import warnings
-
     import fastprogress.fastprogress as fp
     import optuna
 
     fp.NO_BAR = True
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
+    quiet_warnings()
 
 
 def _worker_process(args, threads: int):
     """A worker process: its share of the cores; Ctrl-C is the main process's to pass on, as one SIGTERM."""
-    import warnings
-
     import torch
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_warnings()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals.stop_on_sigterm()
     torch.set_num_threads(threads)

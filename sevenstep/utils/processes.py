@@ -17,3 +17,11 @@ def python_m(module: str, *args: str) -> list[str]:
 
 def safe_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return dict(os.environ if env is None else env) | {"PYTHONSAFEPATH": "1"}
+
+
+def quiet_warnings() -> None:
+    """Libraries' deprecation notices are not the user's business: the CLI's process and every worker's."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="fastai")
