@@ -66,3 +66,20 @@ def test_the_scan_sees_imports_inside_functions():
     assert lazy, "compare/page.py imports from tracking, at the top and inside functions"
     inside = [w for a, b, w in imports() if w.startswith("trials/workers.py") and b == "loop"]
     assert inside, "trials/workers.py imports sevenstep.loop.train inside run_trial"
+
+
+def test_a_sweep_and_a_comparisons_grid_are_both_what_the_trials_layer_asks_for(tmp_path):
+    from sevenstep.compare import grid, plan
+    from sevenstep.sweep import spec
+    from sevenstep.trials import TrialSource, load_job
+
+    experiments = ROOT.parent / "experiments"
+    sweep = load_job(("sevenstep.sweep.spec:load", str(experiments / "sweep_init_x_loss_3v7.toml")))
+    comparison = load_job(
+        ("sevenstep.compare.grid:load", str(experiments / "baseline_vs_sgd.toml"), None, str(tmp_path))
+    )
+    assert isinstance(sweep, spec.Sweep) and isinstance(comparison, grid.ComparisonGrid)
+    assert isinstance(comparison.plan, plan.Plan)
+    for job in (sweep, comparison):
+        assert isinstance(job, TrialSource), type(job)
+        assert job.direction == "maximize" and job.sampler == "grid" and len(job.grid()) >= 2

@@ -83,6 +83,16 @@ class ComparisonGrid:
     def run_config(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
         return {"compare.name": self.plan.name, "compare.label": params["label"]}
 
+    def callbacks(self, session) -> list:
+        """Each run's callbacks (factories) when the caller hands in none: a sweep's, and the weights picture."""
+        import functools
+
+        from ..loop.checkpoint import Checkpointer
+        from ..tracking import CsvLogger, WandbLogger
+
+        return [functools.partial(WandbLogger, session), CsvLogger, Checkpointer,
+                functools.partial(WeightsPicture, self.report, self.plan.seeds[0])]  # fmt: skip
+
     def live_page(self, study, folder: Path) -> None:
         """The report folder's page for the runs ended so far (the baseline comes with the final report)."""
         from ..tracking import page

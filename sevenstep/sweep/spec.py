@@ -53,6 +53,7 @@ class Sweep:
     processes: int = 1
     repeats: int = 1
 
+    kind = "sweep"
     job_type = "trial"  # the W&B job type of its runs
 
     def runs_folder(self, sweep_dir: Path) -> Path:

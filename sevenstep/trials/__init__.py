@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .space import Dimension
 
 
+@runtime_checkable
 class TrialSource(Protocol):
     """What the workers and the study ask of a job (sevenstep.sweep.spec.Sweep, compare.grid.ComparisonGrid)."""
 
+    kind: str  # what a person calls it: "sweep", "comparison"
     name: str  # the study's name in its storage
     metric: str  # a declared metric each epoch's row has (sevenstep/metrics.py)
     direction: str  # "minimize" or "maximize"
@@ -41,7 +43,7 @@ class TrialSource(Protocol):
     def run_config(self, number: int, params: dict[str, Any]) -> dict[str, Any]: ...
     def pictures(self, params: dict[str, Any]) -> bool: ...
     def live_page(self, study, folder: Path) -> None: ...
-    def callbacks(self, session) -> list: ...
+    def callbacks(self, session) -> list: ...  # each run's (factories), unless the caller hands in its own
 
 
 def load_job(job: tuple) -> TrialSource:
