@@ -223,9 +223,10 @@ def _scored(learn: Learner, dl, items) -> dict[str, Any]:
     with learn.no_bar():
         probs, targs, losses = learn.get_preds(dl=dl, inner=True, with_loss=True)
     classes = probs.argmax(-1)  # the loss's activation: probabilities of every class
+    finals = metrics.scored(classes, targs)  # every declared metric's final value (sevenstep/metrics.py)
     return {
-        "accuracy": (classes == targs).float().mean().item(),
-        "metrics": metrics.scored(classes, targs),
+        "accuracy": finals["accuracy"],
+        "metrics": finals,
         "loss": losses.mean().item(),
         "n": len(targs),
         "per_class": per_class_accuracy(classes, targs, learn.dls.vocab),
