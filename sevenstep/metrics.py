@@ -28,7 +28,7 @@ class Metric:
     # (classes, targs) -> float on all the validation images at the end (and on the test images); None: none
     final: Callable[[Any, Any], float] | None = None
     lower_is_better: bool = False
-    percent: bool = False  # shown in percent in tables
+    percent: bool = False  # a share of the images (accuracy): shown in percent, its interval a proportion's
     wandb: str = ""  # its W&B key each epoch; by default valid/<name>
     recorded: bool = (
         False  # in each epoch's row without a per_epoch function: fastai's Recorder has it (losses)

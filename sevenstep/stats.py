@@ -63,6 +63,20 @@ def interval(accuracies: list[float], n_images: int, one_split: bool = False) ->
     return max(min(mean - seeds_half, low), 0.0), min(max(mean + seeds_half, high), 1.0)
 
 
+def over_seeds(values: list[float], n_images: int, one_split: bool = False, proportion: bool = True):
+    """The mean of a metric over seeds and its 95% interval: `interval` for a share of images (accuracy); for
+    any other metric (a loss) Student's t across the seeds alone, and no interval from one seed."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if proportion:
+        return mean, interval(values, n_images, one_split) if n_images else None
+    if len(values) < 2:
+        return mean, None
+    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+    return mean, (mean - half, mean + half)
+
+
 def _wilson(accuracy: float, n_images: int) -> tuple[float, float]:
     k = round(accuracy * n_images)
     ci = stats.binomtest(k, n_images).proportion_ci(0.95, method="wilson")

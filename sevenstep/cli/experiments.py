@@ -177,13 +177,13 @@ def _run_seeds(
         accs = [r.accuracy for r in done]
         n_valid = done[0].n_valid if done else 0
         one = sources.one_split(recipe.data)
-        low, high = stats.interval(accs, n_valid, one) if accs else (None, None)
+        mean, interval = stats.over_seeds(accs, n_valid, one)
         summary = {
             "name": recipe.name,
             "seeds": [r.recipe["seed"] for r in done],
             "accuracies": accs,
-            "mean": sum(accs) / len(accs) if accs else None,
-            "interval": [low, high] if accs else None,
+            "mean": mean,
+            "interval": list(interval) if interval else None,
             "runs": [r.to_json() for r in runs],
         }
         summary["group"] = group
@@ -195,7 +195,7 @@ def _run_seeds(
             each = ", ".join(f"seed {s}: {100 * a:.1f}" for s, a in zip(summary["seeds"], accs))
             typer.secho(
                 f"\naccuracy {100 * summary['mean']:.1f}% over {len(accs)} seed(s), 95% interval "
-                f"[{100 * low:.1f}, {100 * high:.1f}]  ({each})",
+                f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]  ({each})",
                 bold=True,
                 file=out,
             )

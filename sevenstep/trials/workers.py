@@ -91,14 +91,16 @@ def conclude(sweep, study, storage, trial, params, runs: list[dict], seconds: fl
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {n}: failed: {result['message']}  {shown}")
         return "failed"
-    value = sum(values) / len(values)
+    from ..data.sources import one_split
+
+    proportion = metrics.get(sweep.metric).percent  # a share of images (accuracy), not a loss
+    value, interval = stats.over_seeds(
+        values, result["n_valid"], one_split(result["recipe"]["data"]), proportion
+    )
     if len(values) > 1:
         trial.set_user_attr("seeds", [r["recipe"]["seed"] for r in runs])
         trial.set_user_attr("values", values)
-        from ..data.sources import one_split
-
-        one = one_split(result["recipe"]["data"])
-        trial.set_user_attr("interval", list(stats.interval(values, result["n_valid"], one)))
+        trial.set_user_attr("interval", list(interval) if interval else None)
     study.tell(trial, value)
     each = f" (seeds: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
     log(f"trial {n}: {sweep.metric} {value:.4f}{each}  {shown}  [{seconds:.1f} s]")

@@ -93,3 +93,18 @@ def test_the_interval_over_seeds_on_one_split_covers_the_accuracy_on_new_images(
         assert covered_seeds_only / reps < 0.7, covered_seeds_only / reps
     low, high = stats.interval([0.965] * seeds, images, one_split=True)
     assert high - low > 0.05  # seeds that agree exactly: the images' uncertainty is still there
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 5])
+def test_a_losss_interval_over_seeds_covers_its_mean_95_percent_of_the_time(seeds):
+    """A sweep's trial on a loss with repeats: Student's t over the seeds (not a proportion's interval, which
+    would clamp a loss above 1 to [0, 1]). Simulated: normal seed-to-seed noise around a known mean of 2.5."""
+    rng = np.random.default_rng(seeds)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        values = list(rng.normal(2.5, 0.3, seeds))
+        mean, (low, high) = stats.over_seeds(values, 200, proportion=False)
+        covered += low <= 2.5 <= high
+        assert mean == pytest.approx(np.mean(values)) and high > 1  # never clamped to an accuracy's [0, 1]
+    assert 0.93 <= covered / trials <= 0.97
+    assert stats.over_seeds([2.5], 200, proportion=False) == (2.5, None)  # one seed: no interval to give
