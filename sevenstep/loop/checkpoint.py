@@ -39,20 +39,31 @@ from .distributed import rank, world_size
 from .run_folder import CHECKPOINT, RECIPE, RESULT, UNFINISHED, mark_unfinished
 
 
-def _rng_state(learn) -> dict[str, Any]:
-    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
-    version, state, gauss_next = random.getstate()
+def _rng_state(learn) -> tuple:
+    """Every generator's state as its library hands it out (each call returns a copy): cheap enough for every
+    epoch's snapshot; `_plain_rng` turns it into what `weights_only` loading accepts, when it is written."""
+    return (
+        torch.get_rng_state(),
+        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        np.random.get_state(),
+        random.getstate(),
+        [_unwrapped(dl).rng.getstate() for dl in (learn.dls.train, learn.dls.valid)],
+    )
+
+
+def _plain_rng(raw: tuple) -> dict[str, Any]:
+    torch_state, cuda, (_, keys, pos, has_gauss, gauss), python, loaders = raw
     return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "torch": torch_state,
+        "cuda": cuda,
         "numpy": {
             "keys": torch.from_numpy(keys.astype(np.int64)),
             "pos": pos,
             "has_gauss": has_gauss,
             "gauss": gauss,
         },
-        "python": [version, list(state), gauss_next],
-        "loaders": [_py_rng(_unwrapped(dl).rng.getstate()) for dl in (learn.dls.train, learn.dls.valid)],
+        "python": _py_rng(python),
+        "loaders": [_py_rng(state) for state in loaders],
     }
 
 
@@ -140,6 +151,7 @@ class Checkpointer(SparseCallback):
 
     def before_fit(self):
         self.snapshot, self.kept, self.written_at = None, 0, -math.inf  # kept: the epoch of the last snapshot
+        self.fixed = None  # what a fit does not change (the recipe, the stateful callbacks): made once
 
     def after_epoch(self):
         if self.learn.run_info.run_dir is None:  # a run that is not saved has nothing to resume
@@ -160,10 +172,15 @@ class Checkpointer(SparseCallback):
         self.write()
 
     def state(self) -> dict[str, Any]:
-        """Everything a resumed run needs, as it is now; tensors copied, since training changes them in place."""
+        """Everything a resumed run needs, as it is now; tensors copied, since training changes them in place.
+        Taken every epoch, so only what changes is taken: the rest is made once a fit."""
         from ..recipe import dumps
 
         learn = self.learn
+        if self.fixed is None:
+            # what it was trained with: `resume` refuses a recipe.toml edited since
+            self.fixed = {"recipe_toml": dumps(learn.run_info.recipe.to_dict()), "processes": world_size()}
+            self.keepers = stateful(learn)
         model = getattr(learn.model, "module", learn.model)  # unwrapped from DDP
         return {
             "epoch": learn.epoch + 1,
@@ -174,10 +191,8 @@ class Checkpointer(SparseCallback):
             # fastai's train_loss is a running average over every batch of the fit so far
             "smooth_loss": {"count": learn.recorder.smooth_loss.count, "val": learn.recorder.smooth_loss.val},
             # a callback's state_dict() is a snapshot: what later training does not change (see RunLog's)
-            "callbacks": {key: cb.state_dict() for key, cb in stateful(learn).items()},
-            # what it was trained with: `resume` refuses a recipe.toml edited since
-            "recipe_toml": dumps(learn.run_info.recipe.to_dict()),  # as recipe.toml has it
-            "processes": world_size(),
+            "callbacks": {key: cb.state_dict() for key, cb in self.keepers.items()},
+            **self.fixed,
         }
 
     def write(self):
@@ -186,7 +201,7 @@ class Checkpointer(SparseCallback):
         if run_dir is None or state is None:
             return
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(state | {"rng": _plain_rng(state["rng"])}, buf)
         if not (Path(run_dir) / UNFINISHED).exists():  # from now on there is something to resume
             mark_unfinished(Path(run_dir))
         # whole or not at all: a crash mid-write keeps the previous checkpoint

@@ -146,8 +146,8 @@ class LayerStats(SparseCallback):
         self.restored_rows = state.get("rows")
 
     def after_run(self, run):
-        if run.run_dir and self.rows:
-            write(Path(run.run_dir), self.rows)
+        if run.run_dir and self.rows:  # the picture with the run's others: a comparison draws the first seed's
+            write(Path(run.run_dir), self.rows, picture=self.learn.run_info.pictures)
 
     def histograms(self, epoch: int) -> dict[str, Any]:
         """This epoch's record, if it has one, as W&B histograms of each layer's weights and gradients:
@@ -169,13 +169,14 @@ COLUMNS = ["epoch", "batch", "layer", "kind", "grad_norm", "weight_norm", "updat
            "dead_share"]  # fmt: skip
 
 
-def write(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """layers.csv and layers.png in the run's folder."""
+def write(run_dir: Path, rows: list[dict[str, Any]], picture: bool = True) -> None:
+    """layers.csv and (with `picture`) layers.png in the run's folder."""
     from ..utils import tables
     from . import plots
 
     tables.write_csv(run_dir / FILE, rows, COLUMNS)
-    plots.save(plots.layer_curves(rows), run_dir / PICTURE)
+    if picture:
+        plots.save(plots.layer_curves(rows), run_dir / PICTURE)
 
 
 def read(run_dir: Path) -> list[dict[str, Any]]:

@@ -86,6 +86,10 @@ def test_the_record_changes_nothing_in_training(tiny_folder, tmp_path):
     assert [row["layer"] for row in rows] == [row["layer"] for row in looked.learn.layer_stats.rows]
     assert (tmp_path / looked.run_dir / "layers.png").stat().st_size > 5_000
     assert not math.isnan(rows[0]["grad_norm"])
+    # a run without pictures (a comparison's later seeds) keeps its records, and draws no picture
+    quiet = train.run(r, cbs=[LayerStats], runs_dir=tmp_path / "quiet", pictures=False)
+    assert layer_stats.read(quiet.run_dir) == rows
+    assert not (tmp_path / quiet.run_dir / "layers.png").exists()
 
 
 def test_about_fifty_records_a_run_first_and_last_epochs_always(tiny_folder):
