@@ -146,7 +146,9 @@ class LayerStats(SparseCallback):
         self.restored_rows = state.get("rows")
 
     def after_run(self, run):
-        if run.run_dir and self.rows:  # the picture with the run's others: a comparison draws the first seed's
+        if (
+            run.run_dir and self.rows
+        ):  # the picture with the run's others: a comparison draws the first seed's
             write(Path(run.run_dir), self.rows, picture=self.learn.run_info.pictures)
 
     def histograms(self, epoch: int) -> dict[str, Any]:

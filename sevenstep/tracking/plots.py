@@ -8,8 +8,8 @@ import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullFormatter
 import torch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 
 def save(fig, out: Path) -> Path:
