@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import LogFormatter
 
 
 def save(fig, out: Path) -> Path:
@@ -251,9 +251,10 @@ def layer_curves(rows):
                     color=colours(i / max(1, len(names) - 1)))  # fmt: skip
         if log and any(r.get(key, 0) > 0 for r in rows):
             ax.set_yscale("log")
-            # plain "0.001" labels: matplotlib's 10^-3 is mathtext, whose parsing was most of this figure's time
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-            ax.yaxis.set_minor_formatter(NullFormatter())
+            # plain "0.001" labels (minor ones too, where the range spans less than a decade): matplotlib's
+            # default 10^-3 is mathtext, whose parsing was most of this figure's time
+            ax.yaxis.set_major_formatter(LogFormatter())
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
     fig.tight_layout()
