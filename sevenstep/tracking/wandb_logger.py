@@ -10,6 +10,7 @@ fastai 2.8's own WandbCallback crashes in before_fit with today's fastcore (fast
 
 from __future__ import annotations
 
+import math
 import os
 from importlib.metadata import version
 from pathlib import Path
@@ -53,17 +54,24 @@ class WandbLogger(SparseCallback):
     predictions, top losses and confusion matrix (pictures.py), a linear model's weights.
 
     Batch rows are kept as tensors and sent once an epoch: no host-device sync per batch, and W&B's own
-    process does not compete with training for the CPU batch after batch."""
+    process does not compete with training for the CPU batch after batch. A long run logs every k-th batch
+    (each epoch's last always, in its epoch's row), about `batch_rows` of them, as Lightning's
+    `log_every_n_steps` does: each W&B row costs about a millisecond, more than a batch of fastbook's models
+    (docs/performance.md); every epoch's metrics are logged all the same."""
 
     order = LOGGER_ORDER
+    batch_rows = 300  # per-batch rows a run aims at; 0: every batch
 
     def __init__(self, session: WandbSession, config: dict[str, Any] | None = None):
         self.session, self.config, self.pending = session, config or {}, []
+        self.every = 1  # log every k-th batch (before_fit sets it from the fit's length)
         self.wb = None  # the W&B run (not `self.run`: that is fastai's own on/off flag for every callback)
         self.resumed, self.offset, self.last_step = None, 0, 0  # resumed: the checkpoint's state, once
 
     def before_fit(self):
         learn = self.learn
+        n = learn.n_epoch * len(learn.dls.train)  # the fit's batches, resumed ones included: a fixed cadence
+        self.every = max(1, math.ceil(n / self.batch_rows)) if self.batch_rows else 1
         if self.wb is not None:  # a second fit of the same Learner: its batches follow the first fit's
             self.offset = self.last_step
         else:  # started here, not earlier: a recipe that cannot build leaves no W&B run behind
@@ -112,8 +120,9 @@ class WandbLogger(SparseCallback):
 
     def after_batch(self):
         if self.learn.training and self.wb is not None:
-            learn = self.learn
-            self.pending.append((self.batch(), learn.loss.detach(), learn.opt.hypers[-1]["lr"]))
+            learn, batch = self.learn, self.batch()
+            if batch % self.every == 0 or learn.iter == learn.n_iter - 1:
+                self.pending.append((batch, learn.loss.detach(), learn.opt.hypers[-1]["lr"]))
 
     def flush(self):
         """Send the batch rows not sent yet; also called when a run is interrupted mid-epoch."""

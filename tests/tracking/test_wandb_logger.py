@@ -339,6 +339,22 @@ def test_a_second_fit_of_the_same_learner_continues_the_batch_axis(tmp_path):
     assert [r["epoch"] for r in rows if "valid/accuracy" in r] == [1, 1]
 
 
+def test_a_long_run_logs_every_kth_batch_and_every_epochs_last(tmp_path, monkeypatch):
+    """#34: a W&B row costs more than a batch of fastbook's models; a run logs about `batch_rows` batches (here
+    5 of 9: every 2nd), each epoch's last batch always, in its epoch's row, and every epoch."""
+    from sevenstep import recipe
+    from sevenstep.loop import train
+
+    monkeypatch.setattr(tracking.WandbLogger, "batch_rows", 5)
+    logger = tracking.WandbLogger(tracking.WandbSession("offline", tmp_path))
+    run = train.run(recipe.load(LINEAR, ["steps.repeat.n=3"]), [logger], pictures=False)
+    rows = [r["history"]["item"] for r in _records(_only_run(tmp_path / "wandb")) if r["type"] == "history"]
+    assert [r["_step"] for r in rows if "train/loss" in r] == [2, 3, 4, 6, 8, 9]
+    epochs = [r for r in rows if "valid/accuracy" in r]
+    assert [r["_step"] for r in epochs] == [3, 6, 9] and all("train/loss" in r for r in epochs)
+    assert [r["train/epoch_loss"] for r in epochs] == pytest.approx([e["train_loss"] for e in run.epochs])
+
+
 def test_run_over_seeds_is_one_w_and_b_group_with_its_summary_run_and_tags(tmp_path, tiny_folder):
     """#36 item 6 and its W&B wishes: `run --seeds N` runs had no group, so W&B could not group one recipe's
     seeds; --group was hidden from `run --help`; runs could have no tags or notes."""
