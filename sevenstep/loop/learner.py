@@ -5,7 +5,7 @@ one; a callback without a handler answers through attribute look-ups delegated t
 the model, a large share of a small model's epoch (docs/performance.md, `make bench` row 2). This Learner keeps, for each event, the
 callbacks whose class (or instance) defines it, in fastai's order, and calls only those; the list is made
 again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs, an order or a handler set
-later); a callback with its own `__call__` hears every event. Every callback receives the
+later: checked at every event outside a batch, and by their number inside one); a callback with its own `__call__` hears every event. Every callback receives the
 same events in the same order as on a stock Learner (tests/test_speed.py records both); `after_fit` still
 goes to every callback, since fastai's Callback resets its `run` switch there.
 
