@@ -192,12 +192,12 @@ def _layers(methods, results: list[dict[str, Any]]) -> Any:
     from plotly.colors import sample_colorscale
     from plotly.subplots import make_subplots
 
-    from ..tracking import layer_stats
+    from ..loop.run_folder import read_layers
 
     found = []
     for m in methods:
         first = next((r for r in results if r["method"] == m.method and r.get("run_dir")), None)
-        rows = layer_stats.read(first["run_dir"]) if first else []
+        rows = read_layers(first["run_dir"]) if first else []
         if any("grad_norm" in r for r in rows):
             found.append((f"{m.method} (seed {first['seed']})", rows))
     if not found:

@@ -38,6 +38,9 @@ EPOCHS = "epochs.csv"
 OUTCOMES = "valid_outcomes.csv"
 TEST_OUTCOMES = "test_outcomes.csv"
 PICTURES = ("top_losses.png", "confusion_matrix.png")  # fastai's interpretation (tracking/pictures.py)
+LAYERS, LAYERS_PICTURE = "layers.csv", "layers.png"  # inside steps 4 and 5 (tracking/layer_stats.py)
+LAYER_COLUMNS = ["epoch", "batch", "layer", "kind", "grad_norm", "weight_norm", "update_ratio", "act_mean",
+                 "act_std", "dead_share"]  # fmt: skip
 WEIGHTS = "weights.png"  # a linear model's weights, one image per output
 
 
@@ -167,3 +170,20 @@ def read_outcomes(run_dir: str | Path, name: str = OUTCOMES) -> list[dict[str, A
     for r in rows:
         r["correct"], r["p_true"], r["loss"] = int(r["correct"]), float(r["p_true"]), float(r["loss"])
     return rows
+
+
+def read_layers(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run folder's layers.csv, numbers as numbers (empty cells left out); [] when it has none. Here, not
+    beside LayerStats: a page reads it without importing torch or fastai (seconds of `sevenstep report`)."""
+    file = Path(run_dir) / LAYERS
+    if not file.is_file():
+        return []
+    out = []
+    for r in tables.read_csv(file):
+        row = {k: v for k, v in r.items() if v != ""}
+        for k in LAYER_COLUMNS[4:]:
+            if k in row:
+                row[k] = float(row[k])
+        row["epoch"], row["batch"] = int(row["epoch"]), int(row["batch"])
+        out.append(row)
+    return out

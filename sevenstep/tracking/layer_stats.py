@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from ..callbacks import LOGGER_ORDER, SparseCallback
+from ..loop.run_folder import LAYER_COLUMNS, LAYERS, LAYERS_PICTURE, read_layers
 
-FILE = "layers.csv"
-PICTURE = "layers.png"
+FILE, PICTURE = LAYERS, LAYERS_PICTURE
 ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU)
 POINTS = 50  # records a run aims at
 
@@ -167,33 +167,14 @@ class LayerStats(SparseCallback):
                 if k not in ("epoch", "batch", "layer", "kind") and v == v}  # fmt: skip
 
 
-COLUMNS = ["epoch", "batch", "layer", "kind", "grad_norm", "weight_norm", "update_ratio", "act_mean", "act_std",
-           "dead_share"]  # fmt: skip
-
-
 def write(run_dir: Path, rows: list[dict[str, Any]], picture: bool = True) -> None:
     """layers.csv and (with `picture`) layers.png in the run's folder."""
     from ..utils import tables
     from . import plots
 
-    tables.write_csv(run_dir / FILE, rows, COLUMNS)
+    tables.write_csv(run_dir / FILE, rows, LAYER_COLUMNS)
     if picture:
         plots.save(plots.layer_curves(rows), run_dir / PICTURE)
 
 
-def read(run_dir: Path) -> list[dict[str, Any]]:
-    """A run folder's layers.csv, numbers as numbers (empty cells left out); [] when it has none."""
-    from ..utils import tables
-
-    file = Path(run_dir) / FILE
-    if not file.is_file():
-        return []
-    out = []
-    for r in tables.read_csv(file):
-        row = {k: v for k, v in r.items() if v != ""}
-        for k in COLUMNS[4:]:
-            if k in row:
-                row[k] = float(row[k])
-        row["epoch"], row["batch"] = int(row["epoch"]), int(row["batch"])
-        out.append(row)
-    return out
+read = read_layers  # sevenstep.loop.run_folder's: a page reads it without torch or fastai

@@ -7,6 +7,8 @@ import json
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -210,6 +212,18 @@ def test_a_comparisons_page_shows_every_method_seed_and_verdict(tmp_path, tiny_f
     assert {r[0] for r in confused[1:]} <= {m["method"] for m in summary["methods"]} and len(confused) > 1
     for row in confused[1:]:
         assert row[1] in ("a → b", "b → a") and float(row[2]) > 0 and row[3] in ("1", "3")
+    # #34: drawing the page again, layers included, imports neither torch nor fastai (5-9 s of `sevenstep report`)
+    code = (
+        "import sys; from sevenstep.cli import app\ntry: app(['report', sys.argv[1]])\nexcept SystemExit as e: "
+        "assert not e.code, e.code\nprint('torch' in sys.modules, 'fastai' in sys.modules)"
+    )
+    before = page.stat().st_mtime_ns
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(report)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["False", "False"] and page.stat().st_mtime_ns > before
+    assert "Inside steps 4 and 5" in page.read_text()
 
 
 def test_a_sweeps_page_has_its_trials_and_optunas_figures(tmp_path, browser):
