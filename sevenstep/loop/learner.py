@@ -5,9 +5,10 @@ one; a callback without a handler answers through attribute look-ups delegated t
 the model, a large share of a small model's epoch (docs/performance.md, `make bench` row 2). This Learner keeps, for each event, the
 callbacks whose class (or instance) defines it, in fastai's order, and calls only those; the list is made
 again whenever the callbacks change (add_cb, remove_cb, a context's added_cbs, an order or a handler set
-later: checked at every event outside a batch, and by their number inside one); a callback with its own `__call__` hears every event. Every callback receives the
-same events in the same order as on a stock Learner (tests/test_speed.py records both); `after_fit` still
-goes to every callback, since fastai's Callback resets its `run` switch there.
+later: checked at every event outside a batch, and by their number inside one); a callback with its own
+`__call__` hears every event. Every callback receives the same events in the same order as on a stock Learner
+(tests/loop/test_learner.py records both); `after_fit` still goes to every callback, since fastai's Callback
+resets its `run` switch there.
 
 The rest of a batch's bookkeeping, made cheaper the same way (each part tested against fastai's own): the
 Recorder (below), the model's device read once a pass instead of on every batch, and gradients dropped after

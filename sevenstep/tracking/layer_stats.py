@@ -146,9 +146,8 @@ class LayerStats(SparseCallback):
         self.restored_rows = state.get("rows")
 
     def after_run(self, run):
-        if (
-            run.run_dir and self.rows
-        ):  # the picture with the run's others: a comparison draws the first seed's
+        # the picture goes with the run's other pictures: a comparison draws its first seed's only
+        if run.run_dir and self.rows:
             write(Path(run.run_dir), self.rows, picture=self.learn.run_info.pictures)
 
     def histograms(self, epoch: int) -> dict[str, Any]:
