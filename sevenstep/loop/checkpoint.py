@@ -151,7 +151,8 @@ class Checkpointer(SparseCallback):
 
     def before_fit(self):
         self.snapshot, self.kept, self.written_at = None, 0, -math.inf  # kept: the epoch of the last snapshot
-        self.fixed = None  # what a fit does not change (the recipe, the stateful callbacks): made once
+        # what a fit does not change (the recipe, the callbacks with state): made at its first snapshot
+        self.fixed, self.keepers = None, None
 
     def after_epoch(self):
         if self.learn.run_info.run_dir is None:  # a run that is not saved has nothing to resume

@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from ..callbacks import LOGGER_ORDER, SparseCallback
-from ..loop.run_folder import LAYER_COLUMNS, LAYERS, LAYERS_PICTURE, read_layers
+from ..loop.run_folder import LAYER_COLUMNS, LAYERS, LAYERS_PICTURE
 
-FILE, PICTURE = LAYERS, LAYERS_PICTURE
 ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU)
 POINTS = 50  # records a run aims at
 
@@ -171,9 +170,6 @@ def write(run_dir: Path, rows: list[dict[str, Any]], picture: bool = True) -> No
     from ..utils import tables
     from . import plots
 
-    tables.write_csv(run_dir / FILE, rows, LAYER_COLUMNS)
+    tables.write_csv(run_dir / LAYERS, rows, LAYER_COLUMNS)
     if picture:
-        plots.save(plots.layer_curves(rows), run_dir / PICTURE)
-
-
-read = read_layers  # sevenstep.loop.run_folder's: a page reads it without torch or fastai
+        plots.save(plots.layer_curves(rows), run_dir / LAYERS_PICTURE)

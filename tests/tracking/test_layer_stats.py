@@ -14,7 +14,7 @@ from torch import nn
 from conftest import LINEAR
 from sevenstep import recipe as recipes
 from sevenstep.callbacks import SparseCallback
-from sevenstep.loop import train
+from sevenstep.loop import run_folder, train
 from sevenstep.tracking import layer_stats
 from sevenstep.tracking.layer_stats import LayerStats
 
@@ -82,13 +82,13 @@ def test_the_record_changes_nothing_in_training(tiny_folder, tmp_path):
     strip = lambda es: [{k: v for k, v in e.items() if k != "seconds"} for e in es]  # noqa: E731
     assert strip(plain.epochs) == strip(looked.epochs)
     # saved with the run: the CSV reads back as recorded, and the picture is drawn
-    rows = layer_stats.read(looked.run_dir)
+    rows = run_folder.read_layers(looked.run_dir)
     assert [row["layer"] for row in rows] == [row["layer"] for row in looked.learn.layer_stats.rows]
     assert (tmp_path / looked.run_dir / "layers.png").stat().st_size > 5_000
     assert not math.isnan(rows[0]["grad_norm"])
     # a run without pictures (a comparison's later seeds) keeps its records, and draws no picture
     quiet = train.run(r, cbs=[LayerStats], runs_dir=tmp_path / "quiet", pictures=False)
-    assert layer_stats.read(quiet.run_dir) == rows
+    assert run_folder.read_layers(quiet.run_dir) == rows
     assert not (tmp_path / quiet.run_dir / "layers.png").exists()
 
 

@@ -90,9 +90,9 @@ def test_a_run_logs_config_history_summary_and_media(tmp_path):
     assert [h["epoch"] for h in epochs] == [1, 2, 3]
     assert [h["valid/accuracy"] for h in epochs] == pytest.approx([e["accuracy"] for e in out["epochs"]])
     # #37: inside steps 4 and 5, the linear layer's record, with each epoch it was taken (every epoch here)
-    from sevenstep.tracking import layer_stats
+    from sevenstep.loop import run_folder
 
-    recorded = layer_stats.read(out["run_dir"])
+    recorded = run_folder.read_layers(out["run_dir"])
     assert [h["layers/1/grad_norm"] for h in epochs] == pytest.approx([r["grad_norm"] for r in recorded])
     for h in epochs:  # and histograms of the layer's weights and gradients, as wandb.watch would log them
         assert h["layers/1/weights._type"] == h["layers/1/gradients._type"] == "histogram"
